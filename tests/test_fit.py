@@ -166,3 +166,12 @@ def test_compare_laws_errors():
         compare_laws([1.0, 2, 3], [1e-3, 2e-3, 3e-3])
     with pytest.raises(ValueError, match=r"b_noise must be > 0, got 0.0"):
         compare_laws(B, B, b_noise=0.0)
+
+
+def test_fit_surge_with_a_hopeless_interval_saturates_instead_of_overflowing():
+    # SGD-like data whose "peak" runs off the grid: the interval is unbounded, not an OverflowError.
+    b = [4, 8, 16, 32, 64, 128, 256, 512, 1024]
+    lr = [3.7422e-05, 9.24268e-05, 0.000124936, 0.000228281, 0.000417109, 0.000563819, 0.000762132, 0.0010302, 0.0010302]
+    res = fit_surge(b, lr)
+    assert not res.success
+    assert res.b_noise_ci[1] == math.inf or res.b_noise_ci[1] > 1e6 * max(b)

@@ -120,6 +120,11 @@ def _points(batch_sizes, values, values_name: str, min_points: int) -> tuple[np.
     return b, v
 
 
+def _exp(x: float) -> float:
+    """exp that saturates to inf instead of raising OverflowError (for intervals with huge errors)."""
+    return math.exp(x) if x < 700.0 else math.inf
+
+
 def _t(confidence: float, dof: int) -> float:
     return float(stats.t.ppf(0.5 + confidence / 2.0, dof))
 
@@ -238,11 +243,11 @@ def _fit_b_noise_nonlinear(b: np.ndarray, s: np.ndarray, confidence: float) -> B
         ok, message = False, f"B_noise ran down to {b_noise:.3g}, far below the smallest batch size {b.min():g}"
     return BNoiseFit(
         b_noise,
-        (math.exp(log_b - t * se_lb), math.exp(log_b + t * se_lb)),
+        (_exp(log_b - t * se_lb), _exp(log_b + t * se_lb)),
         s_min,
-        (math.exp(log_s_min - t * se_ls), math.exp(log_s_min + t * se_ls)),
+        (_exp(log_s_min - t * se_ls), _exp(log_s_min + t * se_ls)),
         e_min,
-        (math.exp(math.log(e_min) - t * se_le), math.exp(math.log(e_min) + t * se_le)),
+        (_exp(math.log(e_min) - t * se_le), _exp(math.log(e_min) + t * se_le)),
         success=ok,
         message=message,
         **common,
@@ -315,7 +320,7 @@ def fit_eps_max(
         logs = np.log(per_point)
         est = float(math.exp(logs.mean()))
         half = t * float(logs.std(ddof=1)) / math.sqrt(n)
-        ci = (est * math.exp(-half), est * math.exp(half))
+        ci = (est * _exp(-half), est * _exp(half))
     resid = np.log(lr) - (math.log(est) - log_g)
     return EpsMaxFit(
         eps_max=est,
@@ -412,9 +417,9 @@ def fit_surge(batch_sizes, optimal_lrs, *, confidence: float = 0.95) -> SurgeFit
         )
     return SurgeFit(
         eps_max=eps,
-        eps_max_ci=(eps * math.exp(-t * se[0]), eps * math.exp(t * se[0])),
+        eps_max_ci=(eps * _exp(-t * se[0]), eps * _exp(t * se[0])),
         b_noise=bn,
-        b_noise_ci=(bn * math.exp(-t * se[1]), bn * math.exp(t * se[1])),
+        b_noise_ci=(bn * _exp(-t * se[1]), bn * _exp(t * se[1])),
         confidence=confidence,
         n_points=n,
         rms_log_residual=math.sqrt(rss / n),
