@@ -1,0 +1,349 @@
+"""Synthetic problems for the sign-gradient model: per-sample gradients N(mu_i, sigma_i^2), Hessian H.
+
+Each builder returns a :class:`Problem` whose ground truth is known: the exact sign-descent curve (Eq 9,
+via :class:`~surge.theory.sign_model.SignGradientModel`), the paper's B_noise and eps_max (Eq 14, 16), and
+McCandlish's SGD quantities. The builders cover the cases of EQUATIONS.md, "What produces the surge":
+
+=============  =======================================================================  ==========
+name           construction                                                             surge?
+=============  =======================================================================  ==========
+``surge``      H = ridge I + coupling s s^T, s_i = sign(mu_i): coupling of same-sign      yes
+               coordinates (the check parameterisation: n = 64, SNR in [0.02, 0.08],
+               sigma in [0.5, 2], B_noise ~ 16, validity batch size ~ 250)
+``diagonal``   the same mu and sigma, H = diag(ridge + coupling) (same trace)             no
+``sign-blind`` the same spectrum as ``surge`` but H = ridge I + coupling 1 1^T, blind to   no
+               the gradient signs, with signs balanced so that sum_i mu_i / sigma_i ~ 0
+``equal-snr``  mu_i / sigma_i = r, H = (h - c) I + c 1 1^T: the exact peak is known in      if (n-1)c > h
+               closed form (``equal_snr_peak_batch_size``)
+``custom``     user-given (mu, sigma, H)                                                  it depends
+=============  =======================================================================  ==========
+
+NumPy/SciPy only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from scipy import special
+
+from surge._validation import check_array, check_scalar
+from surge.theory.sign_model import SignGradientModel
+
+__all__ = [
+    "PROBLEM_NAMES",
+    "Problem",
+    "custom_problem",
+    "diagonal_problem",
+    "equal_snr_peak_batch_size",
+    "equal_snr_problem",
+    "load_problem",
+    "make_problem",
+    "sign_blind_problem",
+    "surge_problem",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """One step of the sign-gradient model: per-sample gradients N(mu_i, sigma_i^2), Hessian H.
+
+    The true gradient is G = mu (Eq 37); per-sample gradients are independent across coordinates, as the
+    paper assumes (Eq 36). ``hessian`` is dense (n, n) or its diagonal (n,).
+    """
+
+    name: str  # "surge", "diagonal", "sign-blind", "equal-snr", "custom" or a user's name
+    mu: np.ndarray  # (n,) mean per-sample gradient = the true gradient G
+    sigma: np.ndarray  # (n,) per-sample gradient standard deviation, > 0
+    hessian: np.ndarray  # (n, n) symmetric, or (n,) diagonal
+    description: str = ""  # one line for people
+    params: dict = field(default_factory=dict)  # the builder's arguments, for the record
+
+    def __post_init__(self) -> None:
+        model = SignGradientModel(self.mu, self.sigma, self.hessian)  # validates shapes, symmetry, trace
+        object.__setattr__(self, "mu", model.mu)
+        object.__setattr__(self, "sigma", model.sigma)
+        object.__setattr__(self, "hessian", model.hessian)
+        self.__dict__["model"] = model
+
+    @cached_property
+    def model(self) -> SignGradientModel:
+        """The exact sign-descent theory of this problem (Eq 9, 14, 16, 17)."""
+        return SignGradientModel(self.mu, self.sigma, self.hessian)
+
+    @property
+    def n(self) -> int:
+        return int(self.mu.size)
+
+    @property
+    def is_diagonal(self) -> bool:
+        return self.hessian.ndim == 1
+
+    def hessian_matrix(self) -> np.ndarray:
+        """H as a dense (n, n) array."""
+        return np.diag(self.hessian) if self.is_diagonal else self.hessian
+
+    def quadratic_form(self, x: np.ndarray) -> np.ndarray:
+        """x^T H x over the last axis of ``x``."""
+        if self.is_diagonal:
+            return (x * x) @ self.hessian
+        return np.einsum("...i,...i->...", x @ self.hessian, x)
+
+    # ---- McCandlish et al.'s SGD theory, exact for this model -----------------------------------
+
+    @property
+    def _ghg(self) -> float:
+        return float(self.quadratic_form(self.mu))
+
+    @property
+    def sgd_eps_max(self) -> float:
+        """|G|^2 / G^T H G: SGD's optimal learning rate as B -> inf (McCandlish et al.; Eq 1)."""
+        ghg = self._ghg
+        return float(self.mu @ self.mu) / ghg if ghg > 0 else math.inf
+
+    @property
+    def sgd_b_noise(self) -> float:
+        """tr(H Sigma) / G^T H G with Sigma = diag(sigma^2): McCandlish's noise scale (Eq 1)."""
+        diag = self.hessian if self.is_diagonal else np.diag(self.hessian)
+        ghg = self._ghg
+        return float(diag @ self.sigma**2) / ghg if ghg > 0 else math.inf
+
+    def sgd_optimal_lr(self, batch_size) -> np.ndarray:
+        """Exact optimal SGD learning rate: |G|^2 / (G^T H G + tr(H Sigma) / B) = eps_max / (1 + B_noise / B).
+
+        Lemma 1 (Eq 6) with V = G_est ~ N(G, Sigma / B): E[V] = G and E[V^T H V] = G^T H G + tr(H Sigma) / B.
+        """
+        b = check_array(batch_size, "batch_size", positive=True)
+        diag = self.hessian if self.is_diagonal else np.diag(self.hessian)
+        return float(self.mu @ self.mu) / (self._ghg + float(diag @ self.sigma**2) / b)
+
+    def __repr__(self) -> str:
+        kind = "diagonal" if self.is_diagonal else "dense"
+        return (
+            f"Problem({self.name!r}, n={self.n}, {kind} hessian, b_noise={self.model.b_noise:.4g}, "
+            f"validity_batch_size={self.model.validity_batch_size:.4g})"
+        )
+
+
+# ---- builders ------------------------------------------------------------------------------------
+
+
+def _range(value, name: str) -> tuple[float, float]:
+    arr = check_array(value, name, ndim=1, positive=True)
+    if arr.size != 2 or not arr[0] <= arr[1]:
+        raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {arr.tolist()}")
+    return float(arr[0]), float(arr[1])
+
+
+def _n(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be an integer, got {n!r}")
+    if n < 2:
+        raise ValueError(f"n must be >= 2 (off-diagonal coupling needs two coordinates), got {n}")
+    return int(n)
+
+
+def _seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
+    return np.exp(rng.uniform(math.log(lo), math.log(hi), n))
+
+
+def _draw(n: int, snr_range, sigma_range, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """|SNR| and sigma log-uniform in their ranges, random signs s (EQUATIONS.md's check parameterisation)."""
+    snr_lo, snr_hi = _range(snr_range, "snr_range")
+    sig_lo, sig_hi = _range(sigma_range, "sigma_range")
+    rng = np.random.default_rng(seed)
+    snr = _log_uniform(rng, snr_lo, snr_hi, n)
+    sigma = _log_uniform(rng, sig_lo, sig_hi, n)
+    signs = rng.choice([-1.0, 1.0], size=n)
+    return snr, sigma, signs
+
+
+def surge_problem(
+    *,
+    n: int = 64,
+    snr_range=(0.02, 0.08),
+    sigma_range=(0.5, 2.0),
+    ridge: float = 0.2,
+    coupling: float = 1.0,
+    seed: int = 0,
+) -> Problem:
+    """A problem with a surge: H = ridge I + coupling s s^T with s = sign(mu).
+
+    The off-diagonal entries couple every pair of coordinates whose mean gradients share a sign (after
+    the change of variables theta_i -> s_i theta_i), so the SNR coupling S = sum_{i!=j} r_i r_j H_ij is
+    positive and Theorem 3 predicts a peak at B_noise = pi D / (2 S) (Eq 14). With the defaults (the
+    check parameterisation of EQUATIONS.md) B_noise is about 16 and the validity batch size
+    min_i pi sigma_i^2 / (2 mu_i^2) about 250, so the exact peak sits within 1 % of B_noise.
+    """
+    n = _n(n)
+    seed = _seed(seed)
+    ridge = check_scalar(ridge, "ridge", nonnegative=True)
+    coupling = check_scalar(coupling, "coupling", positive=True)
+    snr, sigma, s = _draw(n, snr_range, sigma_range, seed)
+    h = ridge * np.eye(n) + coupling * np.outer(s, s)
+    params = {"n": n, "snr_range": list(snr_range), "sigma_range": list(sigma_range), "ridge": ridge, "coupling": coupling, "seed": seed}
+    return Problem("surge", s * snr * sigma, sigma, h, "H = ridge I + coupling s s^T, s = sign(mu)", params)
+
+
+def diagonal_problem(
+    *,
+    n: int = 64,
+    snr_range=(0.02, 0.08),
+    sigma_range=(0.5, 2.0),
+    ridge: float = 0.2,
+    coupling: float = 1.0,
+    seed: int = 0,
+) -> Problem:
+    """No surge: the mu and sigma of ``surge_problem`` with a diagonal H = (ridge + coupling) I (same trace).
+
+    S = 0, so B_noise is infinite and the exact Eq 9, sum_i |mu_i| erf(sqrt(B/2) |r_i|) / D, increases
+    monotonically in B.
+    """
+    n = _n(n)
+    seed = _seed(seed)
+    ridge = check_scalar(ridge, "ridge", nonnegative=True)
+    coupling = check_scalar(coupling, "coupling", positive=True)
+    snr, sigma, s = _draw(n, snr_range, sigma_range, seed)
+    diag = np.full(n, ridge + coupling)
+    params = {"n": n, "snr_range": list(snr_range), "sigma_range": list(sigma_range), "ridge": ridge, "coupling": coupling, "seed": seed}
+    return Problem("diagonal", s * snr * sigma, sigma, diag, "H = (ridge + coupling) I, diagonal", params)
+
+
+def sign_blind_problem(
+    *,
+    n: int = 64,
+    snr_range=(0.02, 0.08),
+    sigma_range=(0.5, 2.0),
+    ridge: float = 0.2,
+    coupling: float = 1.0,
+    seed: int = 0,
+) -> Problem:
+    """No surge: coupling blind to the gradient signs, H = ridge I + coupling 1 1^T (the spectrum of ``surge``).
+
+    The signs of mu are random but balanced: the |SNR|s are sorted, given alternating signs and shuffled,
+    so |sum_i r_i| <= max_i |r_i| and S = coupling ((sum r)^2 - sum r^2) < 0. B_noise is then undefined
+    (nan) and the exact curve rises monotonically to the Eq 17 plateau.
+    """
+    n = _n(n)
+    seed = _seed(seed)
+    ridge = check_scalar(ridge, "ridge", nonnegative=True)
+    coupling = check_scalar(coupling, "coupling", positive=True)
+    snr, sigma, _ = _draw(n, snr_range, sigma_range, seed)
+    rng = np.random.default_rng([seed, 1])
+    order = np.argsort(-snr)
+    signs = np.empty(n)
+    signs[order] = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)  # alternating along decreasing |r|
+    perm = rng.permutation(n)
+    snr, sigma, signs = snr[perm], sigma[perm], signs[perm]
+    h = ridge * np.eye(n) + coupling * np.ones((n, n))
+    params = {"n": n, "snr_range": list(snr_range), "sigma_range": list(sigma_range), "ridge": ridge, "coupling": coupling, "seed": seed}
+    return Problem("sign-blind", signs * snr * sigma, sigma, h, "H = ridge I + coupling 1 1^T, balanced signs", params)
+
+
+def equal_snr_problem(
+    *,
+    n: int = 64,
+    snr: float = 0.05,
+    diagonal: float = 1.0,
+    off_diagonal: float = 52.5 / 63.0,
+    sigma_range=(0.5, 2.0),
+    seed: int = 0,
+) -> Problem:
+    """The exact equal-SNR model: mu_i / sigma_i = r for every i, H = (h - c) I + c 1 1^T.
+
+    Eq 9 reduces to eps(B) = E sum_i mu_i / (n h + n (n-1) c E^2) with E = erf(sqrt(B/2) r),
+    maximal at E* = sqrt(h / ((n-1) c)), so the exact peak is B_peak = 2 (erfinv(E*) / r)^2 when
+    (n-1) c > h (``equal_snr_peak_batch_size``), against B_noise = pi h / (2 (n-1) c r^2) (Eq 14). The
+    defaults, (n-1) c / h = 52.5 and r = 0.05, give B_peak = 12.09 and B_noise = 11.97.
+    ``sigma_range`` spreads sigma_i log-uniformly; it does not change the curve's shape.
+    """
+    n = _n(n)
+    seed = _seed(seed)
+    r = check_scalar(snr, "snr", positive=True)
+    h = check_scalar(diagonal, "diagonal", positive=True)
+    c = check_scalar(off_diagonal, "off_diagonal")
+    if not (-h / (n - 1) <= c <= h):
+        raise ValueError(
+            f"off_diagonal must lie in [-diagonal/(n-1), diagonal] = [{-h / (n - 1):.4g}, {h:.4g}] for H to be "
+            f"positive semi-definite, got {c}"
+        )
+    lo, hi = _range(sigma_range, "sigma_range")
+    rng = np.random.default_rng(seed)
+    sigma = _log_uniform(rng, lo, hi, n)
+    hess = (h - c) * np.eye(n) + c * np.ones((n, n))
+    params = {"n": n, "snr": r, "diagonal": h, "off_diagonal": c, "sigma_range": list(sigma_range), "seed": seed}
+    return Problem("equal-snr", r * sigma, sigma, hess, "mu_i/sigma_i = r, H = (h - c) I + c 1 1^T", params)
+
+
+def equal_snr_peak_batch_size(*, n: int, snr: float, diagonal: float, off_diagonal: float) -> float | None:
+    """Exact peak of the equal-SNR model: B_peak = 2 (erfinv(E*) / r)^2 with E* = sqrt(h / ((n-1) c)).
+
+    None when (n-1) c <= h: the curve then has no interior maximum. B_peak >= B_noise, with equality in
+    the limit (n-1) c >> h (EQUATIONS.md, "What produces the surge").
+    """
+    n = _n(n)
+    r = check_scalar(snr, "snr", positive=True)
+    h = check_scalar(diagonal, "diagonal", positive=True)
+    c = check_scalar(off_diagonal, "off_diagonal")
+    if not (n - 1) * c > h:
+        return None
+    e_star = math.sqrt(h / ((n - 1) * c))
+    return float(2.0 * (special.erfinv(e_star) / r) ** 2)
+
+
+def custom_problem(mu, sigma, hessian, *, name: str = "custom", description: str = "user-given") -> Problem:
+    """A user-given problem: mean gradient ``mu`` (n,), per-sample std ``sigma`` (n,), ``hessian`` (n, n) or (n,)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    return Problem(name, np.asarray(mu), np.asarray(sigma), np.asarray(hessian), description, {})
+
+
+def load_problem(path) -> Problem:
+    """A user-given problem from a ``.npz`` file with arrays ``mu``, ``sigma`` and ``hessian``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"problem file {str(p)!r} does not exist or is not a file")
+    try:
+        data = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"problem file {str(p)!r} is not a readable .npz file: {exc}") from None
+    missing = [k for k in ("mu", "sigma", "hessian") if k not in data.files]
+    if missing:
+        raise ValueError(
+            f"problem file {str(p)!r} lacks array(s) {', '.join(missing)}; it has {', '.join(data.files) or 'none'} "
+            "(save it with np.savez(path, mu=..., sigma=..., hessian=...))"
+        )
+    return custom_problem(data["mu"], data["sigma"], data["hessian"], name=p.stem, description=f"loaded from {p.name}")
+
+
+_BUILDERS = {
+    "surge": surge_problem,
+    "diagonal": diagonal_problem,
+    "sign-blind": sign_blind_problem,
+    "equal-snr": equal_snr_problem,
+}
+PROBLEM_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def make_problem(name: str, **kwargs) -> Problem:
+    """A built-in problem by name (one of ``PROBLEM_NAMES``), or a ``.npz`` file path (``load_problem``)."""
+    if isinstance(name, (str, Path)) and str(name).endswith(".npz"):
+        if kwargs:
+            raise ValueError("a problem loaded from a file takes no builder arguments")
+        return load_problem(name)
+    if name not in _BUILDERS:
+        raise ValueError(
+            f"problem must be one of {', '.join(repr(k) for k in PROBLEM_NAMES)} or a .npz file with arrays "
+            f"mu, sigma, hessian; got {name!r}"
+        )
+    return _BUILDERS[name](**kwargs)
