@@ -1,0 +1,258 @@
+"""``surge sweep run|status|export|plan|presets``: grid sweeps over learning rate and batch size."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from surge.cli._output import console, emit_json, err_console, fmt
+from surge.sweep.presets import PRESETS, get_preset, list_presets
+from surge.sweep.spec import SweepSpec, load_spec
+
+app = typer.Typer(help="Grid sweeps of learning rate x batch size (the paper's Table 1), resumable.",
+                  no_args_is_help=True)
+
+SPEC = typer.Argument(None, metavar="SPEC.toml", help="Sweep spec, a TOML file (see docs/readme/sweep.md).",
+                      show_default=False)
+PRESET = typer.Option(None, "--preset", "-p", help=f"A named sweep instead of a file: {', '.join(PRESETS)}.")
+STORE = typer.Option(..., "--store", "-s", help="SQLite store file (created if missing).")
+ROUNDS = typer.Option(None, "--rounds", help="Override the spec's number of rounds (seeds).")
+JSON = typer.Option(False, "--json", help="Print one JSON object instead of tables.")
+
+
+def _spec(spec_file: Path | None, preset: str | None, rounds: int | None, device: str | None = None,
+          workload: str | None = None) -> SweepSpec:
+    if (spec_file is None) == (preset is None):
+        raise ValueError(f"give a SPEC.toml file or --preset NAME (one of {', '.join(PRESETS)}), "
+                         f"not {'both' if spec_file else 'neither'}")
+    spec = load_spec(spec_file) if spec_file is not None else get_preset(preset)
+    changes = {}
+    if rounds is not None:
+        changes["rounds"] = rounds
+    if device is not None:
+        changes["device"] = device
+    if workload is not None:
+        changes["workload"] = workload
+    return spec.replace(**changes) if changes else spec
+
+
+def _resume_command(spec_file, preset, store, rounds, device, workers, workload) -> str:
+    parts = ["surge", "sweep", "run"]
+    parts += [str(spec_file)] if spec_file is not None else ["--preset", preset]
+    parts += ["--store", str(store)]
+    if rounds is not None:
+        parts += ["--rounds", str(rounds)]
+    if device is not None:
+        parts += ["--device", device]
+    if workers != 1:
+        parts += ["--workers", str(workers)]
+    if workload is not None:
+        parts += ["--workload", workload]
+    return shlex.join(parts)
+
+
+def _group_label(group) -> str:
+    r = group.rounds
+    rounds = f"round {r[0]}" if len(r) == 1 else f"rounds {r[0]}-{r[-1]}"
+    return f"B={group.batch_size}, {rounds}, {len(group.trials)} trials"
+
+
+def _raise_keyboard_interrupt(signum, frame):  # SIGTERM stops like Ctrl-C
+    raise KeyboardInterrupt
+
+
+@app.command("run")
+def run(
+    spec_file: Path | None = SPEC,
+    preset: str | None = PRESET,
+    store: Path = STORE,
+    rounds: int | None = ROUNDS,
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (overrides the spec)."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes, each training one group at a time."),
+    workload: str | None = typer.Option(None, "--workload", help="Override the spec's workload (same grid)."),
+    retry_failed: bool = typer.Option(True, "--retry-failed/--no-retry-failed",
+                                      help="Retrain trials whose earlier attempt failed."),
+    runner: str | None = typer.Option(None, "--runner", hidden=True,
+                                         help="'package.module:attribute' trainer instead of surge.engine.run_group."),
+    as_json: bool = JSON,
+) -> None:
+    """Train the sweep's pending trials into the store; rerun the same command to resume."""
+    from surge.sweep.executor import run_sweep
+    from surge.sweep.plan import plan_sweep
+
+    spec = _spec(spec_file, preset, rounds, device, workload)
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    plan = plan_sweep(spec)
+    resume = _resume_command(spec_file, preset, store, rounds, device, workers, workload)
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
+        TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=err_console, disable=as_json, transient=False, speed_estimate_period=3600.0,
+    )
+    task = progress.add_task(spec.name, total=plan.n_trials, note="")
+
+    def on_event(ev) -> None:
+        running = ev.group_fraction * len(ev.group.trials) if ev.event == "step" and ev.group is not None else 0.0
+        note = _group_label(ev.group) if ev.group is not None and ev.event in ("group_start", "step") else ""
+        if ev.trials_failed:
+            note = f"[red]{ev.trials_failed} failed[/red] " + note
+        progress.update(task, completed=ev.trials_done + ev.trials_failed + running, note=note)
+
+    old_term = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    except ValueError:  # not the main thread
+        old_term = None
+    try:
+        with progress:
+            summary = run_sweep(plan, store, runner=runner, workers=workers, progress=on_event,
+                                retry_failed=retry_failed)
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+    result = {
+        "store": summary.store, "sweep": summary.sweep, "total": summary.total, "skipped": summary.skipped,
+        "ran": summary.ran, "ok": summary.ok, "diverged": summary.diverged, "failed": summary.failed,
+        "done": summary.done, "failed_total": summary.failed_total, "pending": summary.pending,
+        "interrupted": summary.interrupted,
+        "wall_seconds": summary.wall_seconds, "resume": resume,
+    }
+    if summary.interrupted:
+        if as_json:
+            emit_json(result)
+        err_console.print(f"interrupted: {summary.done} of {summary.total} trials are done and "
+                          f"saved in {store}; the groups in training were dropped.", soft_wrap=True)
+        err_console.print(f"resume with: {resume}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+    if as_json:
+        emit_json(result)
+        return
+    console.print(
+        f"sweep [bold]{summary.sweep}[/bold]: {summary.total} trials, {summary.done} done "
+        f"({summary.skipped} from earlier runs); this run trained {summary.ran}: {summary.ok} ok, "
+        f"{summary.diverged} diverged, {summary.failed} failed, in {fmt(summary.wall_seconds, 3)} s. Store: {store}"
+    )
+    if summary.done < summary.total:
+        console.print(f"[yellow]{summary.total - summary.done} trials are not finished[/yellow] "
+                      f"({summary.failed_total} failed, with their error: "
+                      f"see 'surge sweep status --store {store}'); retry with: {resume}", highlight=False, soft_wrap=True)
+
+
+@app.command("status")
+def status(store: Path = STORE, as_json: bool = JSON) -> None:
+    """Progress of the store's sweeps: total, done, failed and pending trials, per batch size too."""
+    from surge.sweep.store import SweepStore
+
+    with SweepStore(store, create=False) as st:
+        info = st.status()
+        info["errors"] = st.failure_summary()
+    if as_json:
+        emit_json(info)
+        return
+    console.print(f"store {store}: {info['total']} trials, {info['done']} done ({info['ok']} ok, "
+                  f"{info['diverged']} diverged), {info['failed']} failed, {info['pending']} pending")
+    table = Table(title="per batch size")
+    for col in ("batch size", "total", "done", "ok", "diverged", "failed", "pending"):
+        table.add_column(col, justify="right")
+    for row in info["by_batch_size"]:
+        table.add_row(*(str(row[k]) for k in ("batch_size", "total", "done", "ok", "diverged", "failed", "pending")))
+    console.print(table)
+    for s in info["sweeps"]:
+        console.print(f"sweep {s['name']!r} ({s['workload']}): {s['done']}/{s['total']} done, created "
+                      f"{s['created_at']}, last run {s['last_run_at']}", highlight=False)
+    for e in info["errors"]:
+        console.print(f"[red]failed[/red] x{e['trials']}: {e['error']}", highlight=False)
+
+
+@app.command("export")
+def export(
+    store: Path = STORE,
+    out: Path = typer.Option(..., "--out", "-o", help="Output file: FILE.csv or FILE.parquet."),
+    as_json: bool = JSON,
+) -> None:
+    """Write the store's trials as a tidy table, one row per (trial, target loss)."""
+    from surge.sweep.store import SweepStore
+
+    with SweepStore(store, create=False) as st:
+        path = st.export(out)
+        frame = st.trials_frame()
+    info = {"out": str(path), "rows": len(frame), "trials": int(frame["trial_key"].nunique()),
+            "columns": list(frame.columns)}
+    if as_json:
+        emit_json(info)
+        return
+    console.print(f"wrote {info['rows']} rows ({info['trials']} trials) to {path}", highlight=False, soft_wrap=True)
+
+
+@app.command("plan")
+def plan(
+    spec_file: Path | None = SPEC,
+    preset: str | None = PRESET,
+    rounds: int | None = ROUNDS,
+    workload: str | None = typer.Option(None, "--workload", help="Override the spec's workload (same grid)."),
+    as_toml: bool = typer.Option(False, "--toml", help="Print the spec as TOML (a starting point for a file)."),
+    as_json: bool = JSON,
+) -> None:
+    """Show the grid, the targets and the trial groups without training (a dry run)."""
+    from surge.sweep.plan import plan_sweep
+
+    spec = _spec(spec_file, preset, rounds, workload=workload)
+    if as_toml:
+        print(spec.to_toml(), end="")
+        return
+    p = plan_sweep(spec, strict=False)
+    info = p.summary()
+    info["by_batch_size"] = [
+        {"batch_size": b, "trials": sum(len(g) for g in p.groups if g.batch_size == b),
+         "groups": sum(1 for g in p.groups if g.batch_size == b)}
+        for b in p.batch_sizes
+    ]
+    if as_json:
+        emit_json(info)
+        return
+    o = spec.optimizer
+    console.print(f"sweep [bold]{spec.name}[/bold]: workload {spec.workload} ({p.batch_unit} per batch), "
+                  f"{o.name} betas=({fmt(o.betas[0])}, {fmt(o.betas[1])}) eps={fmt(o.eps)}"
+                  + (f" weight_decay={fmt(o.weight_decay)}" if o.weight_decay else "")
+                  + (f" momentum={fmt(o.momentum)}" if o.momentum else ""), highlight=False)
+    console.print(f"learning rates ({len(p.lrs)}): {', '.join(fmt(x, 6) for x in p.lrs)}", highlight=False)
+    console.print(f"batch sizes ({len(p.batch_sizes)}): {', '.join(str(b) for b in p.batch_sizes)}", highlight=False)
+    console.print(f"rounds: {spec.rounds} (seeds {spec.seed}..{spec.seed + spec.rounds - 1}); target losses "
+                  f"({info['target_loss_source']}): {', '.join(fmt(t) for t in p.target_losses)}; N = {p.extra_steps} "
+                  f"extra steps; budget {spec.max_steps} steps"
+                  + (f" / {spec.max_examples} examples" if spec.max_examples else "")
+                  + f"; {spec.device}, {spec.dtype}, strategy {spec.strategy}", highlight=False)
+    table = Table(title=f"{p.n_trials} trials in {len(p.groups)} groups (at most {spec.group_size} trials each)")
+    for col in ("batch size", "learning rates", "rounds", "trials", "groups"):
+        table.add_column(col, justify="right")
+    for row in info["by_batch_size"]:
+        table.add_row(str(row["batch_size"]), str(len(p.lrs)), str(spec.rounds), str(row["trials"]),
+                      str(row["groups"]))
+    console.print(table)
+    if p.workload.unavailable:
+        console.print(f"[yellow]note:[/yellow] {p.workload.unavailable} (the plan uses the spec's targets; "
+                      f"'surge sweep run' needs the workload)", highlight=False)
+
+
+@app.command("presets")
+def presets(as_json: bool = JSON) -> None:
+    """List the named sweeps."""
+    items = [{"name": p.name, "description": p.description, "workload": p.spec().workload,
+              "trials": p.spec().n_trials} for p in list_presets()]
+    if as_json:
+        emit_json({"presets": items})
+        return
+    table = Table(title="presets (surge sweep plan --preset NAME --toml prints one as a spec file)")
+    for col in ("name", "workload", "trials", "description"):
+        table.add_column(col)
+    for it in items:
+        table.add_row(it["name"], it["workload"], str(it["trials"]), it["description"])
+    console.print(table)

@@ -1,0 +1,323 @@
+"""The executor: trains a plan's pending groups, in this process or in worker processes, into a store.
+
+It knows nothing of the CLI: progress goes to a callback as :class:`SweepProgress` events. It knows
+nothing of torch either: a *runner* trains a group, by default ``surge.engine.run_group`` (imported
+only when a group is about to train, so planning and status work without torch).
+
+- A group whose runner raises (or returns results that do not fit the group) is recorded as failed,
+  every trial of it with the error text and traceback, and the sweep goes on. A rerun retries it.
+- A trial the engine reports as diverged is recorded as ``diverged``: finished, not retried.
+- A KeyboardInterrupt (Ctrl-C) stops the sweep: groups already written stay in the store, the running
+  ones are dropped whole, and :func:`run_sweep` returns with ``interrupted=True``. Running the same
+  command again resumes.
+- With ``workers > 1`` groups train in that many 'spawn' processes, each with single-threaded torch
+  (one core each beats a shared pool of threads for the small models of the paper's grids).
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback as tb_module
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+from surge.sweep.plan import SweepPlan, TrialGroup, WorkloadInfo, plan_sweep
+from surge.sweep.spec import SweepSpec
+from surge.sweep.store import FINISHED, SweepStore
+
+DEFAULT_RUNNER = "surge.engine:run_group"
+
+Runner = Union[Callable[..., Any], str]
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """One progress event. ``event`` is "start", "group_start", "step", "group_done" or "end"."""
+
+    event: str
+    trials_total: int  # trials the sweep plans
+    trials_done: int  # finished trials (ok + diverged) in the store, including earlier runs'
+    trials_failed: int  # trials whose latest attempt failed
+    groups_total: int  # groups this run has to train
+    groups_done: int  # of those, how many are written (finished or failed)
+    group: TrialGroup | None = None  # the group the event is about ("group_*", "step")
+    group_fraction: float = 0.0  # progress of that group, 0..1 ("step" events; single-process runs only)
+    error: str | None = None  # "group_done" of a failed group: its error
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one call of :func:`run_sweep` did."""
+
+    store: str
+    sweep: str  # the spec's name
+    sweep_id: int
+    total: int  # trials the sweep plans
+    skipped: int  # finished before this run (not retrained)
+    ran: int  # trials trained (or attempted) by this run
+    ok: int  # of those, finished normally
+    diverged: int  # of those, diverged
+    failed: int  # of those, failed (recorded with their error)
+    done: int  # the sweep's finished trials (ok + diverged) after this run, earlier runs' included
+    failed_total: int  # the sweep's trials whose latest attempt failed, after this run
+    pending: int  # the sweep's trials never attempted (total = done + failed_total + pending)
+    interrupted: bool  # stopped by Ctrl-C before the end
+    wall_seconds: float
+
+
+def resolve_runner(runner: Runner | None) -> Callable[..., Any]:
+    """A runner callable from a callable, a "package.module:attribute" string, or None (the engine)."""
+    if runner is None:
+        runner = DEFAULT_RUNNER
+    if callable(runner):
+        return runner
+    if not isinstance(runner, str) or ":" not in runner:
+        raise ValueError(f"runner must be a callable or 'package.module:attribute', got {runner!r}")
+    module_name, _, attr = runner.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"runner {runner!r}: cannot import {module_name!r}: {exc}") from None
+    try:
+        fn = getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"runner {runner!r}: module {module_name!r} has no attribute {attr!r}") from None
+    if not callable(fn):
+        raise ValueError(f"runner {runner!r} is not callable")
+    return fn
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
+def _init_worker() -> None:
+    """Worker start-up: one thread per worker, Ctrl-C handled by the parent alone."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_run(runner: Runner, config: Any) -> tuple:
+    """Train one group in a worker; never raises (the error travels back as text)."""
+    try:
+        fn = resolve_runner(runner)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
+        return ("ok", fn(config))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a failed group
+        return ("error", _error_text(exc), tb_module.format_exc())
+
+
+def _pending(plan: SweepPlan, statuses: dict[str, str], retry_failed: bool) -> list[TrialGroup]:
+    """The groups (or, after a spec change, the unfinished parts of groups) still to train."""
+    out = []
+    for group in plan.groups:
+        todo = tuple(t for t in group.trials
+                     if statuses.get(t.key) not in FINISHED and (retry_failed or statuses.get(t.key) != "failed"))
+        if not todo:
+            continue
+        if len(todo) < len(group.trials):
+            group = TrialGroup(index=group.index, batch_size=group.batch_size,
+                               rounds=tuple(sorted({t.round for t in todo})), trials=todo)
+        out.append(group)
+    return out
+
+
+def run_sweep(
+    spec: SweepSpec | SweepPlan,
+    store: SweepStore | str | Path,
+    *,
+    runner: Runner | None = None,
+    workers: int = 1,
+    progress: Callable[[SweepProgress], None] | None = None,
+    retry_failed: bool = True,
+    workload: WorkloadInfo | None = None,
+) -> RunSummary:
+    """Train the sweep's pending groups into ``store`` and return what was done.
+
+    ``runner(config, progress=callback)`` trains one group (a ``surge.engine.GroupConfig``) and returns
+    one ``TrialResult`` per trial, in order; a "package.module:attribute" string names one (required
+    form for ``workers > 1`` unless the callable pickles). ``workload`` skips the workload registry.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    plan = spec if isinstance(spec, SweepPlan) else plan_sweep(spec, workload=workload)
+    own_store = not isinstance(store, SweepStore)
+    st = SweepStore(store) if own_store else store
+    try:
+        with st.exclusive():
+            return _run(plan, st, runner=runner, workers=workers, progress=progress, retry_failed=retry_failed)
+    finally:
+        if own_store:
+            st.close()
+
+
+class _Tally:
+    def __init__(self, plan: SweepPlan, statuses: dict[str, str], n_groups: int):
+        keys = {t.key for t in plan.trials()}
+        self.total = plan.n_trials
+        self.done = sum(1 for k in keys if statuses.get(k) in FINISHED)
+        self.failed = sum(1 for k in keys if statuses.get(k) == "failed")
+        self.skipped = self.done
+        self.groups_total = n_groups
+        self.groups_done = 0
+        self.ran = self.ok = self.diverged = self.failed_now = 0
+        self.statuses = statuses
+
+    def event(self, name: str, group: TrialGroup | None = None, fraction: float = 0.0, error: str | None = None):
+        return SweepProgress(event=name, trials_total=self.total, trials_done=self.done, trials_failed=self.failed,
+                             groups_total=self.groups_total, groups_done=self.groups_done, group=group,
+                             group_fraction=fraction, error=error)
+
+    def finish(self, group: TrialGroup, results: list | None) -> None:
+        self.groups_done += 1
+        self.ran += len(group.trials)
+        for i, t in enumerate(group.trials):
+            was_failed = self.statuses.get(t.key) == "failed"
+            status = "failed" if results is None else results[i].status
+            self.statuses[t.key] = status
+            if status == "failed":
+                self.failed_now += 1
+                self.failed += not was_failed
+            else:
+                self.ok += status == "ok"
+                self.diverged += status == "diverged"
+                self.done += 1
+                self.failed -= was_failed
+
+
+def _run(plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry_failed) -> RunSummary:
+    t0 = time.perf_counter()
+    sweep_id = store.register_sweep(plan)
+    statuses = store.trial_statuses()
+    pending = _pending(plan, statuses, retry_failed)
+    tally = _Tally(plan, dict(statuses), len(pending))
+    emit = progress or (lambda _event: None)
+    device = plan.spec.device
+
+    def record(group: TrialGroup, outcome: tuple) -> None:
+        if outcome[0] == "ok":
+            try:
+                store.record_trials(sweep_id, plan, group.trials, group.key, results=outcome[1], device=device)
+                tally.finish(group, list(outcome[1]))
+                emit(tally.event("group_done", group))
+                return
+            except (ValueError, TypeError, AttributeError) as exc:  # results that do not fit the group
+                outcome = ("error", _error_text(exc), tb_module.format_exc())
+        store.record_trials(sweep_id, plan, group.trials, group.key, error=outcome[1], traceback=outcome[2],
+                            device=device)
+        tally.finish(group, None)
+        emit(tally.event("group_done", group, error=outcome[1]))
+
+    emit(tally.event("start"))
+    interrupted = False
+    if pending:
+        # Fail fast (not once per group) when the engine or its config type cannot be imported.
+        # With several groups at once, each group trains in its own process alone (no engine workers).
+        engine_workers = None if workers == 1 else 1
+        configs = {g.index: plan.group_config(g, device=device, engine_workers=engine_workers) for g in pending}
+        if workers == 1:
+            fn = resolve_runner(runner)
+            interrupted = _run_here(fn, pending, configs, record, tally, emit)
+        else:
+            resolve_runner(runner)  # a bad name is a usage error, not N failed groups
+            if callable(runner):
+                try:
+                    pickle.dumps(runner)
+                except Exception as exc:  # noqa: BLE001
+                    raise ValueError(f"with workers > 1 the runner must pickle (a module-level function, or "
+                                     f"'package.module:attribute'); {runner!r} does not: {exc}") from None
+            interrupted = _run_pool(runner or DEFAULT_RUNNER, pending, configs, record, tally, emit, workers)
+    emit(tally.event("end"))
+    return RunSummary(
+        store=str(store.path), sweep=plan.spec.name, sweep_id=sweep_id, total=tally.total, skipped=tally.skipped,
+        ran=tally.ran, ok=tally.ok, diverged=tally.diverged, failed=tally.failed_now, done=tally.done,
+        failed_total=tally.failed, pending=tally.total - tally.done - tally.failed, interrupted=interrupted,
+        wall_seconds=time.perf_counter() - t0,
+    )
+
+
+def _run_here(fn, pending, configs, record, tally, emit) -> bool:
+    """Train the groups one after another in this process; True if interrupted."""
+    for group in pending:
+        emit(tally.event("group_start", group))
+        last = [0.0]
+
+        def on_step(done: int, total: int, group=group, last=last) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.1 and total:
+                last[0] = now
+                emit(tally.event("step", group, fraction=min(1.0, max(0.0, done / total))))
+
+        try:
+            try:
+                results = fn(configs[group.index], progress=on_step)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a group that raises is recorded as failed
+                record(group, ("error", _error_text(exc), tb_module.format_exc()))
+                continue
+            record(group, ("ok", results))
+        except KeyboardInterrupt:
+            return True
+    return False
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+    else:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            if proc.is_alive():
+                proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_pool(runner, pending, configs, record, tally, emit, workers) -> bool:
+    """Train the groups in ``workers`` spawned processes, at most one queued group per worker."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = list(pending)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+    in_flight: dict = {}
+    try:
+        while queue or in_flight:
+            while queue and len(in_flight) < workers:
+                group = queue.pop(0)
+                emit(tally.event("group_start", group))
+                in_flight[pool.submit(_worker_run, runner, configs[group.index])] = group
+            done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                group = in_flight.pop(fut)
+                try:
+                    outcome = fut.result()
+                except BrokenProcessPool as exc:
+                    broken = True
+                    outcome = ("error", f"worker process died while training this group ({_error_text(exc)})", "")
+                except Exception as exc:  # noqa: BLE001 - e.g. a result that does not pickle
+                    outcome = ("error", _error_text(exc), "")
+                record(group, outcome)
+            if broken:  # the pool is unusable: start a fresh one for what is left
+                for fut, group in list(in_flight.items()):
+                    record(group, ("error", "worker pool broke while training this group", ""))
+                in_flight.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+    except KeyboardInterrupt:
+        _terminate(pool)
+        return True
+    pool.shutdown(wait=True)
+    return False

@@ -1,0 +1,283 @@
+"""Planning: a spec becomes trials, keyed by a hash of their full config, grouped into training groups.
+
+A *group* is the set of trials the engine trains together: one batch size, a chunk of rounds, and all
+learning rates of those rounds (a chunk of them when there are more than ``group_size``). The grouping
+is a pure function of the spec, so a resumed sweep rebuilds exactly the groups of the first run; the
+store commits a group's trials in one transaction, so a group is either wholly in the store or wholly
+pending, and a resumed sweep trains each remaining group with the same composition (and hence, on the
+CPU, the same numbers) as an uninterrupted run would.
+
+Groups are ordered round-chunk first, then batch size: an interrupted sweep has whole early rounds
+across every batch size, which is what the analysis needs first.
+
+This module imports neither torch nor the engine; the workload's defaults come from a resolver
+(by default :func:`surge.workloads.get_workload`, imported when first needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from surge.sweep.spec import SweepSpec
+
+TRIAL_KEY_VERSION = 1  # part of every trial config; bump when the meaning of a stored trial changes
+
+
+@dataclass(frozen=True)
+class WorkloadInfo:
+    """What planning needs to know of a workload: its defaults and its batch unit."""
+
+    name: str  # the workload as the spec names it
+    default_targets: tuple[float, ...]  # the training-loss targets used when the spec gives none
+    extra_steps: int  # N used when the spec gives none
+    batch_unit: str  # "examples" or "tokens": what a batch size counts ("unknown" when not loaded)
+    unavailable: str | None = None  # why the workload could not be loaded (dry-run plans only), else None
+
+
+class WorkloadUnavailable(ValueError):
+    """The workload is known by name but cannot be loaded here (torch missing, data missing)."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One (batch size, learning rate, round) point of the grid."""
+
+    key: str  # SHA-256 of the trial's canonical config JSON (see SweepPlan.trial_config)
+    batch_size: int
+    lr: float
+    round: int  # 0-based round index
+    seed: int  # spec.seed + round
+
+
+@dataclass(frozen=True)
+class TrialGroup:
+    """Trials trained together: one batch size, rounds x learning rates (round-major order)."""
+
+    index: int  # position in the plan, 0-based
+    batch_size: int
+    rounds: tuple[int, ...]  # the rounds it covers
+    trials: tuple[Trial, ...]  # round-major, then learning rate
+
+    @property
+    def key(self) -> str:
+        """A hash of the group's trial keys: identifies the composition."""
+        return hashlib.sha256("\n".join(t.key for t in self.trials).encode()).hexdigest()[:16]
+
+    @property
+    def lrs(self) -> tuple[float, ...]:
+        return tuple(t.lr for t in self.trials)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(t.seed for t in self.trials)
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The spec resolved against its workload and cut into groups."""
+
+    spec: SweepSpec
+    workload: WorkloadInfo
+    target_losses: tuple[float, ...]  # the spec's targets, or the workload's defaults
+    extra_steps: int  # the spec's N, or the workload's
+    lrs: tuple[float, ...]
+    batch_sizes: tuple[int, ...]
+    groups: tuple[TrialGroup, ...]
+
+    @property
+    def n_trials(self) -> int:
+        return sum(len(g) for g in self.groups)
+
+    @property
+    def batch_unit(self) -> str:
+        return self.workload.batch_unit
+
+    def trials(self) -> list[Trial]:
+        return [t for g in self.groups for t in g.trials]
+
+    def trial_config(self, batch_size: int, lr: float, seed: int) -> dict[str, Any]:
+        """The full config a trial's key hashes: everything that decides its numbers.
+
+        Device, strategy and data_dir are left out (they decide where and how, not what); a sweep
+        resumed on another device reuses the finished trials.
+        """
+        spec = self.spec
+        opt = spec.optimizer
+        return {
+            "v": TRIAL_KEY_VERSION,
+            "workload": spec.workload,
+            "optimizer": {"name": opt.name, "betas": list(opt.betas), "eps": opt.eps,
+                          "weight_decay": opt.weight_decay, "momentum": opt.momentum},
+            "batch_size": int(batch_size),
+            "lr": float(lr),
+            "seed": int(seed),
+            "target_losses": list(self.target_losses),
+            "extra_steps": int(self.extra_steps),
+            "max_steps": int(spec.max_steps),
+            "max_examples": None if spec.max_examples is None else int(spec.max_examples),
+            "dtype": spec.dtype,
+        }
+
+    def group_config(self, group: TrialGroup, *, device: str | None = None, engine_workers: int | None = None):
+        """The engine's ``GroupConfig`` for a group (imports ``surge.engine.protocol``).
+
+        ``engine_workers`` caps the processes the engine may use for the group (None: the engine decides).
+        """
+        from surge.engine.protocol import GroupConfig, OptimizerConfig
+
+        extra = {} if engine_workers is None else {"workers": engine_workers}
+
+        spec = self.spec
+        opt = spec.optimizer
+        return GroupConfig(
+            workload=spec.workload,
+            optimizer=OptimizerConfig(name=opt.name, betas=tuple(opt.betas), eps=opt.eps,
+                                      weight_decay=opt.weight_decay, momentum=opt.momentum),
+            batch_size=group.batch_size,
+            lrs=group.lrs,
+            seeds=group.seeds,
+            target_losses=self.target_losses,
+            extra_steps=self.extra_steps,
+            max_steps=spec.max_steps,
+            max_examples=spec.max_examples,
+            device=device or spec.device,
+            dtype=spec.dtype,
+            strategy=spec.strategy,
+            data_dir=spec.data_dir,
+            **extra,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The grid as plain types (the keys of ``surge sweep plan --json``)."""
+        spec = self.spec
+        return {
+            "name": spec.name,
+            "workload": spec.workload,
+            "optimizer": spec.optimizer.name,
+            "betas": list(spec.optimizer.betas),
+            "eps": spec.optimizer.eps,
+            "weight_decay": spec.optimizer.weight_decay,
+            "momentum": spec.optimizer.momentum,
+            "lr": list(self.lrs),
+            "batch_size": list(self.batch_sizes),
+            "batch_unit": self.batch_unit,
+            "rounds": spec.rounds,
+            "seeds": [spec.seed, spec.seed + spec.rounds - 1],
+            "target_loss": list(self.target_losses),
+            "target_loss_source": "spec" if spec.target_loss is not None else "workload",
+            "extra_steps": self.extra_steps,
+            "max_steps": spec.max_steps,
+            "max_examples": spec.max_examples,
+            "device": spec.device,
+            "dtype": spec.dtype,
+            "strategy": spec.strategy,
+            "group_size": spec.group_size,
+            "groups": len(self.groups),
+            "trials": self.n_trials,
+            "workload_unavailable": self.workload.unavailable,
+        }
+
+
+def trial_key(config: dict[str, Any]) -> str:
+    """SHA-256 of a trial config's canonical JSON (sorted keys, shortest float repr)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def resolve_workload(name: str, data_dir: str | None = None) -> WorkloadInfo:
+    """The workload's defaults from the registry (``surge.workloads.get_workload``, which loads its data).
+
+    Raises ValueError for an unknown workload and :class:`WorkloadUnavailable` when the registry cannot
+    be imported (no torch) or the workload's data cannot be found.
+    """
+    try:
+        from surge.workloads import get_workload
+    except ImportError as exc:
+        raise WorkloadUnavailable(f"cannot look up workload {name!r}: the workload registry does not import "
+                                  f"({exc}); install the torch extra: pip install 'surge[torch]'") from None
+    try:
+        wl = get_workload(name, data_dir=data_dir)
+    except KeyError as exc:
+        raise ValueError(f"unknown workload {name!r}: {exc}") from None
+    except (OSError, ImportError) as exc:  # data files missing, a data package missing
+        raise WorkloadUnavailable(f"workload {name!r} cannot load: {type(exc).__name__}: {exc}") from None
+    return WorkloadInfo(
+        name=name,
+        default_targets=tuple(float(t) for t in wl.default_targets),
+        extra_steps=int(wl.extra_steps),
+        batch_unit=str(getattr(wl, "batch_unit", "examples")),
+    )
+
+
+def _chunks(seq: tuple, size: int) -> list[tuple]:
+    return [seq[i:i + size] for i in range(0, len(seq), size)]
+
+
+def plan_sweep(
+    spec: SweepSpec,
+    *,
+    workload: WorkloadInfo | None = None,
+    resolver: Callable[[str, str | None], WorkloadInfo] | None = None,
+    strict: bool = True,
+) -> SweepPlan:
+    """Resolve the spec's defaults and cut the grid into groups (a pure function of its inputs).
+
+    ``workload`` skips the registry (a stored sweep keeps what it resolved); ``resolver`` replaces it.
+    ``strict=False`` (dry runs) plans a spec that sets its own ``target_loss`` and ``extra_steps`` even
+    when the workload cannot be loaded here (no torch, no data); the plan's workload then says why.
+    """
+    if not isinstance(spec, SweepSpec):
+        raise TypeError(f"spec must be a SweepSpec, got {type(spec).__name__}")
+    if workload is None:
+        try:
+            workload = (resolver or resolve_workload)(spec.workload, spec.data_dir)
+        except WorkloadUnavailable as exc:
+            if strict or spec.target_loss is None or spec.extra_steps is None:
+                raise
+            workload = WorkloadInfo(name=spec.workload, default_targets=(), extra_steps=spec.extra_steps,
+                                    batch_unit="unknown", unavailable=str(exc))
+    targets = spec.target_loss if spec.target_loss is not None else tuple(workload.default_targets)
+    if not targets:
+        raise ValueError(f"workload {spec.workload!r} has no default target losses; give target_loss in the spec")
+    extra = spec.extra_steps if spec.extra_steps is not None else int(workload.extra_steps)
+    if spec.target_loss is None or spec.extra_steps is None:
+        try:  # the workload's defaults must pass the spec's checks too (decreasing, positive)
+            spec.replace(target_loss=tuple(targets), extra_steps=extra)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"workload {spec.workload!r} has unusable defaults: {exc}") from None
+
+    lrs = spec.lrs
+    batch_sizes = spec.batch_sizes
+    if spec.max_examples is not None and spec.max_examples < max(batch_sizes):
+        raise ValueError(f"max_examples ({spec.max_examples}) must be at least the largest batch size "
+                         f"({max(batch_sizes)}): a trial needs one step")
+    cap = spec.group_size
+    if len(lrs) <= cap:
+        lr_chunks = [lrs]
+        rounds_per_group = max(1, cap // len(lrs))
+    else:
+        lr_chunks = _chunks(lrs, cap)
+        rounds_per_group = 1
+    plan = SweepPlan(spec=spec, workload=workload, target_losses=tuple(targets), extra_steps=extra,
+                     lrs=lrs, batch_sizes=batch_sizes, groups=())
+    groups: list[TrialGroup] = []
+    for round_chunk in _chunks(tuple(range(spec.rounds)), rounds_per_group):
+        for b in batch_sizes:
+            for lr_chunk in lr_chunks:
+                trials = []
+                for r in round_chunk:
+                    seed = spec.seed + r
+                    for lr in lr_chunk:
+                        key = trial_key(plan.trial_config(b, lr, seed))
+                        trials.append(Trial(key=key, batch_size=b, lr=lr, round=r, seed=seed))
+                groups.append(TrialGroup(index=len(groups), batch_size=b, rounds=tuple(round_chunk),
+                                         trials=tuple(trials)))
+    return SweepPlan(spec=spec, workload=workload, target_losses=tuple(targets), extra_steps=extra,
+                     lrs=lrs, batch_sizes=batch_sizes, groups=tuple(groups))

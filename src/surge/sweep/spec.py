@@ -1,0 +1,427 @@
+"""The sweep spec: what to train, over which grid, for how long (the paper's Table 1, one row per spec).
+
+A spec is a frozen dataclass per concept, each field with a comment, in the manner of nanoGPT's
+``GPTConfig``. It comes from a TOML file (:func:`load_spec`), a dict (:func:`spec_from_dict`) or a
+named preset (:mod:`surge.sweep.presets`). Every constructor validates its fields, so a spec built in
+Python gets the same errors as one read from a file: unknown keys are named with their section,
+wrong types with their key, and empty, reversed or non-positive ranges with the bad value.
+
+The TOML layout::
+
+    name = "cnn-small-batch"          # optional; defaults to the file name
+    workload = "cnn-fashion-mnist"    # registry name or "package.module:attribute"
+    rounds = 100                      # seeds per grid point
+    target_loss = [0.6, 0.45]         # optional; the workload's defaults otherwise
+    max_steps = 20000                 # budget per trial
+
+    [optimizer]
+    name = "adam"
+    betas = [0.9, 0.999]
+
+    [lr]                              # or: lr = [1e-4, 3e-4, 1e-3]
+    start = 1e-4
+    stop = 1e-3
+    step = 1e-4
+
+    [batch_size]                      # or: batch_size = [1, 2, 4, 8]
+    start = 1
+    stop = 12
+    step = 1
+
+Ranges include ``stop``: the points are ``start + i * step`` for ``i = 0 .. n - 1`` with
+``n = floor((stop - start) / step + 1e-6) + 1``; the tolerance makes ``stop`` count when float error puts
+it a hair off the grid (``(1e-3 - 1e-4) / 1e-4`` is 8.999999999999998), and a ``stop`` that lies off the
+grid (Table 1's ResNet-18 row) ends the range at the last point not past it. Learning rates are rounded
+to 12 significant digits, so that the fourth point of 1e-4..1e-3 is 0.0004 and not 0.00040000000000000002.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "signsgd", "lion")
+STRATEGIES = ("auto", "lockstep", "loop")
+DTYPES = ("float32", "float64")
+RANGE_TOLERANCE = 1e-6  # in units of ``step``: how far off the grid ``stop`` may be and still count
+LR_DIGITS = 12  # significant digits kept of each learning rate formed from a range
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+# ----------------------------------------------------------------------------------------------
+# Typed field checks: each names the key (with its section) and shows the bad value.
+
+
+def _type_name(value: object) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", tuple: "array",
+            dict: "table"}.get(type(value), type(value).__name__)
+
+
+def _as_int(value: object, key: str, *, minimum: int | None = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            raise TypeError(f"{key} must be an integer, got {value!r} (a float); write {int(value)}")
+        raise TypeError(f"{key} must be an integer, got {value!r} ({_type_name(value)})")
+    if minimum is not None and value < minimum:
+        what = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{key} must be {what}, got {value}")
+    return int(value)
+
+
+def _as_float(value: object, key: str, *, positive: bool = False, nonnegative: bool = False,
+              below_one: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{key} must be a number, got {value!r} ({_type_name(value)})")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{key} must be finite, got {x}")
+    if positive and not x > 0:
+        raise ValueError(f"{key} must be > 0, got {x:g}")
+    if nonnegative and not x >= 0:
+        raise ValueError(f"{key} must be >= 0, got {x:g}")
+    if below_one and not x < 1:
+        raise ValueError(f"{key} must be < 1, got {x:g}")
+    return x
+
+
+def _as_str(value: object, key: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{key} must be a string, got {value!r} ({_type_name(value)})")
+    if not value.strip():
+        raise ValueError(f"{key} must not be empty")
+    return value
+
+
+def _as_choice(value: object, key: str, allowed: tuple[str, ...]) -> str:
+    value = _as_str(value, key)
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
+    return value
+
+
+def _as_list(value: object, key: str) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{key} must be an array, got {value!r} ({_type_name(value)})")
+    if len(value) == 0:
+        raise ValueError(f"{key} must not be empty")
+    return tuple(value)
+
+
+def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown key {key!r} {where} (allowed: {', '.join(allowed)}){hint}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Concepts
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """The optimizer every trial of the sweep uses (its learning rate is the grid's)."""
+
+    name: str = "adam"  # one of OPTIMIZERS; "adam" with betas (0, 0) is the sign update the theory covers
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam / AdamW / Lion moment coefficients, each in [0, 1)
+    eps: float = 1e-8  # Adam's denominator epsilon, >= 0
+    weight_decay: float = 0.0  # decoupled (adamw, lion) or L2 (others) weight decay, >= 0
+    momentum: float = 0.0  # SGD / signSGD momentum in [0, 1)
+
+    def __post_init__(self) -> None:
+        _as_choice(self.name, "optimizer.name", OPTIMIZERS)
+        betas = _as_list(self.betas, "optimizer.betas")
+        if len(betas) != 2:
+            raise ValueError(f"optimizer.betas must have 2 elements (beta1, beta2), got {len(betas)}: {list(betas)}")
+        betas = tuple(_as_float(b, f"optimizer.betas[{i}]", nonnegative=True, below_one=True) for i, b in enumerate(betas))
+        object.__setattr__(self, "betas", betas)
+        object.__setattr__(self, "eps", _as_float(self.eps, "optimizer.eps", nonnegative=True))
+        object.__setattr__(self, "weight_decay", _as_float(self.weight_decay, "optimizer.weight_decay", nonnegative=True))
+        object.__setattr__(self, "momentum", _as_float(self.momentum, "optimizer.momentum", nonnegative=True,
+                                                       below_one=True))
+
+
+class _Grid:
+    """Shared logic of the learning-rate and batch-size axes: a range (start, stop, step) or a list."""
+
+    _key = "grid"
+    _integer = False
+
+    def __post_init__(self) -> None:
+        k = self._key
+        has_range = any(v is not None for v in (self.start, self.stop, self.step))
+        if self.values is not None and has_range:
+            raise ValueError(f"{k} takes either values or start/stop/step, not both")
+        if self.values is None and not has_range:
+            raise ValueError(f"{k} needs start, stop and step, or values")
+        if self.values is not None:
+            values = tuple(self._number(v, f"{k}.values[{i}]") for i, v in enumerate(_as_list(self.values, f"{k}.values")))
+            dups = sorted({v for v in values if values.count(v) > 1})
+            if dups:
+                raise ValueError(f"{k}.values has duplicates: {', '.join(_show(v) for v in dups)}")
+            object.__setattr__(self, "values", values)
+            return
+        for name in ("start", "stop", "step"):
+            if getattr(self, name) is None:
+                raise ValueError(f"{k}.{name} is missing; a range needs start, stop and step")
+            object.__setattr__(self, name, self._number(getattr(self, name), f"{k}.{name}"))
+        if self.stop < self.start:
+            raise ValueError(f"{k} range is reversed: stop {_show(self.stop)} < start {_show(self.start)}; "
+                             f"swap them")
+
+    def _number(self, value: object, key: str):
+        if self._integer:
+            return _as_int(value, key)
+        return _as_float(value, key, positive=True)
+
+    def points(self) -> tuple:
+        """The axis' values: the list as given, or the inclusive range (see the module docstring)."""
+        if self.values is not None:
+            return tuple(self.values)
+        n = math.floor((self.stop - self.start) / self.step + RANGE_TOLERANCE) + 1
+        if self._integer:
+            return tuple(self.start + i * self.step for i in range(n))
+        return tuple(float(f"{self.start + i * self.step:.{LR_DIGITS}g}") for i in range(n))
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.values is not None:
+            return {"values": list(self.values)}
+        return {"start": self.start, "stop": self.stop, "step": self.step}
+
+
+def _show(v: float) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+@dataclass(frozen=True)
+class LRGrid(_Grid):
+    """The learning-rate axis: ``start..stop`` by ``step`` (inclusive), or explicit ``values``."""
+
+    start: float | None = None  # first learning rate, > 0
+    stop: float | None = None  # last learning rate, inclusive when on the grid, >= start
+    step: float | None = None  # spacing, > 0
+    values: tuple[float, ...] | None = None  # an explicit list instead of a range; no duplicates
+
+    _key = "lr"
+
+
+@dataclass(frozen=True)
+class BatchGrid(_Grid):
+    """The batch-size axis (examples per step; tokens for language models): a range or ``values``."""
+
+    start: int | None = None  # first batch size, a positive integer
+    stop: int | None = None  # last batch size, inclusive when on the grid, >= start
+    step: int | None = None  # spacing, a positive integer
+    values: tuple[int, ...] | None = None  # an explicit list instead of a range; no duplicates
+
+    _key = "batch_size"
+    _integer = True
+
+
+def _grid(value: object, cls: type[_Grid]):
+    """A grid from a TOML value: a table (start/stop/step or values) or a bare array (values)."""
+    key = cls._key
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, (list, tuple)):
+        return cls(values=_as_list(value, key))
+    if isinstance(value, Mapping):
+        _check_keys(value, ("start", "stop", "step", "values"), f"in section [{key}]")
+        return cls(**dict(value))
+    raise TypeError(f"{key} must be a table (start, stop, step) or an array of values, got {value!r} "
+                    f"({_type_name(value)})")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """One grid experiment: a workload, an optimizer, a learning-rate x batch-size grid, rounds and targets.
+
+    A trial is one (batch size, learning rate, round); round ``r`` uses seed ``seed + r``, so the trials of
+    one round share initial weights and batch order across learning rates (common random numbers).
+    """
+
+    workload: str  # registry name (``surge.workloads.list_workloads()``) or "package.module:attribute"
+    lr: LRGrid  # the learning-rate axis
+    batch_size: BatchGrid  # the batch-size axis (examples per step; tokens for language models)
+    name: str = "sweep"  # a label for stores, tables and reports
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)  # the optimizer and its settings
+    rounds: int = 1  # repeats of the whole grid, each with its own seed
+    seed: int = 0  # seed of round 0; round r uses seed + r
+    target_loss: tuple[float, ...] | None = None  # training-loss targets, strictly decreasing; None: workload's
+    extra_steps: int | None = None  # N: steps trained past each target to measure the loss decrease; None: workload's
+    max_steps: int = 10_000  # budget per trial in steps; a target not reached within it is censored
+    max_examples: int | None = None  # budget per trial in examples (B * steps), None for no such limit
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
+    dtype: str = "float32"  # parameter dtype, one of DTYPES
+    strategy: str = "auto"  # how a group trains: "lockstep" (vmap), "loop" or "auto" (the engine picks)
+    data_dir: str | None = None  # where the workload finds or caches its data; None: the workload's default
+    group_size: int = 100  # most trials trained together (one batch size, several lrs x rounds)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "workload", _as_str(self.workload, "workload"))
+        object.__setattr__(self, "name", _as_str(self.name, "name"))
+        object.__setattr__(self, "lr", _grid(self.lr, LRGrid))
+        object.__setattr__(self, "batch_size", _grid(self.batch_size, BatchGrid))
+        opt = self.optimizer
+        if isinstance(opt, Mapping):
+            _check_keys(opt, tuple(f.name for f in dataclasses.fields(OptimizerSpec)), "in section [optimizer]")
+            opt = OptimizerSpec(**dict(opt))
+        elif isinstance(opt, str):
+            opt = OptimizerSpec(name=opt)
+        elif not isinstance(opt, OptimizerSpec):
+            raise TypeError(f"optimizer must be a table or a name, got {opt!r} ({_type_name(opt)})")
+        object.__setattr__(self, "optimizer", opt)
+        object.__setattr__(self, "rounds", _as_int(self.rounds, "rounds"))
+        object.__setattr__(self, "seed", _as_int(self.seed, "seed", minimum=0))
+        if self.target_loss is not None:
+            targets = _as_list(self.target_loss, "target_loss")
+            targets = tuple(_as_float(t, f"target_loss[{i}]", positive=True) for i, t in enumerate(targets))
+            for i in range(1, len(targets)):
+                if not targets[i] < targets[i - 1]:
+                    raise ValueError(f"target_loss must be strictly decreasing (training goes on from one target "
+                                     f"to the next); got {list(targets)}")
+            object.__setattr__(self, "target_loss", targets)
+        if self.extra_steps is not None:
+            object.__setattr__(self, "extra_steps", _as_int(self.extra_steps, "extra_steps"))
+        object.__setattr__(self, "max_steps", _as_int(self.max_steps, "max_steps"))
+        if self.max_examples is not None:
+            object.__setattr__(self, "max_examples", _as_int(self.max_examples, "max_examples"))
+        device = _as_str(self.device, "device")
+        if not _DEVICE_RE.match(device):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+        _as_choice(self.dtype, "dtype", DTYPES)
+        _as_choice(self.strategy, "strategy", STRATEGIES)
+        if self.data_dir is not None:
+            object.__setattr__(self, "data_dir", _as_str(self.data_dir, "data_dir"))
+        object.__setattr__(self, "group_size", _as_int(self.group_size, "group_size"))
+
+    # -- views ------------------------------------------------------------------------------------
+
+    @property
+    def lrs(self) -> tuple[float, ...]:
+        """The learning rates of the grid."""
+        return self.lr.points()
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes of the grid."""
+        return self.batch_size.points()
+
+    @property
+    def n_trials(self) -> int:
+        """Trials in the whole sweep: lrs x batch sizes x rounds."""
+        return len(self.lrs) * len(self.batch_sizes) * self.rounds
+
+    def replace(self, **changes: Any) -> SweepSpec:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML types; ``spec_from_dict(spec.to_dict()) == spec``. None fields are left out."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, _Grid):
+                value = value.to_dict()
+            elif isinstance(value, OptimizerSpec):
+                value = {"name": value.name, "betas": list(value.betas), "eps": value.eps,
+                         "weight_decay": value.weight_decay, "momentum": value.momentum}
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys), the text that :meth:`spec_hash` hashes."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def spec_hash(self) -> str:
+        """SHA-256 of the canonical JSON: equal specs, equal hashes."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def to_toml(self) -> str:
+        """The spec as a TOML document that :func:`load_spec` reads back to an equal spec."""
+        d = self.to_dict()
+        order = ["name", "workload"] + [k for k in d if k not in ("name", "workload", "optimizer", "lr", "batch_size")]
+        d = {k: d[k] for k in order + ["optimizer", "lr", "batch_size"] if k in d}
+        lines: list[str] = []
+        tables: list[tuple[str, dict]] = []
+        for key, value in d.items():
+            if isinstance(value, dict):
+                tables.append((key, value))
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+        for key, table in tables:
+            lines.append("")
+            lines.append(f"[{key}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+        return "\n".join(lines) + "\n"
+
+
+_TOP_KEYS = tuple(f.name for f in dataclasses.fields(SweepSpec))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")  # pragma: no cover - specs hold plain types only
+
+
+def spec_from_dict(data: Mapping[str, Any], *, name: str | None = None) -> SweepSpec:
+    """A validated spec from a dict shaped like the TOML file; ``name`` is used when the dict has none."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"a sweep spec must be a table, got {_type_name(data)}")
+    _check_keys(data, _TOP_KEYS, "at the top level of the spec")
+    for required in ("workload", "lr", "batch_size"):
+        if required not in data:
+            raise ValueError(f"the spec lacks the required key {required!r}")
+    kwargs = dict(data)
+    if "name" not in kwargs and name is not None:
+        kwargs["name"] = name
+    return SweepSpec(**kwargs)
+
+
+def spec_from_toml(text: str, *, name: str | None = None, source: str = "spec") -> SweepSpec:
+    """A validated spec from TOML text; ``source`` names it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source} is not valid TOML: {exc}") from None
+    return spec_from_dict(data, name=name)
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """A validated spec from a TOML file; its name defaults to the file's stem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"SPEC file {str(path)!r} does not exist or is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"SPEC file {str(path)!r} cannot be read: {exc}") from None
+    return spec_from_toml(text, name=path.stem, source=f"SPEC file {str(path)!r}")
