@@ -12,9 +12,13 @@ import sys
 import typer
 
 from surge import __version__
+from surge.cli import analyze
+from surge.cli import demo as demo_cmd
 from surge.cli import fit as fit_cmd
 from surge.cli import law as law_cmd
 from surge.cli import recommend as recommend_cmd
+from surge.cli import simulate
+from surge.cli import sweep
 
 app = typer.Typer(
     name="surge",
@@ -26,6 +30,10 @@ app = typer.Typer(
 app.add_typer(law_cmd.app, name="law")
 app.command("recommend")(recommend_cmd.recommend)
 app.add_typer(fit_cmd.app, name="fit")
+app.command("analyze")(analyze.analyze)
+app.command("demo")(demo_cmd.demo)
+app.add_typer(sweep.app, name="sweep")
+app.add_typer(simulate.app, name="simulate")
 
 
 def _version(value: bool) -> None:
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code (also used by the tests)."""
     debug = os.environ.get("SURGE_DEBUG") == "1"
     try:
-        app(args=argv, prog_name="surge", standalone_mode=False)
+        result = app(args=argv, prog_name="surge", standalone_mode=False)
     except typer.Exit as exc:
         return int(getattr(exc, "exit_code", 0) or 0)
     except typer.Abort:
@@ -89,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    # with standalone_mode=False, a command's `raise typer.Exit(n)` comes back as the return value
+    return result if isinstance(result, int) else 0
 
 
 def run() -> None:  # pragma: no cover - thin wrapper for the console script

@@ -1,0 +1,66 @@
+"""`surge demo`: the end-to-end composition, its files, its JSON, and resuming from the store.
+
+The grid is shrunk (monkeypatched) so the test is quick; the real demo grid is exercised by
+`bash scripts/demo.sh` and timed in the README.
+"""
+
+import json
+
+import pytest
+
+import surge.demo
+from surge.sweep.spec import BatchGrid, LRGrid, OptimizerSpec, SweepSpec
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture
+def tiny_demo(monkeypatch):
+    def spec(quick=False):
+        return SweepSpec(
+            name="demo-test",
+            workload=surge.demo.DEMO_WORKLOAD,
+            optimizer=OptimizerSpec(name="adam", betas=(0.0, 0.0)),
+            lr=LRGrid(values=(1e-3, 3e-3, 1e-2)),
+            batch_size=BatchGrid(values=(4, 16, 64, 256)),
+            rounds=2,
+            target_loss=(2.0, 1.6),
+            extra_steps=3,
+            max_steps=300,
+        )
+
+    monkeypatch.setattr(surge.demo, "demo_spec", spec)
+
+
+def test_demo_writes_everything_and_a_rerun_resumes(tiny_demo, tmp_path, run_cli):
+    out = tmp_path / "demo"
+    code, stdout, err = run_cli("demo", "--quick", "--out", str(out), "--json")
+    assert code == 0, err
+    first = json.loads(stdout)
+    assert {"stages", "files", "figure1", "sweep"} <= first.keys()
+    assert {"batch_size", "mc_optimal_lr", "exact_optimal_lr", "b_noise"} <= first["figure1"].keys()
+    assert [s["target_loss"] for s in first["stages"]] == [2.0, 1.6]
+    for st in first["stages"]:
+        assert {"b_noise", "b_noise_ci", "eps_max", "batch_size", "optimal_lr", "optimal_lr_ci", "best_law"} <= st.keys()
+        assert st["batch_size"] == [4, 16, 64, 256]
+    assert first["sweep"]["total"] == 24 and first["sweep"]["ran"] == 24
+    for name in ("figure1.png", "report.html", "report.md", "analysis.json", "sweep.sqlite", "b_noise_vs_target.png"):
+        assert (out / name).stat().st_size > 0, name
+
+    code, stdout, err = run_cli("demo", "--quick", "--out", str(out), "--json")
+    assert code == 0, err
+    again = json.loads(stdout)
+    assert again["sweep"]["ran"] == 0 and again["sweep"]["skipped"] == 24  # resumed from the store
+    assert again["stages"] == first["stages"]
+
+    code, stdout, err = run_cli("demo", "--quick", "--out", str(out))
+    assert code == 0 and "What the sweep found" in stdout and "report.html" in stdout
+
+
+def test_demo_grids_are_what_the_readme_describes():
+    full, quick = surge.demo.demo_spec(False), surge.demo.demo_spec(True)
+    assert full.workload == quick.workload == "cnn-mnist-sample"
+    assert full.optimizer.betas == quick.optimizer.betas == (0.0, 0.0)
+    assert len(full.lr.points()) * len(full.batch_size.points()) * full.rounds > len(quick.lr.points()) * len(
+        quick.batch_size.points()
+    ) * quick.rounds
