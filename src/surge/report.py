@@ -16,7 +16,6 @@ Typical use (what ``surge analyze`` does)::
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import json
 import math
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from surge._json import to_jsonable
 from surge.analysis import EPS_LAWS, StageAnalysis, SweepAnalysis
 
 _EPS_TITLES = {
@@ -403,29 +403,6 @@ def render_html(analysis: SweepAnalysis, figures: dict[str, list[Path]] | None =
 # ---- JSON --------------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
-    import numpy as np
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (float, np.floating)):
-        x = float(value)
-        return x if math.isfinite(x) else None
-    return value
-
-
 def stage_dict(st: StageAnalysis, files: list[Path] | None = None) -> dict[str, Any]:
     """One stage as a JSON-ready dict (NaN -> None)."""
     fit = st.b_noise_fit
@@ -484,7 +461,7 @@ def stage_dict(st: StageAnalysis, files: list[Path] | None = None) -> dict[str, 
         "messages": list(st.messages),
         "files": [str(p) for p in (files or [])],
     }
-    return _jsonable(d)
+    return to_jsonable(d)
 
 
 def summary_dict(analysis: SweepAnalysis, files: ReportFiles | None = None) -> dict[str, Any]:
@@ -513,7 +490,7 @@ def summary_dict(analysis: SweepAnalysis, files: ReportFiles | None = None) -> d
             "json": files.json,
             "b_noise_figure": files.figures.get("b_noise_vs_target", []),
         }
-    return _jsonable(out)
+    return to_jsonable(out)
 
 
 # ---- writing -----------------------------------------------------------------------------------

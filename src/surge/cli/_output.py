@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
 from typing import Any
 
-import numpy as np
 from rich.console import Console
+
+from surge._json import to_jsonable  # noqa: F401  (re-exported for the commands)
 
 console = Console()  # stdout, for tables and text meant for people
 err_console = Console(stderr=True)
-
-
-def to_jsonable(value: Any) -> Any:
-    """Convert dataclasses, NumPy values and tuples to JSON types; NaN and +-inf become null."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [to_jsonable(v) for v in value.tolist()]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        x = float(value)
-        return x if math.isfinite(x) else None
-    return value
 
 
 def emit_json(obj: dict[str, Any]) -> None:

@@ -168,6 +168,16 @@ def _draw(n: int, snr_range, sigma_range, seed: int) -> tuple[np.ndarray, np.nda
     return snr, sigma, signs
 
 
+def _family(n, snr_range, sigma_range, ridge, coupling, seed):
+    """The checked arguments, the draw and the recorded parameters shared by the surge-family builders."""
+    n, seed = _n(n), _seed(seed)
+    ridge = check_scalar(ridge, "ridge", nonnegative=True)
+    coupling = check_scalar(coupling, "coupling", positive=True)
+    snr, sigma, signs = _draw(n, snr_range, sigma_range, seed)
+    params = {"n": n, "snr_range": list(snr_range), "sigma_range": list(sigma_range), "ridge": ridge, "coupling": coupling, "seed": seed}
+    return n, seed, ridge, coupling, snr, sigma, signs, params
+
+
 def surge_problem(
     *,
     n: int = 64,
@@ -185,13 +195,8 @@ def surge_problem(
     check parameterisation of EQUATIONS.md) B_noise is about 16 and the validity batch size
     min_i pi sigma_i^2 / (2 mu_i^2) about 250, so the exact peak sits within 1 % of B_noise.
     """
-    n = _n(n)
-    seed = _seed(seed)
-    ridge = check_scalar(ridge, "ridge", nonnegative=True)
-    coupling = check_scalar(coupling, "coupling", positive=True)
-    snr, sigma, s = _draw(n, snr_range, sigma_range, seed)
+    n, seed, ridge, coupling, snr, sigma, s, params = _family(n, snr_range, sigma_range, ridge, coupling, seed)
     h = ridge * np.eye(n) + coupling * np.outer(s, s)
-    params = {"n": n, "snr_range": list(snr_range), "sigma_range": list(sigma_range), "ridge": ridge, "coupling": coupling, "seed": seed}
     return Problem("surge", s * snr * sigma, sigma, h, "H = ridge I + coupling s s^T, s = sign(mu)", params)
 
 
@@ -209,13 +214,8 @@ def diagonal_problem(
     S = 0, so B_noise is infinite and the exact Eq 9, sum_i |mu_i| erf(sqrt(B/2) |r_i|) / D, increases
     monotonically in B.
     """
-    n = _n(n)
-    seed = _seed(seed)
-    ridge = check_scalar(ridge, "ridge", nonnegative=True)
-    coupling = check_scalar(coupling, "coupling", positive=True)
-    snr, sigma, s = _draw(n, snr_range, sigma_range, seed)
+    n, seed, ridge, coupling, snr, sigma, s, params = _family(n, snr_range, sigma_range, ridge, coupling, seed)
     diag = np.full(n, ridge + coupling)
-    params = {"n": n, "snr_range": list(snr_range), "sigma_range": list(sigma_range), "ridge": ridge, "coupling": coupling, "seed": seed}
     return Problem("diagonal", s * snr * sigma, sigma, diag, "H = (ridge + coupling) I, diagonal", params)
 
 
@@ -234,11 +234,7 @@ def sign_blind_problem(
     so |sum_i r_i| <= max_i |r_i| and S = coupling ((sum r)^2 - sum r^2) < 0. B_noise is then undefined
     (nan) and the exact curve rises monotonically to the Eq 17 plateau.
     """
-    n = _n(n)
-    seed = _seed(seed)
-    ridge = check_scalar(ridge, "ridge", nonnegative=True)
-    coupling = check_scalar(coupling, "coupling", positive=True)
-    snr, sigma, _ = _draw(n, snr_range, sigma_range, seed)
+    n, seed, ridge, coupling, snr, sigma, _, params = _family(n, snr_range, sigma_range, ridge, coupling, seed)
     rng = np.random.default_rng([seed, 1])
     order = np.argsort(-snr)
     signs = np.empty(n)
@@ -246,7 +242,6 @@ def sign_blind_problem(
     perm = rng.permutation(n)
     snr, sigma, signs = snr[perm], sigma[perm], signs[perm]
     h = ridge * np.eye(n) + coupling * np.ones((n, n))
-    params = {"n": n, "snr_range": list(snr_range), "sigma_range": list(sigma_range), "ridge": ridge, "coupling": coupling, "seed": seed}
     return Problem("sign-blind", signs * snr * sigma, sigma, h, "H = ridge I + coupling 1 1^T, balanced signs", params)
 
 
