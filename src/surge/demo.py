@@ -41,12 +41,12 @@ def demo_spec(quick: bool = False) -> SweepSpec:
         name="demo",
         workload=DEMO_WORKLOAD,
         optimizer=OptimizerSpec(name="adam", betas=(0.0, 0.0)),
-        lr=LRGrid(values=(3e-4, 6e-4, 1.2e-3, 2.4e-3, 4.8e-3, 9.6e-3, 1.92e-2)),
-        batch_size=BatchGrid(values=(2, 4, 8, 16, 32, 64, 128, 256)),
-        rounds=3,
-        target_loss=(1.2, 0.8, 0.5),
+        lr=LRGrid(values=(6e-4, 1.2e-3, 2.4e-3, 4.8e-3, 9.6e-3, 1.92e-2, 3.84e-2)),
+        batch_size=BatchGrid(values=(8, 16, 32, 64, 128, 256)),
+        rounds=2,
+        target_loss=(1.2, 0.8, 0.6),
         extra_steps=10,
-        max_steps=3_000,
+        max_steps=2_000,
     )
 
 
