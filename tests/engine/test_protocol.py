@@ -19,6 +19,7 @@ from surge.engine import (
     run_group,
 )
 from surge.engine.optim import adam
+from surge.engine.protocol import _Chunk
 from surge.engine.trainer import LockstepRunner, LoopRunner
 from surge.workloads import get_workload
 
@@ -217,6 +218,28 @@ def test_data_order_is_a_stream_of_permutations():
     assert not torch.equal(torch.cat([DataOrder(6, 10).batch(t, 3) for t in range(1, 11)]), stream)
 
 
+def test_data_order_epoch_size():
+    """Each epoch is the first epoch_size entries of that epoch's permutation; None is the whole set."""
+    full, part = DataOrder(5, 10), DataOrder(5, 10, epoch_size=4)
+    stream = torch.cat([part.batch(t, 3) for t in range(1, 9)])  # 24 positions = 6 epochs of 4
+    expected = torch.cat([full._perm(e)[:4] for e in range(6)])
+    assert torch.equal(stream, expected)
+    assert all(len(set(stream[4 * e : 4 * e + 4].tolist())) == 4 for e in range(6))  # no repeats in an epoch
+    assert torch.equal(torch.cat([DataOrder(5, 10, epoch_size=10).batch(t, 7) for t in range(1, 5)]),
+                       torch.cat([full.batch(t, 7) for t in range(1, 5)]))
+    with pytest.raises(ValueError, match=r"epoch_size must be at most the number of examples \(10\), got 11"):
+        DataOrder(5, 10, epoch_size=11)
+    with pytest.raises(ValueError, match="epoch_size must be >= 1, got 0"):
+        DataOrder(5, 10, epoch_size=0)
+    wl = dataclasses.replace(get_workload(TINY), epoch_size=64)
+    chunk = _Chunk(_config(), wl, "loop")
+    assert chunk._order(0).size == 64 and torch.equal(chunk._order(0).batch(17, 4), DataOrder(0, 768, 64).batch(17, 4))
+    with pytest.raises(ValueError, match=r"Workload.epoch_size must be None or an integer from 1 to the number of training examples \(768\), got 769"):
+        dataclasses.replace(wl, epoch_size=769)
+    with pytest.raises(ValueError, match="Workload.epoch_size must be None or an integer .* got 2.5"):
+        dataclasses.replace(wl, epoch_size=2.5)
+
+
 def test_probe_interval():
     assert probe_interval(1, 1024) == 128
     assert probe_interval(4, 1024) == 64
@@ -235,16 +258,16 @@ def test_choose_strategy_and_workers():
     assert choose_strategy(_config(lrs=(1e-3,), seeds=(0,)), wl) == "loop"
     assert choose_strategy(_config(strategy="loop", batch_size=1), wl) == "loop"
     bn = get_workload("engine_tiny_workload:make_bn")
-    assert choose_strategy(_config(workload="engine_tiny_workload:make_bn"), bn) == "loop"
-    with pytest.raises(ValueError, match="strategy 'lockstep' cannot run workload 'tiny-bn': the model has buffers"):
-        choose_strategy(_config(workload="engine_tiny_workload:make_bn", strategy="lockstep"), bn)
+    # BatchNorm runs in lockstep (per-lane running statistics); refusals: tests/engine/test_batchnorm.py
+    assert choose_strategy(_config(workload="engine_tiny_workload:make_bn"), bn) == "lockstep"
     assert resolve_workers(_config(workers=None), "lockstep") == 1  # small group: in-process
     assert resolve_workers(_config(workers=8), "lockstep") == 1  # 3 trials: lanes of >= 2
     assert resolve_workers(_config(workers=8), "loop") == 3
 
 
 def test_batchnorm_model_trains_in_loop_with_per_trial_buffers():
-    cfg = _config(workload="engine_tiny_workload:make_bn", target_losses=(1.2,), extra_steps=3, lrs=(1e-2, 3e-2), seeds=(0, 0))
+    cfg = _config(workload="engine_tiny_workload:make_bn", target_losses=(1.2,), extra_steps=3, lrs=(1e-2, 3e-2), seeds=(0, 0),
+                  strategy="loop")
     res = run_group(cfg)
     assert [r.strategy for r in res] == ["loop", "loop"]
     assert all(r.stages[0].reached for r in res)

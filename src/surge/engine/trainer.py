@@ -5,9 +5,10 @@ state (whose per-lane step counts are the lanes' positions in their data streams
 and each lane's trial index, seed and learning rate. Two runners advance and measure lanes:
 
 - :class:`LockstepRunner`: one ``torch.func.vmap`` of ``grad_and_value`` over ``functional_call`` on a
-  ``"meta"`` copy of the model; all lanes take a step in one call.
+  ``"meta"`` copy of the model; all lanes take a step in one call. BatchNorm's running statistics go
+  through the ``vmap`` as per-lane buffers and come back updated (other buffers and dropout: refused).
 - :class:`LoopRunner`: a plain loop, one ordinary forward/backward per lane. It takes any model,
-  including ones with buffers (BatchNorm) or dropout that vmap cannot batch, and is the reference.
+  including ones with buffers or dropout that vmap cannot batch, and is the reference.
 
 Both update parameters with the same functional optimizer (:mod:`surge.engine.optim`).
 
@@ -35,13 +36,27 @@ from surge.workloads import Workload
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+BATCHNORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
 def lockstep_supported(model: nn.Module) -> tuple[bool, str]:
-    """Whether the lockstep runner can batch ``model``, and if not, why."""
-    if any(True for _ in model.buffers()):
-        return False, "the model has buffers (e.g. BatchNorm running statistics)"
+    """Whether the lockstep runner can batch ``model``, and if not, why.
+
+    Buffers are allowed only as BatchNorm running statistics (kept per lane) with a fixed momentum:
+    ``momentum=None`` turns ``num_batches_tracked`` into a Python number, which vmap cannot batch."""
+    for name, m in model.named_modules():
+        own = [b for b, _ in m.named_buffers(recurse=False)]
+        if own and not (isinstance(m, nn.modules.batchnorm._BatchNorm) and set(own) <= set(BATCHNORM_BUFFERS)):
+            where = f"{name}.{own[0]}" if name else own[0]
+            return False, f"the model has buffers other than BatchNorm running statistics ({where!r})"
+        if own and m.momentum is None:
+            return False, f"BatchNorm {name!r} has momentum=None (a cumulative average), which vmap cannot batch"
     for m in model.modules():
         if isinstance(m, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)) and m.p > 0:
             return False, "the model uses dropout"
+    if sum(1 for _ in model.named_parameters(remove_duplicate=False)) != sum(1 for _ in model.parameters()):
+        # e.g. GPT2LMHeadModel's lm_head.weight is wte.weight: the "meta" copy unties it (garbage logits)
+        return False, "the model shares a parameter between modules (tied weights)"
     return True, ""
 
 
@@ -235,10 +250,13 @@ class LockstepRunner(_Runner):
         self.base = copy.deepcopy(self.template).to("meta")
         layout, base, loss_fn = self.layout, self.base, self.loss_fn
 
-        def loss(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return loss_fn(functional_call(base, layout.unflatten(flat), (x,)), y)
+        def loss(flat: torch.Tensor, buffers: dict, x: torch.Tensor, y: torch.Tensor):
+            # BatchNorm updates its running statistics in place: on this lane's copies, returned as aux
+            buffers = {k: v.clone() for k, v in buffers.items()}
+            out = functional_call(base, (layout.unflatten(flat), buffers), (x,))
+            return loss_fn(out, y), buffers
 
-        self._grad = vmap(grad_and_value(loss), in_dims=(0, 0, 0))
+        self._grad = vmap(grad_and_value(loss, has_aux=True), in_dims=(0, 0, 0, 0))
 
     @staticmethod
     def _pad(t: torch.Tensor) -> torch.Tensor:
@@ -247,8 +265,11 @@ class LockstepRunner(_Runner):
     def step(self, lanes: Lanes, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         n = len(lanes)
         self.base.train()
-        grads, losses = self._grad(self._pad(lanes.params), self._pad(x), self._pad(y))
+        buffers = {k: self._pad(v) for k, v in lanes.buffers.items()}
+        grads, (losses, buffers) = self._grad(self._pad(lanes.params), buffers, self._pad(x), self._pad(y))
         grads, losses = grads[:n], losses[:n]
+        for k, v in buffers.items():
+            lanes.buffers[k].copy_(v[:n])
         lanes.opt = self.optimizer.update_(lanes.params, grads, lanes.opt, lanes.lr)
         return losses.detach().to("cpu", torch.float64)
 

