@@ -5,6 +5,16 @@ Adam with betas (0.9, 0.999), learning rates 1e-4..1e-3 by 1e-4 (10 values), 100
 1..12 by 1 and 64..1164 by 100 (12 values each). Their target losses are the ``cnn-fashion-mnist``
 workload's defaults (0.7, 0.6, 0.5) and N = 10, the paper's for the CNN. ``smoke`` is a tiny sweep on the offline real data set for
 tests and quick checks.
+
+``resnet18-sign`` is Table 1's ResNet-18 / Tiny-ImageNet row: Adam with betas (0, 0) (sign descent),
+learning rates 1e-4..7.876e-4 by 7.65e-5 and batch sizes 16..376 by 33 as printed, 100 rounds. Neither
+printed stop lies on its grid, so the ranges end at the last point not past it: 9 learning rates
+(1e-4..7.12e-4) and 11 batch sizes (16..346). Targets: the ``resnet18-tiny-imagenet`` defaults; N = 50.
+
+``distilgpt2-adam`` and ``distilgpt2-sign`` are Table 1's two DistilGPT2 / ELI5-Category rows: Adam with
+betas (0.9, 0.999), learning rates 1e-5..1.09e-3 by 1.2e-4, and Adam with betas (0, 0), 1e-5..5.5e-4 by
+6e-5 (both stops lie on their grids: 10 learning rates each); batch sizes 4..114 by 10 (12 values,
+sequences of 128 tokens); 30 rounds. Targets: the ``distilgpt2-eli5`` workload's defaults; N = 50.
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ SMOKE_WORKLOAD = "cnn-mnist-sample"  # the engine's offline real data set (a 5,0
 # The cnn-fashion-mnist workload's default targets, written out so that the presets plan without torch or
 # the data (a test checks they equal the workload's) and do not move if those defaults change.
 CNN_FASHION_TARGETS = (0.7, 0.6, 0.5)
+RESNET18_TARGETS = (4.8, 4.4, 4.0)  # the resnet18-tiny-imagenet workload's default targets, likewise
+DISTILGPT2_TARGETS = (7.0, 6.5, 6.0)  # the distilgpt2-eli5 workload's default targets, likewise
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,50 @@ def _smoke() -> SweepSpec:
     )
 
 
+def _resnet18_sign() -> SweepSpec:
+    return SweepSpec(
+        name="resnet18-sign",
+        workload="resnet18-tiny-imagenet",
+        optimizer=OptimizerSpec(name="adam", betas=(0.0, 0.0)),
+        lr=LRGrid(start=1e-4, stop=7.876e-4, step=7.65e-5),
+        batch_size=BatchGrid(start=16, stop=376, step=33),
+        rounds=100,
+        target_loss=RESNET18_TARGETS,
+        extra_steps=50,
+        # 20,000 steps is 320k examples (3.2 passes over the 100k images) at B = 16; at large B the
+        # examples cap binds (2M: 5,780 steps at B = 346), where S nears S_min and E grows instead.
+        max_steps=20_000,
+        max_examples=2_000_000,
+    )
+
+
+def _distilgpt2(name: str, betas: tuple[float, float], lr: LRGrid) -> SweepSpec:
+    return SweepSpec(
+        name=name,
+        workload="distilgpt2-eli5",
+        optimizer=OptimizerSpec(name="adam", betas=betas),
+        lr=lr,
+        batch_size=BatchGrid(start=4, stop=114, step=10),
+        rounds=30,
+        target_loss=DISTILGPT2_TARGETS,
+        extra_steps=50,
+        # 10,000 steps is 40k sequences (5M tokens) at B = 4 and 1.1M sequences at B = 114; a trial that
+        # has not reached a target by then is censored.
+        max_steps=10_000,
+        # Lanes in one vmapped step: at B = 114 one lane's logits alone (114 x 128 x 50,257 floats) take
+        # 2.9 GB, about 11 GB with their gradient and the activations, so 5 lanes fit an 80 GB GPU.
+        group_size=5,
+    )
+
+
+def _distilgpt2_adam() -> SweepSpec:
+    return _distilgpt2("distilgpt2-adam", (0.9, 0.999), LRGrid(start=1e-5, stop=1.09e-3, step=1.2e-4))
+
+
+def _distilgpt2_sign() -> SweepSpec:
+    return _distilgpt2("distilgpt2-sign", (0.0, 0.0), LRGrid(start=1e-5, stop=5.5e-4, step=6e-5))
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -86,6 +142,12 @@ PRESETS: dict[str, Preset] = {
                _cnn_large_batch),
         Preset("smoke", "a tiny sweep on the offline MNIST sample (3 lrs x 3 batch sizes x 2 rounds, 2 targets)",
                _smoke),
+        Preset("resnet18-sign", "Table 1, ResNet-18 / Tiny-ImageNet, batch sizes 16..376 (Adam 0/0, 100 rounds)",
+               _resnet18_sign),
+        Preset("distilgpt2-adam", "Table 1, DistilGPT2 / ELI5-Category, Adam 0.9/0.999, batch sizes 4..114 sequences "
+               "(30 rounds)", _distilgpt2_adam),
+        Preset("distilgpt2-sign", "Table 1, DistilGPT2 / ELI5-Category, Adam 0/0 (sign), batch sizes 4..114 sequences "
+               "(30 rounds)", _distilgpt2_sign),
     )
 }
 
