@@ -82,7 +82,26 @@ def test_plan_of_the_presets_without_training(capsys, monkeypatch):
 
 def test_presets_command(capsys):
     info = cli_json(capsys, ["sweep", "presets", "--json"])
-    assert [p["name"] for p in info["presets"]] == ["cnn-small-batch", "cnn-large-batch", "smoke"]
+    assert [p["name"] for p in info["presets"]] == [
+        "cnn-small-batch", "cnn-large-batch", "smoke", "resnet18-sign", "distilgpt2-adam", "distilgpt2-sign"]
+
+
+def test_data_dir_reaches_the_workload_and_the_resume_command(capsys, tmp_path, spec_file, monkeypatch,
+                                                             group_config_type):
+    seen = []
+
+    def resolve(name, data_dir=None):
+        seen.append(data_dir)
+        return fakes.resolve(name, data_dir)
+
+    monkeypatch.setattr("surge.sweep.plan.resolve_workload", resolve)
+    data = tmp_path / "data"
+    cli_json(capsys, ["sweep", "plan", str(spec_file), "--data-dir", str(data), "--json"])
+    assert seen[-1] == str(data)
+    store = tmp_path / "s.db"
+    res = cli_json(capsys, ["sweep", "run", str(spec_file), "--store", str(store), "--data-dir", str(data),
+                            "--runner", "surge_sweep_fakes:run_group", "--json"])
+    assert seen[-1] == str(data) and res["resume"].endswith(f"--data-dir {data}")
 
 
 def test_run_status_export(capsys, tmp_path, spec_file, fake_workloads, group_config_type, monkeypatch):

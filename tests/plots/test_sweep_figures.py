@@ -192,3 +192,11 @@ def test_cells_never_tried_are_told_apart_from_cells_without_a_usable_trial():
     meshes = [c for c in left.collections if isinstance(c, QuadMesh)]
     gray = np.ma.getmaskarray(meshes[1].get_array()).reshape(g.mean.shape)
     np.testing.assert_array_equal(~gray, ~np.isfinite(g.mean) & (g.n_trials > 0))
+
+
+def test_language_model_batches_are_labelled_in_sequences():
+    frame = synthetic_frame("adam", seed=2, rounds=2, batch_unit="sequences")
+    result = analyze(frame, n_boot=50)
+    assert result.batch_unit == "sequences"
+    fig = stage_figure(result, result.stages[0].target_loss)
+    assert "sequences" in fig.axes[0].get_xlabel()

@@ -185,3 +185,17 @@ def test_an_empty_store(tmp_path):
 def test_a_directory_is_not_a_store(tmp_path):
     with pytest.raises(ValueError, match=r"store '.*' cannot be opened|is not a SQLite database"):
         SweepStore(tmp_path)
+
+
+def test_the_workload_record_is_kept_with_the_sweep(tmp_path):
+    """A workload's metadata (e.g. which tokenizer a language model used) is stated in the store."""
+    info = fakes.WorkloadInfo(name="fake", default_targets=(1.0, 0.5), extra_steps=3, batch_unit="sequences",
+                              metadata={"tokenizer": "bpe-local-4096", "tokens_per_sequence": 128})
+    spec = SweepSpec(workload="fake", lr=LRGrid(values=(1e-3,)), batch_size=BatchGrid(values=(2,)), max_steps=50)
+    with SweepStore(tmp_path / "s.db") as st:
+        st.register_sweep(plan_sweep(spec, workload=info))
+        rec = st.sweeps()[0]
+        assert rec.workload.batch_unit == "sequences"
+        assert rec.workload.metadata == {"tokenizer": "bpe-local-4096", "tokens_per_sequence": 128}
+        status = st.status()["sweeps"][0]
+        assert status["batch_unit"] == "sequences" and status["workload_metadata"]["tokenizer"] == "bpe-local-4096"

@@ -203,7 +203,7 @@ class SweepAnalysis:
     workload: str
     optimizer: str
     betas: tuple[float, float] | None
-    batch_unit: str  # "examples" or "tokens"
+    batch_unit: str  # "examples", "tokens" or "sequences"
     extra_steps: float  # N, the steps after the target over which the decrease is measured (NaN if unknown)
     stages: tuple[StageAnalysis, ...]  # descending target loss
     trend: BNoiseTrend

@@ -9,7 +9,7 @@ column             meaning after :func:`tidy_frame`
 =================  ==========================================================================
 ``config``         a short label of the optimizer configuration (workload, optimizer, betas, ...)
 ``batch_size``     int, B (examples, or tokens when ``batch_unit`` is ``"tokens"``)
-``batch_unit``     ``"examples"`` or ``"tokens"``
+``batch_unit``     ``"examples"``, ``"tokens"`` or ``"sequences"``
 ``lr``             float, the learning rate
 ``round``          int, the round (the seed identifies it; trials of one round share data)
 ``status``         ``"ok"``, ``"diverged"`` or ``"failed"``
@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from surge._units import BATCH_UNITS
 
 STATUSES = ("ok", "diverged", "failed")
 REQUIRED = ("batch_size", "lr", "status", "target_loss", "reached", "steps", "loss_decrease")
@@ -186,10 +188,11 @@ def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for key in ("eps", "weight_decay", "momentum"):
         out[key] = _as_float(df[key], key) if key in df else np.nan
     out["batch_unit"] = df["batch_unit"].astype(str) if "batch_unit" in df else "examples"
-    bad_unit = ~out["batch_unit"].isin(["examples", "tokens"])
+    bad_unit = ~out["batch_unit"].isin(BATCH_UNITS)
     if bad_unit.any():
         raise ValueError(
-            f"column 'batch_unit' must be 'examples' or 'tokens', got {out['batch_unit'][bad_unit].iloc[0]!r}"
+            f"column 'batch_unit' must be one of {', '.join(map(repr, BATCH_UNITS))}, "
+            f"got {out['batch_unit'][bad_unit].iloc[0]!r}"
         )
     # grid
     b = _as_float(df["batch_size"], "batch_size")

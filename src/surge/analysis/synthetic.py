@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from surge._units import BATCH_UNITS
 from surge._validation import check_array, check_choice, check_scalar
 from surge.theory.laws import adam_optimal_lr, sgd_optimal_lr
 
@@ -128,7 +129,7 @@ def synthetic_frame(
         diverge_above = check_scalar(diverge_above, "diverge_above", positive=True)
     if max_steps is not None:
         max_steps = check_scalar(max_steps, "max_steps", positive=True)
-    check_choice(batch_unit, "batch_unit", ("examples", "tokens"))
+    check_choice(batch_unit, "batch_unit", BATCH_UNITS)
     eps_opt = np.stack([_eps_opt(law, b.astype(float), em[k], bn[k], alpha) for k in range(t.size)])  # (T, nB)
     if lrs is None:
         lr = np.geomspace(eps_opt.min() / 2.0, eps_opt.max() * 2.0, 17)

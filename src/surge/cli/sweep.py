@@ -23,10 +23,12 @@ PRESET = typer.Option(None, "--preset", "-p", help=f"A named sweep instead of a 
 STORE = typer.Option(..., "--store", "-s", help="SQLite store file (created if missing).")
 ROUNDS = typer.Option(None, "--rounds", help="Override the spec's number of rounds (seeds).")
 JSON = typer.Option(False, "--json", help="Print one JSON object instead of tables.")
+DATA_DIR = typer.Option(None, "--data-dir", help="Where the workload finds (or downloads) its data (overrides the spec; "
+                        "default: $SURGE_DATA_DIR or ~/.cache/surge/data).")
 
 
 def _spec(spec_file: Path | None, preset: str | None, rounds: int | None, device: str | None = None,
-          workload: str | None = None) -> SweepSpec:
+          workload: str | None = None, data_dir: Path | None = None) -> SweepSpec:
     if (spec_file is None) == (preset is None):
         raise ValueError(f"give a SPEC.toml file or --preset NAME (one of {', '.join(PRESETS)}), "
                          f"not {'both' if spec_file else 'neither'}")
@@ -38,10 +40,12 @@ def _spec(spec_file: Path | None, preset: str | None, rounds: int | None, device
         changes["device"] = device
     if workload is not None:
         changes["workload"] = workload
+    if data_dir is not None:
+        changes["data_dir"] = str(data_dir)
     return spec.replace(**changes) if changes else spec
 
 
-def _resume_command(spec_file, preset, store, rounds, device, workers, workload) -> str:
+def _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir=None) -> str:
     parts = ["surge", "sweep", "run"]
     parts += [str(spec_file)] if spec_file is not None else ["--preset", preset]
     parts += ["--store", str(store)]
@@ -53,6 +57,8 @@ def _resume_command(spec_file, preset, store, rounds, device, workers, workload)
         parts += ["--workers", str(workers)]
     if workload is not None:
         parts += ["--workload", workload]
+    if data_dir is not None:
+        parts += ["--data-dir", str(data_dir)]
     return shlex.join(parts)
 
 
@@ -75,6 +81,7 @@ def run(
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (overrides the spec)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Worker processes, each training one group at a time."),
     workload: str | None = typer.Option(None, "--workload", help="Override the spec's workload (same grid)."),
+    data_dir: Path | None = DATA_DIR,
     retry_failed: bool = typer.Option(True, "--retry-failed/--no-retry-failed",
                                       help="Retrain trials whose earlier attempt failed."),
     runner: str | None = typer.Option(None, "--runner", hidden=True,
@@ -85,11 +92,11 @@ def run(
     from surge.sweep.executor import run_sweep
     from surge.sweep.plan import plan_sweep
 
-    spec = _spec(spec_file, preset, rounds, device, workload)
+    spec = _spec(spec_file, preset, rounds, device, workload, data_dir)
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     plan = plan_sweep(spec)
-    resume = _resume_command(spec_file, preset, store, rounds, device, workers, workload)
+    resume = _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir)
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
@@ -198,13 +205,14 @@ def plan(
     preset: str | None = PRESET,
     rounds: int | None = ROUNDS,
     workload: str | None = typer.Option(None, "--workload", help="Override the spec's workload (same grid)."),
+    data_dir: Path | None = DATA_DIR,
     as_toml: bool = typer.Option(False, "--toml", help="Print the spec as TOML (a starting point for a file)."),
     as_json: bool = JSON,
 ) -> None:
     """Show the grid, the targets and the trial groups without training (a dry run)."""
     from surge.sweep.plan import plan_sweep
 
-    spec = _spec(spec_file, preset, rounds, workload=workload)
+    spec = _spec(spec_file, preset, rounds, workload=workload, data_dir=data_dir)
     if as_toml:
         print(spec.to_toml(), end="")
         return

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from surge._units import BATCH_UNITS
 from surge.analysis import StageAnalysis, SweepAnalysis
 from surge.theory.laws import adam_optimal_lr, sgd_optimal_lr
 
@@ -65,7 +66,8 @@ def _edges(values: np.ndarray, log: bool) -> np.ndarray:
 
 
 def _unit(analysis: SweepAnalysis) -> str:
-    return "tokens" if analysis.batch_unit == "tokens" else "examples"
+    """What a batch size counts, for axis labels: the store's batch unit ("examples" when unknown)."""
+    return analysis.batch_unit if analysis.batch_unit in BATCH_UNITS else "examples"
 
 
 def _message(ax, text: str) -> None:

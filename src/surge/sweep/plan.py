@@ -19,9 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from surge._json import to_jsonable
 from surge.sweep.spec import SweepSpec
 
 TRIAL_KEY_VERSION = 1  # part of every trial config; bump when the meaning of a stored trial changes
@@ -34,8 +35,9 @@ class WorkloadInfo:
     name: str  # the workload as the spec names it
     default_targets: tuple[float, ...]  # the training-loss targets used when the spec gives none
     extra_steps: int  # N used when the spec gives none
-    batch_unit: str  # "examples" or "tokens": what a batch size counts ("unknown" when not loaded)
+    batch_unit: str  # "examples", "tokens" or "sequences": what a batch size counts ("unknown" when not loaded)
     unavailable: str | None = None  # why the workload could not be loaded (dry-run plans only), else None
+    metadata: dict = field(default_factory=dict, compare=False)  # the workload's own record (data, tokenizer)
 
 
 class WorkloadUnavailable(ValueError):
@@ -213,6 +215,7 @@ def resolve_workload(name: str, data_dir: str | None = None) -> WorkloadInfo:
         default_targets=tuple(float(t) for t in wl.default_targets),
         extra_steps=int(wl.extra_steps),
         batch_unit=str(getattr(wl, "batch_unit", "examples")),
+        metadata=to_jsonable(dict(getattr(wl, "metadata", {}) or {})),
     )
 
 

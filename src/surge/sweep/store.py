@@ -247,8 +247,8 @@ class SweepStore:
         """Record the plan's spec (once per distinct spec); returns its ``sweep_id``."""
         spec = plan.spec
         workload_json = json.dumps({"name": plan.workload.name, "default_targets": list(plan.workload.default_targets),
-                                    "extra_steps": plan.workload.extra_steps, "batch_unit": plan.workload.batch_unit},
-                                   sort_keys=True)
+                                    "extra_steps": plan.workload.extra_steps, "batch_unit": plan.workload.batch_unit,
+                                    "metadata": plan.workload.metadata}, sort_keys=True)
         now = _now()
         with self._transaction() as conn:
             row = conn.execute("SELECT sweep_id FROM sweeps WHERE spec_hash = ?", (spec.spec_hash(),)).fetchone()
@@ -271,7 +271,8 @@ class SweepStore:
         for sweep_id, name, spec_json, spec_toml, workload_json, n_trials, created, last in rows:
             w = json.loads(workload_json)
             info = WorkloadInfo(name=w["name"], default_targets=tuple(w["default_targets"]),
-                                extra_steps=int(w["extra_steps"]), batch_unit=w["batch_unit"])
+                                extra_steps=int(w["extra_steps"]), batch_unit=w["batch_unit"],
+                                metadata=w.get("metadata", {}))
             out.append(SweepRecord(sweep_id=sweep_id, name=name, spec=spec_from_dict(json.loads(spec_json)),
                                    spec_toml=spec_toml, workload=info, n_trials=n_trials, created_at=created,
                                    last_run_at=last))
@@ -428,6 +429,7 @@ class SweepStore:
             for t in trials:
                 planned.setdefault(t.key, t)
             sweeps.append({"name": rec.name, "sweep_id": rec.sweep_id, "workload": rec.spec.workload,
+                           "batch_unit": rec.workload.batch_unit, "workload_metadata": rec.workload.metadata,
                            "created_at": rec.created_at, "last_run_at": rec.last_run_at,
                            **_counts(trials, statuses)})
         by_batch: dict[int, list[Trial]] = {}
