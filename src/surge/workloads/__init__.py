@@ -9,6 +9,9 @@ Built in:
   (works offline; for demos and CI).
 - ``resnet18-tiny-imagenet``: the paper's second CV workload, torchvision's ResNet-18 on Tiny-ImageNet's
   100,000 training images, 10,000 per epoch (:mod:`surge.workloads.tiny_imagenet`).
+- ``distilgpt2-eli5``: the paper's NLP workload, a GPT-2-architecture model on ELI5-Category, batch
+  sizes in sequences of 128 tokens (:mod:`surge.workloads.eli5`; needs ``surge[lm]``).
+- ``gpt2-pydoc``: the same architecture, smaller, on CPython's ``pydoc_data.topics`` (offline text).
 
 A user workload is named ``package.module:attribute``. The attribute is a :class:`Workload`, or a
 function returning one; the function is called with ``data_dir=...`` when its signature takes it, else
