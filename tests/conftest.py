@@ -1,8 +1,16 @@
 import json
+import os
 
 import pytest
+from hypothesis import settings
 
 from surge.cli.main import main
+
+# Property tests draw the same examples on every run (a CI failure is reproducible); set
+# HYPOTHESIS_PROFILE=explore to draw new ones.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

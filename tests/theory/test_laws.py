@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surge.theory import (
@@ -78,10 +78,16 @@ def test_loss_improvement_eq18():
     np.testing.assert_allclose(loss_improvement(b, 0.3, 10.0), 0.3 * b / (b + 10.0), rtol=1e-14)
 
 
+log10 = st.floats(min_value=-3.0, max_value=6.0, allow_nan=False)
+
+
 @settings(max_examples=100, deadline=None)
-@given(s_min=positive, e_min=positive, batch=positive)
-def test_steps_and_examples_satisfy_eq20(s_min, e_min, batch):
-    assume(1e-4 < (e_min / s_min) / batch < 1e4)  # away from cancellation in S/S_min - 1 and E/E_min - 1
+@given(log_s_min=log10, log_batch=log10, log_ratio=st.floats(min_value=-3.9, max_value=3.9, allow_nan=False))
+def test_steps_and_examples_satisfy_eq20(log_s_min, log_batch, log_ratio):
+    # E_min / S_min = B * 10**log_ratio: the critical batch size within 1e4 of B, away from cancellation
+    # in S/S_min - 1 and E/E_min - 1 (drawn directly instead of filtering, which starves Hypothesis)
+    s_min, batch = 10.0**log_s_min, 10.0**log_batch
+    e_min = s_min * batch * 10.0**log_ratio
     s = float(steps_to_target(batch, s_min, e_min))
     e = float(examples_to_target(batch, s_min, e_min))
     assert e == pytest.approx(batch * s, rel=1e-12)  # E = B S
