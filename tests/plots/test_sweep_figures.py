@@ -200,3 +200,15 @@ def test_language_model_batches_are_labelled_in_sequences():
     assert result.batch_unit == "sequences"
     fig = stage_figure(result, result.stages[0].target_loss)
     assert "sequences" in fig.axes[0].get_xlabel()
+
+
+def test_an_interval_reaching_zero_is_drawn_to_zero_on_a_linear_axis(geometric):
+    from dataclasses import replace
+
+    cis = list(geometric.trend.b_noise_ci)
+    cis[0] = (-5.0, cis[0][1])  # Eq 22's interval can reach below zero with few batch sizes
+    wide = replace(geometric, trend=replace(geometric.trend, b_noise_ci=tuple(cis)))
+    ax = b_noise_figure(wide).axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
+    bars = ax.containers[0].lines[2][0].get_segments()  # the error bars, one segment per stage
+    assert bars[0][0][1] == 0.0  # the first stage's bar starts at 0, not at its estimate

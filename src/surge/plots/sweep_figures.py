@@ -23,6 +23,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import ScalarFormatter
 
 from surge._units import BATCH_UNITS
 from surge.analysis import StageAnalysis, SweepAnalysis
@@ -300,7 +301,8 @@ def b_noise_figure(analysis: SweepAnalysis) -> Figure:
         return fig
     lo = np.array([c[0] for c in tr.b_noise_ci], dtype=float)
     hi = np.array([c[1] for c in tr.b_noise_ci], dtype=float)
-    lo = np.where(np.isfinite(lo) & (lo > 0), lo, bn)
+    reaches_zero = bool((np.isfinite(lo) & (lo <= 0))[ok].any())  # an interval down to 0 needs a linear axis
+    lo = np.where(np.isfinite(lo), np.maximum(lo, 0.0), bn)
     hi = np.where(np.isfinite(hi), hi, bn)
     ax.errorbar(
         t[ok],
@@ -319,8 +321,9 @@ def b_noise_figure(analysis: SweepAnalysis) -> Figure:
     if (~ok).any():
         ax.plot([], [], color="#999999", ls=":", label="stage without an estimate")
     span = np.nanmax(hi[ok]) / max(np.nanmin(lo[ok]), 1e-300)
-    if span > 10:  # log only when B_noise spans more than a decade; otherwise plain numbers read better
+    if span > 10 and not reaches_zero:  # log only when B_noise spans more than a decade
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())  # 20, 50, 100 rather than 2x10^1
     else:
         ax.set_ylim(0, 1.25 * float(np.nanmax(hi[ok])))
     if t.size > 1:
