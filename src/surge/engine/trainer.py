@@ -21,6 +21,7 @@ chunks, and a replay of a few trials (the protocol's bisection) equal to the mai
 
 from __future__ import annotations
 
+import abc
 import copy
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -137,7 +138,7 @@ def _seeded_model(workload: Workload, seed: int) -> nn.Module:
     return model
 
 
-class _Runner:
+class _Runner(abc.ABC):
     strategy = ""
 
     def __init__(
@@ -203,8 +204,9 @@ class _Runner:
             buffers=buffers,
         )
 
-    def step(self, lanes: Lanes, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def step(self, lanes: Lanes, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step for every lane on its batch ``x[i], y[i]``; returns the training losses."""
 
     def _bind(self, lanes: Lanes, i: int) -> None:
         """Point the module's parameters (and buffers) at lane ``i``'s rows (views: updates write through)."""

@@ -103,7 +103,7 @@ def load_fashion_mnist(
             reason = f"{type(exc).__name__}: {exc}".strip()
             raise FileNotFoundError(
                 f"Fashion-MNIST is not in {raw_dir} and could not be downloaded ({reason}). "
-                f"Put {img_stem}(.gz) and {lbl_stem}(.gz) there, or pass data_dir / set SURGE_DATA_DIR."
+                f"Put {img_stem}(.gz) and {lbl_stem}(.gz) there, or pass --data-dir (data_dir in a spec) or set SURGE_DATA_DIR."
             ) from None
         images, labels = _find(raw_dir, img_stem), _find(raw_dir, lbl_stem)
     if images is None or labels is None:

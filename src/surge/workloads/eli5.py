@@ -193,7 +193,7 @@ def download_eli5(root: Path, *, dataset: str = ELI5_HF_DATASET, split: str = "t
         raise FileNotFoundError(
             f"ELI5-Category is not in {root} and could not be downloaded ({'; '.join(attempts)}). Put its "
             f"{split} split there as JSON Lines or Parquet (fields title, selftext, answers.text) or .txt "
-            "files, or pass data_dir / set SURGE_DATA_DIR."
+            "files, or pass --data-dir (data_dir in a spec) or set SURGE_DATA_DIR."
         )
     keep = [c for c in ("q_id", "title", "selftext", "category", "answers") if c in ds.column_names]
     if "answers" not in keep:

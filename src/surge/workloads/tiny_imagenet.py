@@ -282,7 +282,7 @@ def load_tiny_imagenet(
         if not download:
             raise FileNotFoundError(
                 f"Tiny-ImageNet is not in {root} (no wnids.txt). Download {TINY_IMAGENET_URL} and unzip it "
-                f"into {root.parent}, or pass data_dir / set SURGE_DATA_DIR to where it is."
+                f"into {root.parent}, or pass --data-dir (data_dir in a spec) or set SURGE_DATA_DIR to where it is."
             )
         try:
             root = download_tiny_imagenet(root.parent)
@@ -290,7 +290,7 @@ def load_tiny_imagenet(
             raise FileNotFoundError(
                 f"Tiny-ImageNet is not in {root} and could not be downloaded from {TINY_IMAGENET_URL} "
                 f"({type(exc).__name__}: {exc}). Download and unzip it into {root.parent} yourself, "
-                f"or pass data_dir / set SURGE_DATA_DIR to where it is."
+                f"or pass --data-dir (data_dir in a spec) or set SURGE_DATA_DIR to where it is."
             ) from None
     wnids = _read_wnids(root)
     files, labels = list_split(root, split, wnids)
