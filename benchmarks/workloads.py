@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from surge.engine import DataOrder, OptimizerConfig, configure_allocator
+from surge.engine import DataOrder, OptimizerConfig, build_optimizer, configure_allocator
 from surge.engine.trainer import LockstepRunner, LoopRunner
 from surge.workloads import Workload, get_workload
 
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
     wl, opt_config, grid, data = WORKLOADS[args.workload](args.data_dir)
     lrs = _pick(grid, args.lrs)
-    opt = opt_config.build()
+    opt = build_optimizer(opt_config)
     runners = {R.strategy: R(wl, opt, device=args.device, dtype="float32") for R in (LockstepRunner, LoopRunner)}
     log(f"{args.workload} on {data}; {len(lrs)} trials (lr {', '.join(f'{x:g}' for x in lrs)}), "
         f"{args.steps} steps, best of {args.repeats}, {args.threads} thread(s), {args.device}")

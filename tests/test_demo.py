@@ -9,7 +9,8 @@ import json
 import pytest
 
 import surge.demo
-from surge.sweep.spec import BatchGrid, LRGrid, OptimizerSpec, SweepSpec
+from surge.records import OptimizerConfig
+from surge.sweep.spec import BatchGrid, LRGrid, SweepSpec
 
 pytest.importorskip("torch")
 
@@ -20,7 +21,7 @@ def tiny_demo(monkeypatch):
         return SweepSpec(
             name="demo-test",
             workload=surge.demo.DEMO_WORKLOAD,
-            optimizer=OptimizerSpec(name="adam", betas=(0.0, 0.0)),
+            optimizer=OptimizerConfig(name="adam", betas=(0.0, 0.0)),
             lr=LRGrid(values=(1e-3, 3e-3, 1e-2)),
             batch_size=BatchGrid(values=(4, 16, 64, 256)),
             rounds=2,

@@ -1,8 +1,9 @@
 """Input checks shared by the whole package.
 
 Every check names the argument, shows the bad value and says what is allowed, in the manner of
-scikit-learn's ``check_scalar``. Library code raises ``ValueError`` / ``TypeError``; the CLI turns them
-into one line on stderr.
+scikit-learn's ``check_scalar``. They raise :class:`surge.errors.SurgeError` (a ``ValueError``) or
+:class:`surge.errors.SurgeTypeError` (also a ``TypeError``); the CLI turns them into one line on stderr.
+This is the one place where integers, numbers, ranges and choices are checked.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 from numbers import Real
 
 import numpy as np
+from surge.errors import SurgeError, SurgeTypeError
 
 
 def _show(value: object, limit: int = 6) -> str:
@@ -23,6 +25,32 @@ def _show(value: object, limit: int = 6) -> str:
     return repr(value)
 
 
+def type_name(value: object) -> str:
+    """The name of a value's type as a user writes it (TOML / JSON words for the common ones)."""
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", tuple: "array",
+            dict: "table"}.get(type(value), type(value).__name__)
+
+
+def check_int(value: object, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an integer (not a bool, not a float) within ``[minimum, maximum]``.
+
+    Raises:
+        SurgeTypeError: not an integer (a float with an integer value is named, with the fix).
+        SurgeError: outside the range.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, float) and value.is_integer():
+            raise SurgeTypeError(f"{name} must be an integer, got {value!r} (a float); write {int(value)}")
+        raise SurgeTypeError(f"{name} must be an integer, got {value!r} ({type_name(value)})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        what = "positive" if minimum == 1 else f">= {minimum}"
+        raise SurgeError(f"{name} must be {what}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SurgeError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
 def check_scalar(
     value: object,
     name: str,
@@ -31,22 +59,29 @@ def check_scalar(
     nonnegative: bool = False,
     finite: bool = True,
     allow_inf: bool = False,
+    below: float | None = None,
 ) -> float:
-    """Return ``value`` as a float after checking it is a real number with the given sign.
+    """Return ``value`` as a float after checking it is a real number with the given sign and range.
 
-    ``finite`` rejects NaN and, unless ``allow_inf``, +-inf.
+    ``finite`` rejects NaN and, unless ``allow_inf``, +-inf; ``below`` is an exclusive upper bound.
+
+    Raises:
+        SurgeTypeError: not a real number.
+        SurgeError: NaN, infinite, or outside the range.
     """
     if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {_show(value)} of type {type(value).__name__}")
+        raise SurgeTypeError(f"{name} must be a real number, got {_show(value)} of type {type(value).__name__}")
     x = float(value)
     if math.isnan(x):
-        raise ValueError(f"{name} must be a number, got nan")
+        raise SurgeError(f"{name} must be a number, got nan")
     if finite and math.isinf(x) and not allow_inf:
-        raise ValueError(f"{name} must be finite, got {x}")
+        raise SurgeError(f"{name} must be finite, got {x}")
     if positive and not x > 0:
-        raise ValueError(f"{name} must be > 0, got {x}")
+        raise SurgeError(f"{name} must be > 0, got {x}")
     if nonnegative and not x >= 0:
-        raise ValueError(f"{name} must be >= 0, got {x}")
+        raise SurgeError(f"{name} must be >= 0, got {x}")
+    if below is not None and not x < below:
+        raise SurgeError(f"{name} must be < {below:g}, got {x:g}")
     return x
 
 
@@ -63,28 +98,31 @@ def check_array(
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an array of real numbers, got {_show(value)}") from None
+        raise SurgeTypeError(f"{name} must be an array of real numbers, got {_show(value)}") from None
     if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+        raise SurgeError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if arr.size < min_size:
-        raise ValueError(f"{name} must have at least {min_size} element(s), got {arr.size}")
+        raise SurgeError(f"{name} must have at least {min_size} element(s), got {arr.size}")
     bad = ~np.isfinite(arr)
     if bad.any():
         i = int(np.flatnonzero(bad.ravel())[0])
-        raise ValueError(f"{name} must be finite; element {i} is {arr.ravel()[i]}")
+        raise SurgeError(f"{name} must be finite; element {i} is {arr.ravel()[i]}")
     if positive and (arr <= 0).any():
         i = int(np.flatnonzero((arr <= 0).ravel())[0])
-        raise ValueError(f"{name} must be > 0; element {i} is {arr.ravel()[i]}")
+        raise SurgeError(f"{name} must be > 0; element {i} is {arr.ravel()[i]}")
     if nonnegative and (arr < 0).any():
         i = int(np.flatnonzero((arr < 0).ravel())[0])
-        raise ValueError(f"{name} must be >= 0; element {i} is {arr.ravel()[i]}")
+        raise SurgeError(f"{name} must be >= 0; element {i} is {arr.ravel()[i]}")
     return arr
 
 
 def check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``allowed``."""
+    if not isinstance(value, str):
+        raise SurgeTypeError(f"{name} must be a string, one of {', '.join(repr(a) for a in allowed)}; "
+                             f"got {value!r} ({type_name(value)})")
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
+        raise SurgeError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
     return str(value)
 
 
@@ -93,5 +131,5 @@ def check_same_length(**arrays: np.ndarray) -> int:
     lengths = {k: len(v) for k, v in arrays.items()}
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{k} has {n}" for k, n in lengths.items())
-        raise ValueError(f"{' and '.join(lengths)} must have the same length; {shown}")
+        raise SurgeError(f"{' and '.join(lengths)} must have the same length; {shown}")
     return next(iter(lengths.values()))

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from surge.sweep.spec import BatchGrid, LRGrid, OptimizerSpec, SweepSpec
+from surge.records import OptimizerConfig
+from surge.sweep.spec import BatchGrid, LRGrid, SweepSpec
 
 DEMO_WORKLOAD = "cnn-mnist-sample"
 
@@ -29,7 +30,7 @@ def demo_spec(quick: bool = False) -> SweepSpec:
         return SweepSpec(
             name="demo-quick",
             workload=DEMO_WORKLOAD,
-            optimizer=OptimizerSpec(name="adam", betas=(0.0, 0.0)),
+            optimizer=OptimizerConfig(name="adam", betas=(0.0, 0.0)),
             lr=LRGrid(values=(6e-4, 1.2e-3, 2.4e-3, 4.8e-3, 9.6e-3)),
             batch_size=BatchGrid(values=(4, 16, 64, 256)),
             rounds=2,
@@ -40,7 +41,7 @@ def demo_spec(quick: bool = False) -> SweepSpec:
     return SweepSpec(
         name="demo",
         workload=DEMO_WORKLOAD,
-        optimizer=OptimizerSpec(name="adam", betas=(0.0, 0.0)),
+        optimizer=OptimizerConfig(name="adam", betas=(0.0, 0.0)),
         lr=LRGrid(values=(6e-4, 1.2e-3, 2.4e-3, 4.8e-3, 9.6e-3, 1.92e-2, 3.84e-2)),
         batch_size=BatchGrid(values=(8, 16, 32, 64, 128, 256)),
         rounds=2,

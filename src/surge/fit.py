@@ -17,6 +17,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from surge._validation import check_array, check_choice, check_same_length, check_scalar
+from surge.errors import SurgeError
 
 Interval = tuple[float, float]
 _NAN_CI: Interval = (math.nan, math.nan)
@@ -114,9 +115,9 @@ def _points(batch_sizes, values, values_name: str, min_points: int) -> tuple[np.
     v = check_array(values, values_name, ndim=1, positive=True)
     n = check_same_length(batch_sizes=b, **{values_name: v})
     if n < min_points:
-        raise ValueError(f"need at least {min_points} points, got {n}")
+        raise SurgeError(f"need at least {min_points} points, got {n}")
     if np.unique(b).size < 2:
-        raise ValueError(f"batch_sizes must contain at least 2 distinct values, got only {b[0]}")
+        raise SurgeError(f"batch_sizes must contain at least 2 distinct values, got only {b[0]}")
     return b, v
 
 
@@ -132,7 +133,7 @@ def _t(confidence: float, dof: int) -> float:
 def _confidence(confidence: float) -> float:
     c = check_scalar(confidence, "confidence", positive=True)
     if not c < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {c}")
+        raise SurgeError(f"confidence must be in (0, 1), got {c}")
     return c
 
 

@@ -119,7 +119,7 @@ def test_console_script_exit_code_and_debug_traceback():
     plain = subprocess.run(args, capture_output=True, text=True)
     assert plain.returncode == 2 and plain.stderr.strip() == "error: eps_max must be > 0, got -1.0"
     debug = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "SURGE_DEBUG": "1"})
-    assert debug.returncode != 0 and "Traceback" in debug.stderr and "ValueError" in debug.stderr
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "SurgeError" in debug.stderr
 
 
 def test_version(run_cli):

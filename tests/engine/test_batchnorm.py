@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from surge import workloads
-from surge.engine import DataOrder, GroupConfig, OptimizerConfig, choose_strategy, run_group
+from surge.engine import DataOrder, GroupConfig, OptimizerConfig, build_optimizer, choose_strategy, run_group
 from surge.engine.trainer import LockstepRunner, LoopRunner, lockstep_supported
 from surge.workloads import Workload
 from surge.workloads.tiny_imagenet import TinyImageNetResNet18
@@ -67,7 +67,7 @@ def test_lockstep_equals_loop_with_batchnorm_float64():
     wl = _workload()
     trials = [(0, 0, 1e-3), (1, 0, 1e-2), (2, 5, 3e-3)]
     seeds = [s for _, s, _ in trials]
-    opt = OptimizerConfig("adam").build()
+    opt = build_optimizer(OptimizerConfig("adam"))
     runners = [R(wl, opt, device="cpu", dtype="float64") for R in (LockstepRunner, LoopRunner)]
     lanes = [r.init_lanes(trials) for r in runners]
     losses = [_run(r, ln, wl, seeds, 15, 4) for r, ln in zip(runners, lanes)]
@@ -94,7 +94,7 @@ def test_lockstep_equals_loop_with_batchnorm_float64():
 def test_batchnorm_lane_is_bitwise_independent_of_its_neighbours():
     """The protocol's replays rely on it: a lane's bits do not depend on which lanes share its vmap."""
     wl = _workload()
-    opt = OptimizerConfig("adam", betas=(0.0, 0.0)).build()
+    opt = build_optimizer(OptimizerConfig("adam", betas=(0.0, 0.0)))
     runner = LockstepRunner(wl, opt, device="cpu", dtype="float32")
     groups = [[(0, 0, 1e-3), (1, 5, 1e-2), (2, 0, 3e-3)], [(1, 5, 1e-2), (2, 0, 3e-3)], [(2, 0, 3e-3)]]
     out = []
@@ -132,7 +132,7 @@ def test_real_resnet18_lockstep_equals_loop_float64():
     y = torch.randint(0, 200, (16,), generator=g)
     wl = Workload(name="resnet18-random", make_model=TinyImageNetResNet18, train_inputs=x, train_targets=y,
                   probe_inputs=x[:4], probe_targets=y[:4])
-    opt = OptimizerConfig("adam", betas=(0.0, 0.0)).build()
+    opt = build_optimizer(OptimizerConfig("adam", betas=(0.0, 0.0)))
     runners = [R(wl, opt, device="cpu", dtype="float64") for R in (LockstepRunner, LoopRunner)]
     trials = [(0, 0, 1e-4), (1, 0, 7e-4)]
     lanes = [r.init_lanes(trials) for r in runners]
@@ -171,5 +171,5 @@ def test_lockstep_supported_rules(registered):
                                          r"other than BatchNorm running statistics \('calls'\); use 'loop'"):
         choose_strategy(cfg, wl)
     with pytest.raises(ValueError, match="strategy 'lockstep' cannot run workload 'counted': the model has buffers"):
-        LockstepRunner(wl, OptimizerConfig("adam").build(), device="cpu", dtype="float32")
+        LockstepRunner(wl, build_optimizer(OptimizerConfig("adam")), device="cpu", dtype="float32")
     assert choose_strategy(dataclasses.replace(cfg, strategy="auto"), wl) == "loop"

@@ -121,54 +121,15 @@ def engine_available() -> bool:
         return False
 
 
-def _protocol_stub() -> types.ModuleType:
-    @dataclasses.dataclass(frozen=True)
-    class OptimizerConfig:
-        name: str
-        betas: tuple = (0.9, 0.999)
-        eps: float = 1e-8
-        weight_decay: float = 0.0
-        momentum: float = 0.0
+def group_config_type(monkeypatch=None):
+    """The GroupConfig the planner hands a runner (torch-free, in surge.records)."""
+    from surge.records import GroupConfig
 
-    @dataclasses.dataclass(frozen=True)
-    class GroupConfig:
-        workload: str
-        optimizer: OptimizerConfig
-        batch_size: int
-        lrs: tuple
-        seeds: tuple
-        target_losses: tuple
-        extra_steps: int
-        max_steps: int
-        max_examples: int | None = None
-        device: str = "cpu"
-        dtype: str = "float32"
-        strategy: str = "auto"
-        data_dir: str | None = None
-
-    protocol = types.ModuleType("surge.engine.protocol")
-    protocol.GroupConfig = GroupConfig
-    protocol.OptimizerConfig = OptimizerConfig
-    return protocol
-
-
-def group_config_type(monkeypatch):
-    """The engine's GroupConfig; while the engine is not installed, a stand-in with the same fields is put
-    in ``sys.modules`` as ``surge.engine.protocol`` (undone by ``monkeypatch``)."""
-    if engine_available():
-        from surge.engine.protocol import GroupConfig
-
-        return GroupConfig
-    protocol = _protocol_stub()
-    engine = types.ModuleType("surge.engine")
-    engine.protocol = protocol
-    monkeypatch.setitem(sys.modules, "surge.engine", engine)
-    monkeypatch.setitem(sys.modules, "surge.engine.protocol", protocol)
-    return protocol.GroupConfig
+    return GroupConfig
 
 
 def install_for_subprocess() -> None:
-    """In a CLI subprocess: the fake workloads next to the registry's, and the protocol stand-in if needed."""
+    """In a CLI subprocess: the fake workloads next to the registry's."""
     import surge.sweep.plan as plan_module
 
     real = plan_module.resolve_workload
@@ -177,9 +138,3 @@ def install_for_subprocess() -> None:
         return resolve(name, data_dir) if name.startswith("fake") else real(name, data_dir)
 
     plan_module.resolve_workload = resolver
-    if not engine_available():
-        protocol = _protocol_stub()
-        engine = types.ModuleType("surge.engine")
-        engine.protocol = protocol
-        sys.modules["surge.engine"] = engine
-        sys.modules["surge.engine.protocol"] = protocol

@@ -20,9 +20,9 @@ def numbers(store):
 
 
 def test_ok_diverged_and_failed_trials_on_the_real_engine(tmp_path):
-    from surge.sweep import BatchGrid, LRGrid, OptimizerSpec, SweepSpec, SweepStore, run_sweep
+    from surge.sweep import BatchGrid, LRGrid, OptimizerConfig, SweepSpec, SweepStore, run_sweep
 
-    spec = SweepSpec(name="e2e", workload=REFUSING, optimizer=OptimizerSpec(name="sgd"),
+    spec = SweepSpec(name="e2e", workload=REFUSING, optimizer=OptimizerConfig(name="sgd"),
                      lr=LRGrid(values=(1e-2, 3e-2, 3.0)), batch_size=BatchGrid(values=(4, 16, 32)), rounds=2,
                      max_steps=300)
     summary = run_sweep(spec, tmp_path / "a.db")

@@ -76,10 +76,10 @@ def test_trial_key_covers_what_decides_the_numbers_and_nothing_else():
             spec(group_size=1), spec(rounds=1)]
     for s in same:
         assert plan_sweep(s, workload=fakes.INFO).groups[0].trials[0].key == key, s
-    from surge.sweep import OptimizerSpec
+    from surge.sweep import OptimizerConfig
 
-    different = [spec(workload="fake2"), spec(optimizer=OptimizerSpec(betas=(0.0, 0.0))),
-                 spec(optimizer=OptimizerSpec(eps=1e-6)), spec(optimizer=OptimizerSpec(name="adamw")),
+    different = [spec(workload="fake2"), spec(optimizer=OptimizerConfig(betas=(0.0, 0.0))),
+                 spec(optimizer=OptimizerConfig(eps=1e-6)), spec(optimizer=OptimizerConfig(name="adamw")),
                  spec(target_loss=(0.9,)), spec(extra_steps=9), spec(max_steps=77), spec(max_examples=1000),
                  spec(dtype="float64"), spec(seed=1)]
     for s in different:

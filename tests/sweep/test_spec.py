@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from surge.sweep import BatchGrid, LRGrid, OptimizerSpec, SweepSpec, get_preset, list_presets, load_spec
+from surge.sweep import BatchGrid, LRGrid, OptimizerConfig, SweepSpec, get_preset, list_presets, load_spec
 from surge.sweep.spec import spec_from_dict, spec_from_toml
 
 BASE = """
@@ -125,7 +125,7 @@ def test_python_construction_validates_too():
     with pytest.raises(ValueError, match=r"lr range is reversed"):
         SweepSpec(workload="fake", lr=LRGrid(start=1.0, stop=0.5, step=0.1), batch_size=BatchGrid(values=(1,)))
     with pytest.raises(ValueError, match=r"optimizer.momentum must be < 1"):
-        OptimizerSpec(name="sgd", momentum=1.5)
+        OptimizerConfig(name="sgd", momentum=1.5)
     with pytest.raises(TypeError, match=r"a sweep spec must be a table"):
         spec_from_dict([1, 2])
 
@@ -159,7 +159,7 @@ def test_toml_round_trip_of_every_field():
     spec = SweepSpec(
         name="all fields \"quoted\"", workload="pkg.mod:attr", lr=LRGrid(values=(3e-4, 1e-3)),
         batch_size=BatchGrid(start=2, stop=10, step=4),
-        optimizer=OptimizerSpec(name="adamw", betas=(0.0, 0.0), eps=1e-6, weight_decay=0.1, momentum=0.0),
+        optimizer=OptimizerConfig(name="adamw", betas=(0.0, 0.0), eps=1e-6, weight_decay=0.1, momentum=0.0),
         rounds=3, seed=7, target_loss=(1.5, 0.25), extra_steps=11, max_steps=123, max_examples=4567,
         device="cuda:1", dtype="float64", strategy="loop", data_dir="/tmp/d", group_size=9,
     )

@@ -40,6 +40,7 @@ from surge.fit import (
     fit_eps_max,
     fit_surge,
 )
+from surge.errors import SurgeError
 
 Interval = tuple[float, float]
 _NAN_CI: Interval = (math.nan, math.nan)
@@ -216,7 +217,7 @@ class SweepAnalysis:
         for s in self.stages:
             if math.isclose(s.target_loss, float(target_loss), rel_tol=1e-9, abs_tol=1e-12):
                 return s
-        raise ValueError(
+        raise SurgeError(
             f"no stage with target loss {target_loss!r}; the stages are "
             + ", ".join(f"{s.target_loss:g}" for s in self.stages)
         )
@@ -726,19 +727,19 @@ def analyze(
     failed, diverged and censored trials.
     """
     if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
-        raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+        raise SurgeError(f"n_boot must be an integer >= 0, got {n_boot!r}")
     if (
         not isinstance(refine_halfwidth, (int, np.integer))
         or isinstance(refine_halfwidth, bool)
         or refine_halfwidth < 1
     ):
-        raise ValueError(f"refine_halfwidth must be an integer >= 1, got {refine_halfwidth!r}")
+        raise SurgeError(f"refine_halfwidth must be an integer >= 1, got {refine_halfwidth!r}")
     confidence = check_scalar(confidence, "confidence", positive=True)
     if not confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+        raise SurgeError(f"confidence must be in (0, 1), got {confidence}")
     mdf = check_scalar(max_diverged_fraction, "max_diverged_fraction", nonnegative=True)
     if mdf > 1:
-        raise ValueError(f"max_diverged_fraction must be in [0, 1], got {mdf}")
+        raise SurgeError(f"max_diverged_fraction must be in [0, 1], got {mdf}")
     settings = AnalysisSettings(
         n_boot=int(n_boot),
         seed=int(seed),
@@ -757,12 +758,12 @@ def analyze(
     else:
         req = np.atleast_1d(np.asarray(stages, dtype=float))
         if req.size == 0:
-            raise ValueError("stages must name at least one target loss")
+            raise SurgeError("stages must name at least one target loss")
         chosen = []
         for t in req:
             hit = all_targets[np.isclose(all_targets, t, rtol=1e-9, atol=1e-12)]
             if hit.size == 0:
-                raise ValueError(
+                raise SurgeError(
                     f"no stage with target loss {t:g}; the trials have targets "
                     + ", ".join(f"{x:g}" for x in all_targets)
                 )

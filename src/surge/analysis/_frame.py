@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 
 from surge._units import BATCH_UNITS
+from surge.errors import SurgeError, SurgeTypeError
 
-STATUSES = ("ok", "diverged", "failed")
+from surge.records import STATUSES  # noqa: E402
 REQUIRED = ("batch_size", "lr", "status", "target_loss", "reached", "steps", "loss_decrease")
 # Columns that identify an optimizer configuration; trials of different configurations are never mixed.
 CONFIG_COLUMNS = ("workload", "optimizer", "beta1", "beta2", "eps", "weight_decay", "momentum", "batch_unit")
@@ -48,7 +49,7 @@ def load_store(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"store {str(path)!r} does not exist or is not a file")
+        raise SurgeError(f"store {str(path)!r} does not exist or is not a file")
     suffix = path.suffix.lower()
     with open(path, "rb") as fh:
         head = fh.read(len(_SQLITE_MAGIC))
@@ -61,18 +62,18 @@ def load_store(path: str | Path) -> pd.DataFrame:
         try:
             raw = pd.read_csv(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ValueError(f"store {str(path)!r} is not a readable CSV file: {exc}") from None
+            raise SurgeError(f"store {str(path)!r} is not a readable CSV file: {exc}") from None
     elif suffix in (".parquet", ".pq"):
         try:
             raw = pd.read_parquet(path)
         except ImportError as exc:
-            raise ValueError(f"reading Parquet needs pyarrow (pip install 'surge[parquet]'): {exc}") from None
+            raise SurgeError(f"reading Parquet needs pyarrow (pip install 'surge[parquet]'): {exc}") from None
         except Exception as exc:  # pyarrow raises its own error types for a bad file
-            raise ValueError(f"store {str(path)!r} is not a readable Parquet file: {exc}") from None
+            raise SurgeError(f"store {str(path)!r} is not a readable Parquet file: {exc}") from None
     else:
-        raise ValueError(f"store {str(path)!r} is neither a SQLite sweep store nor a .csv / .parquet export of one")
+        raise SurgeError(f"store {str(path)!r} is neither a SQLite sweep store nor a .csv / .parquet export of one")
     if len(raw) == 0:
-        raise ValueError(f"store {str(path)!r} holds no trials yet (run 'surge sweep run' first)")
+        raise SurgeError(f"store {str(path)!r} holds no trials yet (run 'surge sweep run' first)")
     return tidy_frame(raw)
 
 
@@ -103,7 +104,7 @@ def _as_bool(series: pd.Series, name: str) -> pd.Series:
         elif isinstance(v, str) and v.strip().lower() in mapping:
             out.append(mapping[v.strip().lower()])
         else:
-            raise ValueError(f"column {name!r} row {i} must be true/false, got {v!r}")
+            raise SurgeError(f"column {name!r} row {i} must be true/false, got {v!r}")
     return pd.Series(out, index=series.index, dtype=bool)
 
 
@@ -113,7 +114,7 @@ def _as_float(series: pd.Series, name: str) -> pd.Series:
     bad = out.isna() & ~missing
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"column {name!r} row {i} is not a number: {series.iloc[i]!r}")
+        raise SurgeError(f"column {name!r} row {i} is not a number: {series.iloc[i]!r}")
     return out
 
 
@@ -127,9 +128,9 @@ def _parse_betas(value) -> tuple[float, float]:
             parsed = [p for p in value.replace("(", "").replace(")", "").split(",") if p.strip()]
         vals = [float(v) for v in (parsed if isinstance(parsed, (tuple, list)) else [parsed])]
     else:
-        raise ValueError(f"column 'betas' must hold pairs like (0.9, 0.999), got {value!r}")
+        raise SurgeError(f"column 'betas' must hold pairs like (0.9, 0.999), got {value!r}")
     if len(vals) != 2:
-        raise ValueError(f"column 'betas' must hold pairs (beta1, beta2), got {value!r}")
+        raise SurgeError(f"column 'betas' must hold pairs (beta1, beta2), got {value!r}")
     return vals[0], vals[1]
 
 
@@ -157,18 +158,18 @@ def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
     and ``steps``) and the simpler contract (``betas`` as a pair or its text, ``seed`` as the round).
     """
     if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+        raise SurgeTypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
     cols = [str(c) for c in frame.columns]
     missing = [c for c in REQUIRED if c not in cols]
     if "seed" not in cols and "round" not in cols:
         missing.append("seed (or round)")
     if missing:
-        raise ValueError(
+        raise SurgeError(
             f"the trial frame lacks column(s) {', '.join(missing)}; it has {', '.join(cols) or 'none'} "
             "(expected one row per trial and stage, as SweepStore.trials_frame() returns)"
         )
     if len(frame) == 0:
-        raise ValueError("the trial frame is empty: no trials to analyse")
+        raise SurgeError("the trial frame is empty: no trials to analyse")
     df = frame.copy()
     df.columns = cols
     out = pd.DataFrame(index=df.index)
@@ -190,7 +191,7 @@ def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out["batch_unit"] = df["batch_unit"].astype(str) if "batch_unit" in df else "examples"
     bad_unit = ~out["batch_unit"].isin(BATCH_UNITS)
     if bad_unit.any():
-        raise ValueError(
+        raise SurgeError(
             f"column 'batch_unit' must be one of {', '.join(map(repr, BATCH_UNITS))}, "
             f"got {out['batch_unit'][bad_unit].iloc[0]!r}"
         )
@@ -198,27 +199,27 @@ def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
     b = _as_float(df["batch_size"], "batch_size")
     if b.isna().any() or (b <= 0).any() or (b != np.round(b)).any():
         i = int(np.flatnonzero((b.isna() | (b <= 0) | (b != np.round(b))).to_numpy())[0])
-        raise ValueError(f"column 'batch_size' must hold positive integers; row {i} is {df['batch_size'].iloc[i]!r}")
+        raise SurgeError(f"column 'batch_size' must hold positive integers; row {i} is {df['batch_size'].iloc[i]!r}")
     out["batch_size"] = b.astype(np.int64)
     lr = _as_float(df["lr"], "lr")
     if lr.isna().any() or (lr <= 0).any():
         i = int(np.flatnonzero((lr.isna() | (lr <= 0)).to_numpy())[0])
-        raise ValueError(f"column 'lr' must hold positive numbers; row {i} is {df['lr'].iloc[i]!r}")
+        raise SurgeError(f"column 'lr' must hold positive numbers; row {i} is {df['lr'].iloc[i]!r}")
     out["lr"] = lr
     rnd = _as_float(df["seed"] if "seed" in df else df["round"], "seed" if "seed" in df else "round")
     if rnd.isna().any():
-        raise ValueError("column 'seed' (the round) must not be empty")
+        raise SurgeError("column 'seed' (the round) must not be empty")
     out["round"] = rnd.astype(np.int64)
     status = df["status"].astype(str).str.strip().str.lower()
     bad = ~status.isin(STATUSES)
     if bad.any():
-        raise ValueError(f"column 'status' must be one of {', '.join(STATUSES)}; got {df['status'][bad].iloc[0]!r}")
+        raise SurgeError(f"column 'status' must be one of {', '.join(STATUSES)}; got {df['status'][bad].iloc[0]!r}")
     out["status"] = status
     out["error"] = df["error"] if "error" in df else None
     # stage results
     t = _as_float(df["target_loss"], "target_loss")
     if t.isna().any():
-        raise ValueError("column 'target_loss' must not be empty: every row is one (trial, stage)")
+        raise SurgeError("column 'target_loss' must not be empty: every row is one (trial, stage)")
     out["target_loss"] = t
     out["reached"] = _as_bool(df["reached"], "reached") & (status != "failed")
     out["steps"] = _as_float(df["steps"], "steps")
@@ -255,7 +256,7 @@ def select_config(frame: pd.DataFrame, config: str | int | None) -> pd.DataFrame
     if config is None:
         if len(labels) > 1:
             listed = "; ".join(f"[{i}] {c}" for i, c in enumerate(labels))
-            raise ValueError(
+            raise SurgeError(
                 f"the trials hold {len(labels)} optimizer configurations ({listed}); analyse one at a time: "
                 "pass config=LABEL or its index (CLI: --config)"
             )
@@ -263,11 +264,11 @@ def select_config(frame: pd.DataFrame, config: str | int | None) -> pd.DataFrame
     if isinstance(config, (int, np.integer)) or (isinstance(config, str) and config.strip().isdigit()):
         i = int(config)
         if not 0 <= i < len(labels):
-            raise ValueError(
+            raise SurgeError(
                 f"config index {i} is out of range: there are {len(labels)} configuration(s), 0..{len(labels) - 1}"
             )
         return frame[frame["config"] == labels[i]]
     if config not in labels:
         listed = "; ".join(f"[{i}] {c}" for i, c in enumerate(labels))
-        raise ValueError(f"config {config!r} is not in the trials; they hold: {listed}")
+        raise SurgeError(f"config {config!r} is not in the trials; they hold: {listed}")
     return frame[frame["config"] == config]

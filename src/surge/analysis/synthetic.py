@@ -28,6 +28,7 @@ import pandas as pd
 from surge._units import BATCH_UNITS
 from surge._validation import check_array, check_choice, check_scalar
 from surge.theory.laws import adam_optimal_lr, sgd_optimal_lr
+from surge.errors import SurgeError
 
 
 def _per_target(value, name: str, n: int) -> np.ndarray | None:
@@ -36,7 +37,7 @@ def _per_target(value, name: str, n: int) -> np.ndarray | None:
         return None
     arr = check_array(value, name, ndim=1, positive=True)
     if arr.size != n:
-        raise ValueError(f"{name} must be a number or one value per target ({n}), got {arr.size} values")
+        raise SurgeError(f"{name} must be a number or one value per target ({n}), got {arr.size} values")
     return arr
 
 
@@ -57,7 +58,7 @@ def synthetic_laws(
     check_choice(law, "law", ("adam", "sgd"))
     t = check_array(targets, "targets", ndim=1, positive=True)
     if np.any(np.diff(t) >= 0):
-        raise ValueError(
+        raise SurgeError(
             f"targets must be strictly decreasing (training goes from one target to the next), got {t.tolist()}"
         )
     growth = check_scalar(b_noise_growth, "b_noise_growth", nonnegative=True)
@@ -115,10 +116,10 @@ def synthetic_frame(
     alpha = check_scalar(alpha, "alpha", positive=True)
     b = check_array(batch_sizes, "batch_sizes", ndim=1, positive=True)
     if np.any(b != np.round(b)):
-        raise ValueError(f"batch_sizes must be integers, got {b.tolist()}")
+        raise SurgeError(f"batch_sizes must be integers, got {b.tolist()}")
     b = np.unique(b.astype(np.int64))
     if not isinstance(rounds, (int, np.integer)) or isinstance(rounds, bool) or rounds < 1:
-        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+        raise SurgeError(f"rounds must be an integer >= 1, got {rounds!r}")
     s_min = check_scalar(s_min, "s_min", positive=True)
     s_min_growth = check_scalar(s_min_growth, "s_min_growth", nonnegative=True)
     dl_max = check_scalar(dl_max, "dl_max", positive=True)

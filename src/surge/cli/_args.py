@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from surge.errors import SurgeError
 
 
 def parse_number_list(values: list[str] | None, name: str) -> list[float]:
@@ -18,24 +19,24 @@ def parse_number_list(values: list[str] | None, name: str) -> list[float]:
             try:
                 out.append(float(part))
             except ValueError:
-                raise ValueError(f"{name} must be numbers separated by commas; {part!r} is not a number") from None
+                raise SurgeError(f"{name} must be numbers separated by commas; {part!r} is not a number") from None
     if not out:
-        raise ValueError(f"{name} needs at least one value, e.g. {name} 16,64,256")
+        raise SurgeError(f"{name} needs at least one value, e.g. {name} 16,64,256")
     return out
 
 
 def read_columns(path: Path, columns: tuple[str, ...]) -> dict[str, list[float]]:
     """Read the named numeric columns of a CSV file, with errors that name the file and the column."""
     if not path.is_file():
-        raise ValueError(f"FILE {str(path)!r} does not exist or is not a file")
+        raise SurgeError(f"FILE {str(path)!r} does not exist or is not a file")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"FILE {str(path)!r} is not a readable CSV file: {exc}") from None
+        raise SurgeError(f"FILE {str(path)!r} is not a readable CSV file: {exc}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(
+        raise SurgeError(
             f"FILE {str(path)!r} lacks column(s) {', '.join(missing)}; it has {', '.join(frame.columns) or 'none'} "
             f"(expected a header line: {','.join(columns)})"
         )
@@ -44,6 +45,6 @@ def read_columns(path: Path, columns: tuple[str, ...]) -> dict[str, list[float]]
         col = pd.to_numeric(frame[c], errors="coerce")
         if col.isna().any():
             row = int(col.isna().to_numpy().nonzero()[0][0])
-            raise ValueError(f"FILE {str(path)!r} column {c!r} row {row + 1} is not a number: {frame[c].iloc[row]!r}")
+            raise SurgeError(f"FILE {str(path)!r} column {c!r} row {row + 1} is not a number: {frame[c].iloc[row]!r}")
         result[c] = col.astype(float).tolist()
     return result

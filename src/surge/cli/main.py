@@ -1,7 +1,9 @@
 """The ``surge`` command: wiring only. Each command group lives in its own module.
 
-Errors from the library (ValueError, TypeError) and from parsing reach the user as one line on
-stderr with exit code 2; ``SURGE_DEBUG=1`` shows the traceback instead.
+Bad input (:class:`surge.errors.SurgeError`, and Click's usage errors) reaches the user as one line on
+stderr with exit code 2; an estimate the data cannot give (:class:`surge.errors.EstimationError`) as one
+line with exit code 1. Any other exception is a bug in surge: one line that says so, exit code 1.
+``SURGE_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from surge.cli import law as law_cmd
 from surge.cli import recommend as recommend_cmd
 from surge.cli import simulate
 from surge.cli import sweep
+from surge.errors import SurgeError
 
 app = typer.Typer(
     name="surge",
@@ -89,14 +92,23 @@ def main(argv: list[str] | None = None) -> int:
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         print(f"error: {_one_line(exc.format_message())}{where}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except SurgeError as exc:
         if debug:
             raise
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: say so, never dress it up as a user mistake
+        if debug:
+            raise
+        print(
+            f"internal error (a bug in surge, please report it): {type(exc).__name__}: {_one_line(str(exc))}; "
+            "rerun with SURGE_DEBUG=1 for the traceback",
+            file=sys.stderr,
+        )
+        return 1
     # with standalone_mode=False, a command's `raise typer.Exit(n)` comes back as the return value
     return result if isinstance(result, int) else 0
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from surge.cli._args import parse_number_list
 from surge.cli._output import console, emit_json, err_console, fmt, fmt_ci, to_jsonable
+from surge.errors import SurgeError
 
 app = typer.Typer(
     help="Simulate sign descent / Adam and SGD on quadratics with Gaussian per-sample gradients: "
@@ -100,12 +101,12 @@ def training(
 
     extra = list(ctx.args)
     if extra and targets is None:
-        raise ValueError(f"unexpected argument(s) {' '.join(extra)}; target losses go after --targets")
+        raise SurgeError(f"unexpected argument(s) {' '.join(extra)}; target losses go after --targets")
     target_values = DEFAULT_TARGETS if targets is None else parse_number_list(targets + extra, "--targets")
     batch = DEFAULT_BATCH_SIZES if batch_size is None else parse_number_list(batch_size, "--batch-size")
     lr_values = None if lrs is None else parse_number_list(lrs, "--lr")
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out must be a directory; {str(out)!r} is a file")
+        raise SurgeError(f"--out must be a directory; {str(out)!r} is a file")
 
     bar: Progress | None = None  # started on the first report, after the arguments have been checked
 
@@ -171,4 +172,4 @@ def _write_trials(res, path: Path) -> None:
 
 def _check_suffix(path: Path, suffix: str, name: str) -> None:
     if path.suffix.lower() != suffix:
-        raise ValueError(f"{name} must be a {suffix} file, got {str(path)!r}")
+        raise SurgeError(f"{name} must be a {suffix} file, got {str(path)!r}")

@@ -13,6 +13,7 @@ from rich.table import Table
 from surge.cli._output import console, emit_json, err_console, fmt
 from surge.sweep.presets import PRESETS, get_preset, list_presets
 from surge.sweep.spec import SweepSpec, load_spec
+from surge.errors import SurgeError
 
 app = typer.Typer(help="Grid sweeps of learning rate x batch size (the paper's Table 1), resumable.",
                   no_args_is_help=True)
@@ -30,7 +31,7 @@ DATA_DIR = typer.Option(None, "--data-dir", help="Where the workload finds (or d
 def _spec(spec_file: Path | None, preset: str | None, rounds: int | None, device: str | None = None,
           workload: str | None = None, data_dir: Path | None = None) -> SweepSpec:
     if (spec_file is None) == (preset is None):
-        raise ValueError(f"give a SPEC.toml file or --preset NAME (one of {', '.join(PRESETS)}), "
+        raise SurgeError(f"give a SPEC.toml file or --preset NAME (one of {', '.join(PRESETS)}), "
                          f"not {'both' if spec_file else 'neither'}")
     spec = load_spec(spec_file) if spec_file is not None else get_preset(preset)
     changes = {}
@@ -94,7 +95,7 @@ def run(
 
     spec = _spec(spec_file, preset, rounds, device, workload, data_dir)
     if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
+        raise SurgeError(f"--workers must be >= 1, got {workers}")
     plan = plan_sweep(spec)
     resume = _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir)
 

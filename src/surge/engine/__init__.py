@@ -1,6 +1,7 @@
 """The training engine: functional optimizers, lockstep and plain-loop trainers, the trial protocol.
 
-The engine knows nothing of stores, CLIs or executors: ``run_group(GroupConfig) -> list[TrialResult]``.
+The engine knows nothing of stores, CLIs or executors: ``run_group(GroupConfig) -> list[TrialRecord]``.
+The records it takes and returns are defined in :mod:`surge.records` (torch-free) and re-exported here.
 """
 
 from surge.engine._alloc import configure_allocator
@@ -12,24 +13,21 @@ from surge.engine.optim import (
     StepState,
     adam,
     adamw,
+    build_optimizer,
     lion,
     make_optimizer,
     sgd,
     signsgd,
 )
 from surge.engine.protocol import (
-    STRATEGIES,
     DataOrder,
-    GroupConfig,
-    OptimizerConfig,
-    StageResult,
-    TrialResult,
     choose_strategy,
     probe_interval,
     resolve_workers,
     run_group,
     shutdown_workers,
 )
+from surge.records import STRATEGIES, GroupConfig, OptimizerConfig, StageRecord, TrialRecord
 
 __all__ = [
     "OPTIMIZERS",
@@ -40,11 +38,12 @@ __all__ = [
     "GroupConfig",
     "MomentumState",
     "OptimizerConfig",
-    "StageResult",
+    "StageRecord",
     "StepState",
-    "TrialResult",
+    "TrialRecord",
     "adam",
     "adamw",
+    "build_optimizer",
     "choose_strategy",
     "configure_allocator",
     "lion",

@@ -40,8 +40,9 @@ import torch
 from torch.utils import _pytree as pytree
 
 from surge._validation import check_choice, check_scalar
+from surge.errors import SurgeError, SurgeTypeError
+from surge.records import OPTIMIZERS, OptimizerConfig
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "signsgd", "lion")
 
 Params = Any  # a Tensor [T, ...] or a pytree (dict, list, tuple) of them
 
@@ -82,18 +83,18 @@ def _leaves(tree: Params) -> list[torch.Tensor]:
     leaves, _ = pytree.tree_flatten(tree)
     for leaf in leaves:
         if not isinstance(leaf, torch.Tensor):
-            raise TypeError(f"parameters must be tensors (or a dict/list of tensors), got {type(leaf).__name__}")
+            raise SurgeTypeError(f"parameters must be tensors (or a dict/list of tensors), got {type(leaf).__name__}")
     return leaves
 
 
 def _n_trials(params: Params) -> int:
     leaves = _leaves(params)
     if not leaves:
-        raise ValueError("params is empty: it must hold at least one tensor")
+        raise SurgeError("params is empty: it must hold at least one tensor")
     n = leaves[0].shape[0] if leaves[0].dim() > 0 else None
     for leaf in leaves:
         if leaf.dim() == 0 or leaf.shape[0] != n:
-            raise ValueError(
+            raise SurgeError(
                 "every parameter tensor must have the trial dimension first, with the same size; "
                 f"got shapes {[tuple(x.shape) for x in leaves]}"
             )
@@ -109,10 +110,10 @@ def _lr_list(lr: Any, n: int) -> list[float]:
     else:
         values = [float(x) for x in lr]
     if len(values) != n:
-        raise ValueError(f"lr must have one value per trial ({n}), got {len(values)}")
+        raise SurgeError(f"lr must have one value per trial ({n}), got {len(values)}")
     for x in values:
         if not math.isfinite(x):
-            raise ValueError(f"lr must be finite, got {x}")
+            raise SurgeError(f"lr must be finite, got {x}")
     return values
 
 
@@ -126,7 +127,7 @@ def _clone(tree: Params) -> Params:
 
 def _check_steps(state_step: tuple[int, ...], n: int) -> None:
     if len(state_step) != n:
-        raise ValueError(f"optimizer state is for {len(state_step)} trials, params for {n}")
+        raise SurgeError(f"optimizer state is for {len(state_step)} trials, params for {n}")
 
 
 # ---- per-trial kernels (in place, on one trial's slices) ------------------------------------------
@@ -207,7 +208,7 @@ def _per_trial(n: int, trees: Sequence[Params]) -> list[list[list[torch.Tensor]]
     leaf_lists = [_leaves(t) for t in trees]
     counts = {len(x) for x in leaf_lists}
     if len(counts) != 1:
-        raise ValueError("params, grads and optimizer state must have the same structure")
+        raise SurgeError("params, grads and optimizer state must have the same structure")
     return [[[leaf[i] for leaf in leaves] for leaves in leaf_lists] for i in range(n)]
 
 
@@ -225,12 +226,12 @@ def _make(name: str, init, update_, hyper: dict) -> FunctionalOptimizer:
 
 def _check_betas(betas, name: str = "betas") -> tuple[float, float]:
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"{name} must be a pair (beta1, beta2), got {betas!r}")
+        raise SurgeError(f"{name} must be a pair (beta1, beta2), got {betas!r}")
     b1 = check_scalar(betas[0], f"{name}[0]", nonnegative=True)
     b2 = check_scalar(betas[1], f"{name}[1]", nonnegative=True)
     for i, b in enumerate((b1, b2)):
         if not b < 1:
-            raise ValueError(f"{name}[{i}] must be in [0, 1), got {b}")
+            raise SurgeError(f"{name}[{i}] must be in [0, 1), got {b}")
     return b1, b2
 
 
@@ -352,6 +353,12 @@ def make_optimizer(
     if name == "signsgd":
         return signsgd(weight_decay)
     return lion(betas, weight_decay)
+
+
+def build_optimizer(config: OptimizerConfig) -> FunctionalOptimizer:
+    """The functional optimizer an :class:`surge.records.OptimizerConfig` describes."""
+    return make_optimizer(config.name, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay,
+                          momentum=config.momentum)
 
 
 def select_state(state: Any, index: torch.Tensor | list[int]) -> Any:

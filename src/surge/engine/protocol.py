@@ -45,159 +45,15 @@ from typing import Callable, Sequence
 
 import torch
 
-from surge._validation import check_choice, check_scalar
+from surge._validation import check_int
 from surge.engine._alloc import configure_allocator
-from surge.engine.optim import OPTIMIZERS, make_optimizer
-from surge.engine.trainer import DTYPES, RUNNERS, Lanes, _seeded_model, lockstep_supported
+from surge.engine.optim import build_optimizer
+from surge.engine.trainer import RUNNERS, Lanes, _seeded_model, lockstep_supported
+from surge.errors import SurgeError, SurgeTypeError
+from surge.records import GroupConfig, StageRecord, TrialRecord
 from surge.workloads import Workload, get_workload
 
-STRATEGIES = ("auto", "lockstep", "loop")
 REPLAY_BYTES = 512 * 2**20  # queued replay states are flushed beyond this much memory
-
-
-# ---- configuration and results ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    """A functional optimizer (:mod:`surge.engine.optim`) and its settings (the learning rate is per trial)."""
-
-    name: str  # "adam" | "adamw" | "sgd" | "signsgd" | "lion"
-    betas: tuple[float, float] = (0.9, 0.999)  # adam/adamw/lion; (0, 0) makes Adam sign descent
-    eps: float = 1e-8  # adam/adamw
-    weight_decay: float = 0.0  # L2 for adam/sgd, decoupled for adamw/signsgd/lion
-    momentum: float = 0.0  # sgd
-
-    def __post_init__(self) -> None:
-        check_choice(self.name, "optimizer.name", OPTIMIZERS)
-        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
-            raise ValueError(f"optimizer.betas must be a pair (beta1, beta2), got {self.betas!r}")
-        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
-        self.build()  # validates the values
-
-    def build(self):
-        return make_optimizer(
-            self.name, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay, momentum=self.momentum
-        )
-
-
-@dataclass(frozen=True)
-class GroupConfig:
-    """A group of trials that share a workload, an optimizer configuration and a batch size."""
-
-    workload: str  # registry name or "package.module:attribute"
-    optimizer: OptimizerConfig
-    batch_size: int
-    lrs: tuple[float, ...]  # one per trial
-    seeds: tuple[int, ...]  # one per trial; trials with equal seed share initial weights and batch order
-    target_losses: tuple[float, ...]  # strictly decreasing
-    extra_steps: int  # N
-    max_steps: int  # budget; a target not reached within it is censored
-    max_examples: int | None = None  # budget in examples (E); the smaller of the two applies
-    device: str = "cpu"
-    dtype: str = "float32"  # "float64" for the equality tests
-    strategy: str = "auto"  # "auto" | "lockstep" | "loop"
-    data_dir: str | None = None  # where the workload finds / downloads its data
-    workers: int | None = None  # CPU worker processes; None = one per core when the group is big enough
-    probe_interval: int | None = None  # steps between probe measurements (power of two); None = automatic
-    divergence_factor: float = 10.0  # diverged when the probe loss exceeds this times its initial value
-    probe_examples: int | None = None  # measure on the first this-many probe examples only; None = all
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.workload, str) or not self.workload:
-            raise TypeError(f"workload must be a non-empty string, got {self.workload!r}")
-        if not isinstance(self.optimizer, OptimizerConfig):
-            raise TypeError(f"optimizer must be an OptimizerConfig, got {type(self.optimizer).__name__}")
-        _check_int(self.batch_size, "batch_size", minimum=1)
-        lrs = tuple(check_scalar(x, "lrs element", positive=True) for x in _as_tuple(self.lrs, "lrs"))
-        seeds = tuple(_check_int(s, "seeds element", minimum=0) for s in _as_tuple(self.seeds, "seeds"))
-        if not lrs:
-            raise ValueError("lrs must hold at least one learning rate")
-        if len(lrs) != len(seeds):
-            raise ValueError(f"lrs and seeds must have the same length (one per trial); got {len(lrs)} and {len(seeds)}")
-        targets = tuple(check_scalar(x, "target_losses element") for x in _as_tuple(self.target_losses, "target_losses"))
-        if not targets:
-            raise ValueError("target_losses must hold at least one target loss")
-        if any(not b < a for a, b in zip(targets, targets[1:])):
-            raise ValueError(f"target_losses must be strictly decreasing, got {targets}")
-        object.__setattr__(self, "lrs", lrs)
-        object.__setattr__(self, "seeds", seeds)
-        object.__setattr__(self, "target_losses", targets)
-        _check_int(self.extra_steps, "extra_steps", minimum=0)
-        _check_int(self.max_steps, "max_steps", minimum=1)
-        if self.max_examples is not None:
-            _check_int(self.max_examples, "max_examples", minimum=self.batch_size)
-        check_choice(self.dtype, "dtype", tuple(DTYPES))
-        check_choice(self.strategy, "strategy", STRATEGIES)
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {self.device!r}") from None
-        if device.type not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {self.device!r}")
-        if self.workers is not None:
-            _check_int(self.workers, "workers", minimum=1)
-        if self.probe_interval is not None:
-            k = _check_int(self.probe_interval, "probe_interval", minimum=1)
-            if k & (k - 1):
-                raise ValueError(f"probe_interval must be a power of two, got {k}")
-        check_scalar(self.divergence_factor, "divergence_factor", positive=True)
-        if self.probe_examples is not None:
-            _check_int(self.probe_examples, "probe_examples", minimum=1)
-
-    @property
-    def n_trials(self) -> int:
-        return len(self.lrs)
-
-    @property
-    def step_budget(self) -> int:
-        """Steps within which a target must be reached: ``max_steps``, and ``max_examples // batch_size``."""
-        if self.max_examples is None:
-            return self.max_steps
-        return min(self.max_steps, self.max_examples // self.batch_size)
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """One target loss of one trial."""
-
-    target_loss: float
-    reached: bool  # False = censored (budget hit first, or the trial diverged first)
-    steps: int | None  # S: first step at which the probe loss <= target
-    examples: int | None  # E = batch_size * steps
-    loss_at_target: float | None
-    loss_after: float | None  # probe loss exactly extra_steps steps later (None if the trial ended first)
-    loss_decrease: float | None  # loss_at_target - loss_after
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    """One trial of a group."""
-
-    lr: float
-    seed: int
-    status: str  # "ok" | "diverged"
-    stages: tuple[StageResult, ...]
-    steps_run: int  # steps of the main run (replays not counted)
-    diverged_at_step: int | None
-    strategy: str  # "lockstep" | "loop" (what actually ran)
-    wall_seconds: float  # the group's wall time divided evenly
-    initial_loss: float | None = None  # probe loss at step 0
-    final_loss: float | None = None  # probe loss at the last measurement of the main run
-
-
-def _as_tuple(value, name: str) -> tuple:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{name} must be a sequence, got {value!r}")
-    return tuple(value)
-
-
-def _check_int(value, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 # ---- data order ------------------------------------------------------------------------------------
@@ -213,9 +69,9 @@ class DataOrder:
 
     def __init__(self, seed: int, n: int, epoch_size: int | None = None) -> None:
         self.seed, self.n = int(seed), int(n)
-        self.size = self.n if epoch_size is None else _check_int(epoch_size, "epoch_size", minimum=1)
+        self.size = self.n if epoch_size is None else check_int(epoch_size, "epoch_size", minimum=1)
         if self.size > self.n:
-            raise ValueError(f"epoch_size must be at most the number of examples ({self.n}), got {self.size}")
+            raise SurgeError(f"epoch_size must be at most the number of examples ({self.n}), got {self.size}")
         self._perms: dict[int, torch.Tensor] = {}
 
     def _perm(self, epoch: int) -> torch.Tensor:
@@ -275,7 +131,7 @@ def choose_strategy(config: GroupConfig, workload: Workload, n_trials: int | Non
         if config.strategy == "lockstep":
             ok, why = lockstep_supported(_seeded_model(workload, 0))
             if not ok:
-                raise ValueError(f"strategy 'lockstep' cannot run workload {workload.name!r}: {why}; use 'loop'")
+                raise SurgeError(f"strategy 'lockstep' cannot run workload {workload.name!r}: {why}; use 'loop'")
         return config.strategy
     ok, _ = lockstep_supported(_seeded_model(workload, 0))
     if not ok or n < 2:
@@ -340,7 +196,7 @@ class _Chunk:
         self.cfg = config
         self.wl = workload
         self.runner = RUNNERS[strategy](
-            workload, config.optimizer.build(), device=config.device, dtype=config.dtype, probe_examples=config.probe_examples
+            workload, build_optimizer(config.optimizer), device=config.device, dtype=config.dtype, probe_examples=config.probe_examples
         )
         self.strategy = strategy
         self.B = config.batch_size
@@ -489,7 +345,7 @@ class _Chunk:
                 loss_after = float(after[r]) if after is not None else c.hi_loss
                 if not (finite[r] and math.isfinite(loss_after)):
                     loss_after = None
-                recs[c.trial].stages[c.stage] = StageResult(
+                recs[c.trial].stages[c.stage] = StageRecord(
                     target_loss=targets[c.stage],
                     reached=True,
                     steps=c.hi,
@@ -512,8 +368,8 @@ class _Crossing:
     hi_loss: float  # probe loss at hi (<= the target)
 
 
-def _censored(target: float) -> StageResult:
-    return StageResult(target, False, None, None, None, None, None)
+def _censored(target: float) -> StageRecord:
+    return StageRecord(target, False, None, None, None, None, None)
 
 
 # ---- workers ---------------------------------------------------------------------------------------
@@ -581,7 +437,7 @@ atexit.register(shutdown_workers)
 # ---- entry point -----------------------------------------------------------------------------------
 
 
-def run_group(config: GroupConfig, *, progress: Callable[[int, int], None] | None = None) -> list[TrialResult]:
+def run_group(config: GroupConfig, *, progress: Callable[[int, int], None] | None = None) -> list[TrialRecord]:
     """Train every trial of the group; results in the order of ``config.lrs``/``config.seeds``.
 
     ``progress(done, total)`` is called now and then with trial-steps of the main runs: ``total`` is
@@ -589,9 +445,9 @@ def run_group(config: GroupConfig, *, progress: Callable[[int, int], None] | Non
     same GroupConfig gives bit-identical results, whatever ``workers`` is.
     """
     if not isinstance(config, GroupConfig):
-        raise TypeError(f"config must be a GroupConfig, got {type(config).__name__}")
+        raise SurgeTypeError(f"config must be a GroupConfig, got {type(config).__name__}")
     if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {config.device!r} was asked for, but CUDA is not available here; use device='cpu'")
+        raise SurgeError(f"device {config.device!r} was asked for, but CUDA is not available here; use device='cpu'")
     configure_allocator()
     started = time.perf_counter()
     workload = get_workload(config.workload, config.data_dir)
@@ -626,7 +482,7 @@ def run_group(config: GroupConfig, *, progress: Callable[[int, int], None] | Non
     if progress is not None:
         progress(total, total)
     return [
-        TrialResult(
+        TrialRecord(
             lr=config.lrs[t],
             seed=config.seeds[t],
             status=records[t].status,

@@ -33,8 +33,10 @@ from torch.utils import _pytree as pytree
 
 from surge.engine.optim import FunctionalOptimizer, cat_states, select_state
 from surge.workloads import Workload
+from surge.errors import SurgeError, SurgeTypeError
+from surge.records import DTYPES
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}  # the names of surge.records.DTYPES
 
 
 BATCHNORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -134,7 +136,7 @@ def _seeded_model(workload: Workload, seed: int) -> nn.Module:
         torch.manual_seed(int(seed))
         model = workload.make_model()
     if not isinstance(model, nn.Module):
-        raise TypeError(f"workload {workload.name!r}: make_model() returned {type(model).__name__}, not a torch.nn.Module")
+        raise SurgeTypeError(f"workload {workload.name!r}: make_model() returned {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
@@ -147,7 +149,7 @@ class _Runner(abc.ABC):
         self.workload = workload
         self.optimizer = optimizer
         self.device = torch.device(device)
-        self.dtype = DTYPES[dtype]
+        self.dtype = TORCH_DTYPES[dtype]
         template = _seeded_model(workload, 0)
         self.layout = ModelLayout(template)
         self.template = template
@@ -248,7 +250,7 @@ class LockstepRunner(_Runner):
         super().__init__(workload, optimizer, **kw)
         ok, why = lockstep_supported(self.template)
         if not ok:
-            raise ValueError(f"strategy 'lockstep' cannot run workload {workload.name!r}: {why}; use strategy 'loop'")
+            raise SurgeError(f"strategy 'lockstep' cannot run workload {workload.name!r}: {why}; use strategy 'loop'")
         self.base = copy.deepcopy(self.template).to("meta")
         layout, base, loss_fn = self.layout, self.base, self.loss_fn
 

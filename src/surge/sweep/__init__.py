@@ -11,19 +11,21 @@ from surge.sweep.presets import PRESETS, Preset, get_preset, list_presets
 from surge.sweep.spec import (
     BatchGrid,
     LRGrid,
-    OptimizerSpec,
+    OptimizerSpec,  # the earlier name of OptimizerConfig, kept for one release
     SweepSpec,
     load_spec,
     spec_from_dict,
     spec_from_toml,
 )
 from surge.sweep.store import FRAME_COLUMNS, SweepStore
+from surge.records import OptimizerConfig
 
 __all__ = [
     "FRAME_COLUMNS",
     "PRESETS",
     "BatchGrid",
     "LRGrid",
+    "OptimizerConfig",
     "OptimizerSpec",
     "Preset",
     "RunSummary",

@@ -34,6 +34,7 @@ from typing import Any, Union
 from surge.sweep.plan import SweepPlan, TrialGroup, WorkloadInfo, plan_sweep
 from surge.sweep.spec import SweepSpec
 from surge.sweep.store import FINISHED, SweepStore
+from surge.errors import SurgeError
 
 DEFAULT_RUNNER = "surge.engine:run_group"
 
@@ -82,18 +83,18 @@ def resolve_runner(runner: Runner | None) -> Callable[..., Any]:
     if callable(runner):
         return runner
     if not isinstance(runner, str) or ":" not in runner:
-        raise ValueError(f"runner must be a callable or 'package.module:attribute', got {runner!r}")
+        raise SurgeError(f"runner must be a callable or 'package.module:attribute', got {runner!r}")
     module_name, _, attr = runner.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"runner {runner!r}: cannot import {module_name!r}: {exc}") from None
+        raise SurgeError(f"runner {runner!r}: cannot import {module_name!r}: {exc}") from None
     try:
         fn = getattr(module, attr)
     except AttributeError:
-        raise ValueError(f"runner {runner!r}: module {module_name!r} has no attribute {attr!r}") from None
+        raise SurgeError(f"runner {runner!r}: module {module_name!r} has no attribute {attr!r}") from None
     if not callable(fn):
-        raise ValueError(f"runner {runner!r} is not callable")
+        raise SurgeError(f"runner {runner!r} is not callable")
     return fn
 
 
@@ -148,11 +149,11 @@ def run_sweep(
     """Train the sweep's pending groups into ``store`` and return what was done.
 
     ``runner(config, progress=callback)`` trains one group (a ``surge.engine.GroupConfig``) and returns
-    one ``TrialResult`` per trial, in order; a "package.module:attribute" string names one (required
+    one ``TrialRecord`` per trial, in order; a "package.module:attribute" string names one (required
     form for ``workers > 1`` unless the callable pickles). ``workload`` skips the workload registry.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        raise SurgeError(f"workers must be a positive integer, got {workers!r}")
     plan = spec if isinstance(spec, SweepPlan) else plan_sweep(spec, workload=workload)
     own_store = not isinstance(store, SweepStore)
     st = SweepStore(store) if own_store else store
@@ -237,7 +238,7 @@ def _run(plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry
                 try:
                     pickle.dumps(runner)
                 except Exception as exc:  # noqa: BLE001
-                    raise ValueError(f"with workers > 1 the runner must pickle (a module-level function, or "
+                    raise SurgeError(f"with workers > 1 the runner must pickle (a module-level function, or "
                                      f"'package.module:attribute'); {runner!r} does not: {exc}") from None
             interrupted = _run_pool(runner or DEFAULT_RUNNER, pending, configs, record, tally, emit, workers)
     emit(tally.event("end"))

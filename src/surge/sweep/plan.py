@@ -24,6 +24,8 @@ from typing import Any
 
 from surge._json import to_jsonable
 from surge.sweep.spec import SweepSpec
+from surge.errors import SurgeError, SurgeTypeError
+from surge.records import GroupConfig
 
 TRIAL_KEY_VERSION = 1  # part of every trial config; bump when the meaning of a stored trial changes
 
@@ -115,8 +117,7 @@ class SweepPlan:
         return {
             "v": TRIAL_KEY_VERSION,
             "workload": spec.workload,
-            "optimizer": {"name": opt.name, "betas": list(opt.betas), "eps": opt.eps,
-                          "weight_decay": opt.weight_decay, "momentum": opt.momentum},
+            "optimizer": opt.as_dict(),
             "batch_size": int(batch_size),
             "lr": float(lr),
             "seed": int(seed),
@@ -127,21 +128,19 @@ class SweepPlan:
             "dtype": spec.dtype,
         }
 
-    def group_config(self, group: TrialGroup, *, device: str | None = None, engine_workers: int | None = None):
-        """The engine's ``GroupConfig`` for a group (imports ``surge.engine.protocol``).
+    def group_config(self, group: TrialGroup, *, device: str | None = None,
+                     engine_workers: int | None = None) -> GroupConfig:
+        """The :class:`surge.records.GroupConfig` the engine trains a group from.
 
         ``engine_workers`` caps the processes the engine may use for the group (None: the engine decides).
         """
-        from surge.engine.protocol import GroupConfig, OptimizerConfig
-
         extra = {} if engine_workers is None else {"workers": engine_workers}
 
         spec = self.spec
         opt = spec.optimizer
         return GroupConfig(
             workload=spec.workload,
-            optimizer=OptimizerConfig(name=opt.name, betas=tuple(opt.betas), eps=opt.eps,
-                                      weight_decay=opt.weight_decay, momentum=opt.momentum),
+            optimizer=opt,
             batch_size=group.batch_size,
             lrs=group.lrs,
             seeds=group.seeds,
@@ -207,7 +206,7 @@ def resolve_workload(name: str, data_dir: str | None = None) -> WorkloadInfo:
     try:
         wl = get_workload(name, data_dir=data_dir)
     except KeyError as exc:
-        raise ValueError(f"unknown workload {name!r}: {exc}") from None
+        raise SurgeError(f"unknown workload {name!r}: {exc}") from None
     except (OSError, ImportError) as exc:  # data files missing, a data package missing
         raise WorkloadUnavailable(f"workload {name!r} cannot load: {type(exc).__name__}: {exc}") from None
     return WorkloadInfo(
@@ -237,7 +236,7 @@ def plan_sweep(
     when the workload cannot be loaded here (no torch, no data); the plan's workload then says why.
     """
     if not isinstance(spec, SweepSpec):
-        raise TypeError(f"spec must be a SweepSpec, got {type(spec).__name__}")
+        raise SurgeTypeError(f"spec must be a SweepSpec, got {type(spec).__name__}")
     if workload is None:
         try:
             workload = (resolver or resolve_workload)(spec.workload, spec.data_dir)
@@ -248,18 +247,18 @@ def plan_sweep(
                                     batch_unit="unknown", unavailable=str(exc))
     targets = spec.target_loss if spec.target_loss is not None else tuple(workload.default_targets)
     if not targets:
-        raise ValueError(f"workload {spec.workload!r} has no default target losses; give target_loss in the spec")
+        raise SurgeError(f"workload {spec.workload!r} has no default target losses; give target_loss in the spec")
     extra = spec.extra_steps if spec.extra_steps is not None else int(workload.extra_steps)
     if spec.target_loss is None or spec.extra_steps is None:
         try:  # the workload's defaults must pass the spec's checks too (decreasing, positive)
             spec.replace(target_loss=tuple(targets), extra_steps=extra)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"workload {spec.workload!r} has unusable defaults: {exc}") from None
+            raise SurgeError(f"workload {spec.workload!r} has unusable defaults: {exc}") from None
 
     lrs = spec.lrs
     batch_sizes = spec.batch_sizes
     if spec.max_examples is not None and spec.max_examples < max(batch_sizes):
-        raise ValueError(f"max_examples ({spec.max_examples}) must be at least the largest batch size "
+        raise SurgeError(f"max_examples ({spec.max_examples}) must be at least the largest batch size "
                          f"({max(batch_sizes)}): a trial needs one step")
     cap = spec.group_size
     if len(lrs) <= cap:

@@ -22,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from surge.sweep.spec import BatchGrid, LRGrid, OptimizerSpec, SweepSpec
+from surge.records import OptimizerConfig
+from surge.sweep.spec import BatchGrid, LRGrid, SweepSpec
+from surge.errors import SurgeError
 
 SMOKE_WORKLOAD = "cnn-mnist-sample"  # the engine's offline real data set (a 5,000-image MNIST sample)
 # The cnn-fashion-mnist workload's default targets, written out so that the presets plan without torch or
@@ -48,7 +50,7 @@ def _cnn_small_batch() -> SweepSpec:
     return SweepSpec(
         name="cnn-small-batch",
         workload="cnn-fashion-mnist",
-        optimizer=OptimizerSpec(name="adam", betas=(0.9, 0.999)),
+        optimizer=OptimizerConfig(name="adam", betas=(0.9, 0.999)),
         lr=LRGrid(start=1e-4, stop=1e-3, step=1e-4),
         batch_size=BatchGrid(start=1, stop=12, step=1),
         rounds=100,
@@ -64,7 +66,7 @@ def _cnn_large_batch() -> SweepSpec:
     return SweepSpec(
         name="cnn-large-batch",
         workload="cnn-fashion-mnist",
-        optimizer=OptimizerSpec(name="adam", betas=(0.9, 0.999)),
+        optimizer=OptimizerConfig(name="adam", betas=(0.9, 0.999)),
         lr=LRGrid(start=1e-4, stop=1e-3, step=1e-4),
         batch_size=BatchGrid(start=64, stop=1164, step=100),
         rounds=100,
@@ -79,7 +81,7 @@ def _smoke() -> SweepSpec:
     return SweepSpec(
         name="smoke",
         workload=SMOKE_WORKLOAD,
-        optimizer=OptimizerSpec(name="adam", betas=(0.9, 0.999)),
+        optimizer=OptimizerConfig(name="adam", betas=(0.9, 0.999)),
         lr=LRGrid(values=(3e-4, 1e-3, 3e-3)),
         batch_size=BatchGrid(values=(4, 16, 64)),
         rounds=2,
@@ -93,7 +95,7 @@ def _resnet18_sign() -> SweepSpec:
     return SweepSpec(
         name="resnet18-sign",
         workload="resnet18-tiny-imagenet",
-        optimizer=OptimizerSpec(name="adam", betas=(0.0, 0.0)),
+        optimizer=OptimizerConfig(name="adam", betas=(0.0, 0.0)),
         lr=LRGrid(start=1e-4, stop=7.876e-4, step=7.65e-5),
         batch_size=BatchGrid(start=16, stop=376, step=33),
         rounds=100,
@@ -110,7 +112,7 @@ def _distilgpt2(name: str, betas: tuple[float, float], lr: LRGrid) -> SweepSpec:
     return SweepSpec(
         name=name,
         workload="distilgpt2-eli5",
-        optimizer=OptimizerSpec(name="adam", betas=betas),
+        optimizer=OptimizerConfig(name="adam", betas=betas),
         lr=lr,
         batch_size=BatchGrid(start=4, stop=114, step=10),
         rounds=30,
@@ -160,5 +162,5 @@ def list_presets() -> list[Preset]:
 def get_preset(name: str) -> SweepSpec:
     """The spec of a named preset."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+        raise SurgeError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
     return PRESETS[name].spec()

@@ -48,76 +48,57 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from surge._validation import check_int, check_scalar, type_name
+from surge.errors import SurgeError, SurgeTypeError
+from surge.records import _DEVICE_RE, DTYPES, OPTIMIZERS, STRATEGIES, OptimizerConfig  # noqa: F401
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "signsgd", "lion")
-STRATEGIES = ("auto", "lockstep", "loop")
-DTYPES = ("float32", "float64")
 RANGE_TOLERANCE = 1e-6  # in units of ``step``: how far off the grid ``stop`` may be and still count
 LR_DIGITS = 12  # significant digits kept of each learning rate formed from a range
-_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 # ----------------------------------------------------------------------------------------------
 # Typed field checks: each names the key (with its section) and shows the bad value.
 
 
-def _type_name(value: object) -> str:
-    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", tuple: "array",
-            dict: "table"}.get(type(value), type(value).__name__)
+_type_name = type_name
 
 
 def _as_int(value: object, key: str, *, minimum: int | None = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            raise TypeError(f"{key} must be an integer, got {value!r} (a float); write {int(value)}")
-        raise TypeError(f"{key} must be an integer, got {value!r} ({_type_name(value)})")
-    if minimum is not None and value < minimum:
-        what = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{key} must be {what}, got {value}")
-    return int(value)
+    return check_int(value, key, minimum=minimum)
 
 
 def _as_float(value: object, key: str, *, positive: bool = False, nonnegative: bool = False,
               below_one: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{key} must be a number, got {value!r} ({_type_name(value)})")
-    x = float(value)
-    if not math.isfinite(x):
-        raise ValueError(f"{key} must be finite, got {x}")
-    if positive and not x > 0:
-        raise ValueError(f"{key} must be > 0, got {x:g}")
-    if nonnegative and not x >= 0:
-        raise ValueError(f"{key} must be >= 0, got {x:g}")
-    if below_one and not x < 1:
-        raise ValueError(f"{key} must be < 1, got {x:g}")
-    return x
+        raise SurgeTypeError(f"{key} must be a number, got {value!r} ({_type_name(value)})")
+    return check_scalar(value, key, positive=positive, nonnegative=nonnegative, below=1.0 if below_one else None)
 
 
 def _as_str(value: object, key: str) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"{key} must be a string, got {value!r} ({_type_name(value)})")
+        raise SurgeTypeError(f"{key} must be a string, got {value!r} ({_type_name(value)})")
     if not value.strip():
-        raise ValueError(f"{key} must not be empty")
+        raise SurgeError(f"{key} must not be empty")
     return value
 
 
 def _as_choice(value: object, key: str, allowed: tuple[str, ...]) -> str:
     value = _as_str(value, key)
     if value not in allowed:
-        raise ValueError(f"{key} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
+        raise SurgeError(f"{key} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
     return value
 
 
 def _as_list(value: object, key: str) -> tuple:
     if not isinstance(value, (list, tuple)):
-        raise TypeError(f"{key} must be an array, got {value!r} ({_type_name(value)})")
+        raise SurgeTypeError(f"{key} must be an array, got {value!r} ({_type_name(value)})")
     if len(value) == 0:
-        raise ValueError(f"{key} must not be empty")
+        raise SurgeError(f"{key} must not be empty")
     return tuple(value)
 
 
@@ -126,34 +107,14 @@ def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str) -
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown key {key!r} {where} (allowed: {', '.join(allowed)}){hint}")
+            raise SurgeError(f"unknown key {key!r} {where} (allowed: {', '.join(allowed)}){hint}")
 
 
 # ----------------------------------------------------------------------------------------------
 # Concepts
 
 
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """The optimizer every trial of the sweep uses (its learning rate is the grid's)."""
-
-    name: str = "adam"  # one of OPTIMIZERS; "adam" with betas (0, 0) is the sign update the theory covers
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam / AdamW / Lion moment coefficients, each in [0, 1)
-    eps: float = 1e-8  # Adam's denominator epsilon, >= 0
-    weight_decay: float = 0.0  # decoupled (adamw, lion) or L2 (others) weight decay, >= 0
-    momentum: float = 0.0  # SGD / signSGD momentum in [0, 1)
-
-    def __post_init__(self) -> None:
-        _as_choice(self.name, "optimizer.name", OPTIMIZERS)
-        betas = _as_list(self.betas, "optimizer.betas")
-        if len(betas) != 2:
-            raise ValueError(f"optimizer.betas must have 2 elements (beta1, beta2), got {len(betas)}: {list(betas)}")
-        betas = tuple(_as_float(b, f"optimizer.betas[{i}]", nonnegative=True, below_one=True) for i, b in enumerate(betas))
-        object.__setattr__(self, "betas", betas)
-        object.__setattr__(self, "eps", _as_float(self.eps, "optimizer.eps", nonnegative=True))
-        object.__setattr__(self, "weight_decay", _as_float(self.weight_decay, "optimizer.weight_decay", nonnegative=True))
-        object.__setattr__(self, "momentum", _as_float(self.momentum, "optimizer.momentum", nonnegative=True,
-                                                       below_one=True))
+OptimizerSpec = OptimizerConfig  # the earlier name of surge.records.OptimizerConfig, kept for one release
 
 
 class _Grid:
@@ -166,22 +127,22 @@ class _Grid:
         k = self._key
         has_range = any(v is not None for v in (self.start, self.stop, self.step))
         if self.values is not None and has_range:
-            raise ValueError(f"{k} takes either values or start/stop/step, not both")
+            raise SurgeError(f"{k} takes either values or start/stop/step, not both")
         if self.values is None and not has_range:
-            raise ValueError(f"{k} needs start, stop and step, or values")
+            raise SurgeError(f"{k} needs start, stop and step, or values")
         if self.values is not None:
             values = tuple(self._number(v, f"{k}.values[{i}]") for i, v in enumerate(_as_list(self.values, f"{k}.values")))
             dups = sorted({v for v in values if values.count(v) > 1})
             if dups:
-                raise ValueError(f"{k}.values has duplicates: {', '.join(_show(v) for v in dups)}")
+                raise SurgeError(f"{k}.values has duplicates: {', '.join(_show(v) for v in dups)}")
             object.__setattr__(self, "values", values)
             return
         for name in ("start", "stop", "step"):
             if getattr(self, name) is None:
-                raise ValueError(f"{k}.{name} is missing; a range needs start, stop and step")
+                raise SurgeError(f"{k}.{name} is missing; a range needs start, stop and step")
             object.__setattr__(self, name, self._number(getattr(self, name), f"{k}.{name}"))
         if self.stop < self.start:
-            raise ValueError(f"{k} range is reversed: stop {_show(self.stop)} < start {_show(self.start)}; "
+            raise SurgeError(f"{k} range is reversed: stop {_show(self.stop)} < start {_show(self.start)}; "
                              f"swap them")
 
     def _number(self, value: object, key: str):
@@ -243,7 +204,7 @@ def _grid(value: object, cls: type[_Grid]):
     if isinstance(value, Mapping):
         _check_keys(value, ("start", "stop", "step", "values"), f"in section [{key}]")
         return cls(**dict(value))
-    raise TypeError(f"{key} must be a table (start, stop, step) or an array of values, got {value!r} "
+    raise SurgeTypeError(f"{key} must be a table (start, stop, step) or an array of values, got {value!r} "
                     f"({_type_name(value)})")
 
 
@@ -259,7 +220,7 @@ class SweepSpec:
     lr: LRGrid  # the learning-rate axis
     batch_size: BatchGrid  # the batch-size axis (examples per step; tokens for language models)
     name: str = "sweep"  # a label for stores, tables and reports
-    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)  # the optimizer and its settings
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)  # the optimizer and its settings
     rounds: int = 1  # repeats of the whole grid, each with its own seed
     seed: int = 0  # seed of round 0; round r uses seed + r
     target_loss: tuple[float, ...] | None = None  # training-loss targets, strictly decreasing; None: workload's
@@ -279,12 +240,12 @@ class SweepSpec:
         object.__setattr__(self, "batch_size", _grid(self.batch_size, BatchGrid))
         opt = self.optimizer
         if isinstance(opt, Mapping):
-            _check_keys(opt, tuple(f.name for f in dataclasses.fields(OptimizerSpec)), "in section [optimizer]")
-            opt = OptimizerSpec(**dict(opt))
+            _check_keys(opt, tuple(f.name for f in dataclasses.fields(OptimizerConfig)), "in section [optimizer]")
+            opt = OptimizerConfig(**dict(opt))
         elif isinstance(opt, str):
-            opt = OptimizerSpec(name=opt)
-        elif not isinstance(opt, OptimizerSpec):
-            raise TypeError(f"optimizer must be a table or a name, got {opt!r} ({_type_name(opt)})")
+            opt = OptimizerConfig(name=opt)
+        elif not isinstance(opt, OptimizerConfig):
+            raise SurgeTypeError(f"optimizer must be a table or a name, got {opt!r} ({_type_name(opt)})")
         object.__setattr__(self, "optimizer", opt)
         object.__setattr__(self, "rounds", _as_int(self.rounds, "rounds"))
         object.__setattr__(self, "seed", _as_int(self.seed, "seed", minimum=0))
@@ -293,7 +254,7 @@ class SweepSpec:
             targets = tuple(_as_float(t, f"target_loss[{i}]", positive=True) for i, t in enumerate(targets))
             for i in range(1, len(targets)):
                 if not targets[i] < targets[i - 1]:
-                    raise ValueError(f"target_loss must be strictly decreasing (training goes on from one target "
+                    raise SurgeError(f"target_loss must be strictly decreasing (training goes on from one target "
                                      f"to the next); got {list(targets)}")
             object.__setattr__(self, "target_loss", targets)
         if self.extra_steps is not None:
@@ -303,7 +264,7 @@ class SweepSpec:
             object.__setattr__(self, "max_examples", _as_int(self.max_examples, "max_examples"))
         device = _as_str(self.device, "device")
         if not _DEVICE_RE.match(device):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+            raise SurgeError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
         _as_choice(self.dtype, "dtype", DTYPES)
         _as_choice(self.strategy, "strategy", STRATEGIES)
         if self.data_dir is not None:
@@ -340,7 +301,7 @@ class SweepSpec:
                 continue
             if isinstance(value, _Grid):
                 value = value.to_dict()
-            elif isinstance(value, OptimizerSpec):
+            elif isinstance(value, OptimizerConfig):
                 value = {"name": value.name, "betas": list(value.betas), "eps": value.eps,
                          "weight_decay": value.weight_decay, "momentum": value.momentum}
             elif isinstance(value, tuple):
@@ -389,17 +350,17 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")  # pragma: no cover - specs hold plain types only
+    raise SurgeTypeError(f"cannot write {value!r} as TOML")  # pragma: no cover - specs hold plain types only
 
 
 def spec_from_dict(data: Mapping[str, Any], *, name: str | None = None) -> SweepSpec:
     """A validated spec from a dict shaped like the TOML file; ``name`` is used when the dict has none."""
     if not isinstance(data, Mapping):
-        raise TypeError(f"a sweep spec must be a table, got {_type_name(data)}")
+        raise SurgeTypeError(f"a sweep spec must be a table, got {_type_name(data)}")
     _check_keys(data, _TOP_KEYS, "at the top level of the spec")
     for required in ("workload", "lr", "batch_size"):
         if required not in data:
-            raise ValueError(f"the spec lacks the required key {required!r}")
+            raise SurgeError(f"the spec lacks the required key {required!r}")
     kwargs = dict(data)
     if "name" not in kwargs and name is not None:
         kwargs["name"] = name
@@ -411,7 +372,7 @@ def spec_from_toml(text: str, *, name: str | None = None, source: str = "spec") 
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{source} is not valid TOML: {exc}") from None
+        raise SurgeError(f"{source} is not valid TOML: {exc}") from None
     return spec_from_dict(data, name=name)
 
 
@@ -419,9 +380,9 @@ def load_spec(path: str | Path) -> SweepSpec:
     """A validated spec from a TOML file; its name defaults to the file's stem."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"SPEC file {str(path)!r} does not exist or is not a file")
+        raise SurgeError(f"SPEC file {str(path)!r} does not exist or is not a file")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"SPEC file {str(path)!r} cannot be read: {exc}") from None
+        raise SurgeError(f"SPEC file {str(path)!r} cannot be read: {exc}") from None
     return spec_from_toml(text, name=path.stem, source=f"SPEC file {str(path)!r}")

@@ -34,10 +34,10 @@ from typing import Any
 
 from surge.sweep.plan import SweepPlan, Trial, WorkloadInfo, plan_sweep
 from surge.sweep.spec import SweepSpec, spec_from_dict
+from surge.errors import SurgeError
+from surge.records import FINISHED, OPTIMIZER_COLUMNS, STAGE_COLUMNS, STATUSES, TRIAL_RESULT_COLUMNS  # noqa: F401
 
 SCHEMA_VERSION = 1
-FINISHED = ("ok", "diverged")
-STATUSES = ("ok", "diverged", "failed")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -101,12 +101,16 @@ CREATE TABLE IF NOT EXISTS stages (
 CREATE INDEX IF NOT EXISTS trials_by_batch ON trials(batch_size, lr);
 """
 
+# The columns of the tidy frame: ids, the trial's config, the records' fields (surge.records), provenance.
+_PLAN_COLUMNS = ("batch_size", "batch_unit", "lr", "seed", "round")
+_BUDGET_COLUMNS = ("extra_steps", "max_steps", "max_examples")
 FRAME_COLUMNS = (
-    "sweep", "trial_key", "workload", "optimizer", "beta1", "beta2", "eps", "weight_decay", "momentum",
-    "batch_size", "batch_unit", "lr", "seed", "round", "status", "stage", "target_loss", "reached", "steps",
-    "examples", "loss_at_target", "loss_after", "loss_decrease", "extra_steps", "max_steps", "max_examples",
-    "steps_run", "diverged_at_step", "strategy", "device", "dtype", "wall_seconds", "error", "created_at",
+    ("sweep", "trial_key", "workload") + OPTIMIZER_COLUMNS + _PLAN_COLUMNS + ("status", "stage") + STAGE_COLUMNS
+    + _BUDGET_COLUMNS + tuple(c for c in TRIAL_RESULT_COLUMNS if c not in ("status", "wall_seconds"))
+    + ("device", "dtype", "wall_seconds", "error", "created_at")
 )
+_STAGE_TYPES = {"target_loss": float, "reached": bool, "steps": int, "examples": int, "loss_at_target": float,
+                "loss_after": float, "loss_decrease": float}  # SQL affinity of each StageRecord field
 
 
 def _now() -> str:
@@ -151,13 +155,13 @@ class SweepStore:
     def __init__(self, path: str | Path, *, create: bool = True):
         self.path = Path(path)
         if not create and not self.path.is_file():
-            raise ValueError(f"store {str(self.path)!r} does not exist (create it with 'surge sweep run ... --store')")
+            raise SurgeError(f"store {str(self.path)!r} does not exist (create it with 'surge sweep run ... --store')")
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
         except sqlite3.Error as exc:
-            raise ValueError(f"store {str(self.path)!r} cannot be opened: {exc}") from None
+            raise SurgeError(f"store {str(self.path)!r} cannot be opened: {exc}") from None
         try:
             self._conn.execute("PRAGMA busy_timeout = 60000")
             self._conn.execute("PRAGMA journal_mode = WAL")
@@ -165,7 +169,7 @@ class SweepStore:
             self._conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise ValueError(f"store {str(self.path)!r} is not a SQLite database: {exc}") from None
+            raise SurgeError(f"store {str(self.path)!r} is not a SQLite database: {exc}") from None
         self._init_schema(create)
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -174,9 +178,9 @@ class SweepStore:
         version = self._meta("schema_version")
         if version is None and not create:
             self._conn.close()
-            raise ValueError(f"{str(self.path)!r} is a SQLite database but not a surge sweep store")
+            raise SurgeError(f"{str(self.path)!r} is a SQLite database but not a surge sweep store")
         if version is not None and int(version) != SCHEMA_VERSION:
-            raise ValueError(f"store {str(self.path)!r} has schema version {version}; this surge writes "
+            raise SurgeError(f"store {str(self.path)!r} has schema version {version}; this surge writes "
                              f"version {SCHEMA_VERSION}")
         if version is None:
             with self._transaction():
@@ -229,7 +233,7 @@ class SweepStore:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-                raise ValueError(f"store {str(self.path)!r} is in use by another 'surge sweep run' (pid {holder}); "
+                raise SurgeError(f"store {str(self.path)!r} is in use by another 'surge sweep run' (pid {holder}); "
                                  f"wait for it to finish or use another --store") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -302,11 +306,11 @@ class SweepStore:
     ) -> None:
         """Write one group's trials in one transaction: its results, or (``results=None``) its error.
 
-        ``results`` are the engine's ``TrialResult`` objects (read by attribute), one per trial, in order.
+        ``results`` are the engine's :class:`surge.records.TrialRecord` objects (read by attribute), one per trial, in order.
         A finished trial already in the store is never overwritten; a failed one is replaced.
         """
         if (results is None) == (error is None):
-            raise ValueError("record_trials needs either results or error")
+            raise SurgeError("record_trials needs either results or error")
         if results is not None and len(results) != len(trials):
             raise ValueError(f"the runner returned {len(results)} results for {len(trials)} trials")
         rows, stage_rows = [], []
@@ -317,8 +321,7 @@ class SweepStore:
             config = plan.trial_config(trial.batch_size, trial.lr, trial.seed)
             base = dict(
                 trial_key=trial.key, sweep_id=sweep_id, group_key=group_key, workload=spec.workload,
-                optimizer=opt.name, beta1=opt.betas[0], beta2=opt.betas[1], eps=opt.eps,
-                weight_decay=opt.weight_decay, momentum=opt.momentum, batch_size=trial.batch_size,
+                **opt.columns(), batch_size=trial.batch_size,
                 batch_unit=plan.batch_unit, lr=trial.lr, seed=trial.seed, round=trial.round,
                 extra_steps=plan.extra_steps, max_steps=spec.max_steps, max_examples=spec.max_examples,
                 dtype=spec.dtype, device=device or spec.device, config_json=json.dumps(config, sort_keys=True),
@@ -327,7 +330,7 @@ class SweepStore:
             if results is None:
                 rows.append({**base, "status": "failed", "error": error, "traceback": traceback, "steps_run": None,
                              "diverged_at_step": None, "strategy": None, "wall_seconds": None})
-                stage_rows.extend((trial.key, s, t, None, None, None, None, None, None)
+                stage_rows.extend((trial.key, s, t) + (None,) * (len(STAGE_COLUMNS) - 1)
                                   for s, t in enumerate(plan.target_losses))
                 continue
             res = results[i]
@@ -337,9 +340,7 @@ class SweepStore:
                          "strategy": None if res.strategy is None else str(res.strategy),
                          "wall_seconds": _float_or_none(res.wall_seconds)})
             for s, st in enumerate(res.stages):
-                stage_rows.append((trial.key, s, float(st.target_loss), int(bool(st.reached)), _int_or_none(st.steps),
-                                   _int_or_none(st.examples), _float_or_none(st.loss_at_target),
-                                   _float_or_none(st.loss_after), _float_or_none(st.loss_decrease)))
+                stage_rows.append((trial.key, s) + tuple(_stage_value(st, c) for c in STAGE_COLUMNS))
         columns = list(rows[0]) if rows else []
         with self._transaction() as conn:
             for row in rows:
@@ -350,7 +351,8 @@ class SweepStore:
                     conn.execute("DELETE FROM trials WHERE trial_key = ?", (row["trial_key"],))
                 conn.execute(f"INSERT INTO trials ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                              [row[c] for c in columns])
-                conn.executemany("INSERT INTO stages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                conn.executemany(f"INSERT INTO stages (trial_key, stage, {', '.join(STAGE_COLUMNS)}) "
+                                 f"VALUES ({', '.join('?' * (2 + len(STAGE_COLUMNS)))})",
                                  [r for r in stage_rows if r[0] == row["trial_key"]])
 
     # -- reading ----------------------------------------------------------------------------------
@@ -364,12 +366,11 @@ class SweepStore:
         """
         import pandas as pd
 
-        query = """
-            SELECT s.name AS sweep, t.trial_key, t.workload, t.optimizer, t.beta1, t.beta2, t.eps, t.weight_decay,
-                   t.momentum, t.batch_size, t.batch_unit, t.lr, t.seed, t.round, t.status, g.stage, g.target_loss,
-                   g.reached, g.steps, g.examples, g.loss_at_target, g.loss_after, g.loss_decrease, t.extra_steps,
-                   t.max_steps, t.max_examples, t.steps_run, t.diverged_at_step, t.strategy, t.device, t.dtype,
-                   t.wall_seconds, t.error, t.created_at
+        stage_cols = {"stage", *STAGE_COLUMNS}
+        select = ", ".join("s.name AS sweep" if c == "sweep" else f"g.{c}" if c in stage_cols else f"t.{c}"
+                           for c in FRAME_COLUMNS)
+        query = f"""
+            SELECT {select}
             FROM trials t JOIN sweeps s ON s.sweep_id = t.sweep_id
             LEFT JOIN stages g ON g.trial_key = t.trial_key
             ORDER BY t.workload, t.optimizer, t.beta1, t.beta2, t.batch_size, t.lr, t.seed, g.stage
@@ -396,7 +397,7 @@ class SweepStore:
         out = Path(out)
         suffix = out.suffix.lower()
         if suffix not in (".csv", ".parquet"):
-            raise ValueError(f"--out must end in .csv or .parquet, got {str(out)!r}")
+            raise SurgeError(f"--out must end in .csv or .parquet, got {str(out)!r}")
         frame = self.trials_frame()
         out.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".csv":
@@ -405,7 +406,7 @@ class SweepStore:
             try:
                 frame.to_parquet(out, index=False)
             except ImportError as exc:
-                raise ValueError(f"Parquet export needs pyarrow (pip install 'surge[parquet]'): {exc}") from None
+                raise SurgeError(f"Parquet export needs pyarrow (pip install 'surge[parquet]'): {exc}") from None
         return out
 
     def failure_summary(self, limit: int = 5) -> list[dict[str, Any]]:
@@ -441,6 +442,17 @@ class SweepStore:
             "by_batch_size": [{"batch_size": b, **_counts(ts, statuses)} for b, ts in sorted(by_batch.items())],
             "sweeps": sweeps,
         }
+
+
+def _stage_value(stage: Any, column: str) -> Any:
+    """A StageRecord field as the store keeps it (bool as 0/1, NaN as NULL)."""
+    kind = _STAGE_TYPES[column]
+    value = getattr(stage, column)
+    if kind is bool:
+        return int(bool(value))
+    if kind is int:
+        return _int_or_none(value)
+    return float(value) if column == "target_loss" else _float_or_none(value)
 
 
 def _counts(trials: Sequence[Trial], statuses: dict[str, str]) -> dict[str, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from surge._validation import check_array, check_scalar
+from surge.errors import SurgeError
 
 
 def _batch(batch_size: object) -> np.ndarray:
@@ -107,7 +108,7 @@ def examples_for_steps(steps, s_min: float, e_min: float) -> np.ndarray:
     s_min = check_scalar(s_min, "s_min", positive=True)
     e_min = check_scalar(e_min, "e_min", positive=True)
     if (s <= s_min).any():
-        raise ValueError(f"steps must be > s_min={s_min} (fewer steps cannot reach the target); got min {s.min()}")
+        raise SurgeError(f"steps must be > s_min={s_min} (fewer steps cannot reach the target); got min {s.min()}")
     return e_min / (1.0 - s_min / s)
 
 
@@ -117,7 +118,7 @@ def steps_for_examples(examples, s_min: float, e_min: float) -> np.ndarray:
     s_min = check_scalar(s_min, "s_min", positive=True)
     e_min = check_scalar(e_min, "e_min", positive=True)
     if (e <= e_min).any():
-        raise ValueError(f"examples must be > e_min={e_min} (fewer examples cannot reach the target); got min {e.min()}")
+        raise SurgeError(f"examples must be > e_min={e_min} (fewer examples cannot reach the target); got min {e.min()}")
     return s_min / (1.0 - e_min / e)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from surge._validation import check_array, check_choice, check_scalar
 from surge.theory.problems import Problem, make_problem
+from surge.errors import SurgeError, SurgeTypeError
 
 __all__ = [
     "AdamState",
@@ -59,9 +60,9 @@ class AdamState:
         m = check_array(self.m, "adam_state.m", ndim=1)
         v = check_array(self.v, "adam_state.v", ndim=1, nonnegative=True)
         if v.shape != m.shape:
-            raise ValueError(f"adam_state.v must have the shape of adam_state.m {m.shape}, got {v.shape}")
+            raise SurgeError(f"adam_state.v must have the shape of adam_state.m {m.shape}, got {v.shape}")
         if isinstance(self.step, bool) or not isinstance(self.step, (int, np.integer)) or self.step < 0:
-            raise ValueError(f"adam_state.step must be an integer >= 0, got {self.step!r}")
+            raise SurgeError(f"adam_state.step must be an integer >= 0, got {self.step!r}")
         object.__setattr__(self, "m", m)
         object.__setattr__(self, "v", v)
 
@@ -115,10 +116,10 @@ def mc_peak_batch_size(batch_size, optimal_lr, stderr=None, *, window: float = 4
     b = check_array(batch_size, "batch_size", ndim=1, positive=True)
     lr = check_array(optimal_lr, "optimal_lr", ndim=1, positive=True)
     if lr.shape != b.shape:
-        raise ValueError(f"optimal_lr must have the shape of batch_size {b.shape}, got {lr.shape}")
+        raise SurgeError(f"optimal_lr must have the shape of batch_size {b.shape}, got {lr.shape}")
     window = check_scalar(window, "window", positive=True)
     if window <= 1:
-        raise ValueError(f"window must be > 1 (a factor in batch size), got {window}")
+        raise SurgeError(f"window must be > 1 (a factor in batch size), got {window}")
     order = np.argsort(b)
     b, lr = b[order], lr[order]
     i = int(np.argmax(lr))
@@ -185,15 +186,15 @@ def _update_direction(g: np.ndarray, optimizer: str, betas, eps: float, state: A
 
 def _seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        raise SurgeError(f"seed must be an integer >= 0, got {seed!r}")
     return int(seed)
 
 
 def _count(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
+        raise SurgeTypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise SurgeError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
@@ -201,12 +202,12 @@ def _betas(betas) -> tuple[float, float]:
     try:
         b1, b2 = betas
     except (TypeError, ValueError):
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+        raise SurgeError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
     b1 = check_scalar(b1, "betas[0]", nonnegative=True)
     b2 = check_scalar(b2, "betas[1]", nonnegative=True)
     for name, b in (("betas[0]", b1), ("betas[1]", b2)):
         if not b < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {b}")
+            raise SurgeError(f"{name} must be in [0, 1), got {b}")
     return b1, b2
 
 
@@ -256,7 +257,7 @@ def one_step_monte_carlo(
     if isinstance(problem, str):
         problem = make_problem(problem)
     if not isinstance(problem, Problem):
-        raise TypeError(f"problem must be a Problem or a problem name, got {type(problem).__name__}")
+        raise SurgeTypeError(f"problem must be a Problem or a problem name, got {type(problem).__name__}")
     optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
     b = check_array(batch_sizes, "batch_sizes", ndim=1, positive=True)
     samples = _count(samples, "samples", 4)
@@ -269,11 +270,11 @@ def one_step_monte_carlo(
         bet = _betas(betas)
         state = adam_state if adam_state is not None else AdamState.fresh(n)
         if not isinstance(state, AdamState):
-            raise TypeError(f"adam_state must be an AdamState, got {type(state).__name__}")
+            raise SurgeTypeError(f"adam_state must be an AdamState, got {type(state).__name__}")
         if state.m.shape != (n,):
-            raise ValueError(f"adam_state.m must have shape ({n},) like the problem's mu, got {state.m.shape}")
+            raise SurgeError(f"adam_state.m must have shape ({n},) like the problem's mu, got {state.m.shape}")
     elif adam_state is not None:
-        raise ValueError(f"adam_state is only used with optimizer='adam', not {optimizer!r}")
+        raise SurgeError(f"adam_state is only used with optimizer='adam', not {optimizer!r}")
 
     mu, scale = problem.mu, problem.sigma[None, None, :] / np.sqrt(b)[:, None, None]
     h = problem.hessian
@@ -304,7 +305,7 @@ def one_step_monte_carlo(
     cov = moments.covariance() / moments.count  # covariance of the means
     var_a, var_c, cov_ac = cov
     if (mean_c <= 0).any():
-        raise ValueError("E[V^T H V] <= 0: the hessian must be positive semi-definite for an optimal learning rate")
+        raise SurgeError("E[V^T H V] <= 0: the hessian must be positive semi-definite for an optimal learning rate")
     ratio = mean_a / mean_c
     var_ratio = (var_a - 2 * ratio * cov_ac + ratio**2 * var_c) / mean_c**2  # delta method
     n_samples = 2 * draws if antithetic else draws

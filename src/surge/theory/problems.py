@@ -33,6 +33,7 @@ from scipy import special
 
 from surge._validation import check_array, check_scalar
 from surge.theory.sign_model import SignGradientModel
+from surge.errors import SurgeError, SurgeTypeError
 
 __all__ = [
     "PROBLEM_NAMES",
@@ -135,21 +136,21 @@ class Problem:
 def _range(value, name: str) -> tuple[float, float]:
     arr = check_array(value, name, ndim=1, positive=True)
     if arr.size != 2 or not arr[0] <= arr[1]:
-        raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {arr.tolist()}")
+        raise SurgeError(f"{name} must be (low, high) with 0 < low <= high, got {arr.tolist()}")
     return float(arr[0]), float(arr[1])
 
 
 def _n(n) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"n must be an integer, got {n!r}")
+        raise SurgeTypeError(f"n must be an integer, got {n!r}")
     if n < 2:
-        raise ValueError(f"n must be >= 2 (off-diagonal coupling needs two coordinates), got {n}")
+        raise SurgeError(f"n must be >= 2 (off-diagonal coupling needs two coordinates), got {n}")
     return int(n)
 
 
 def _seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        raise SurgeError(f"seed must be an integer >= 0, got {seed!r}")
     return int(seed)
 
 
@@ -268,7 +269,7 @@ def equal_snr_problem(
     h = check_scalar(diagonal, "diagonal", positive=True)
     c = check_scalar(off_diagonal, "off_diagonal")
     if not (-h / (n - 1) <= c <= h):
-        raise ValueError(
+        raise SurgeError(
             f"off_diagonal must lie in [-diagonal/(n-1), diagonal] = [{-h / (n - 1):.4g}, {h:.4g}] for H to be "
             f"positive semi-definite, got {c}"
         )
@@ -299,7 +300,7 @@ def equal_snr_peak_batch_size(*, n: int, snr: float, diagonal: float, off_diagon
 def custom_problem(mu, sigma, hessian, *, name: str = "custom", description: str = "user-given") -> Problem:
     """A user-given problem: mean gradient ``mu`` (n,), per-sample std ``sigma`` (n,), ``hessian`` (n, n) or (n,)."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
+        raise SurgeError(f"name must be a non-empty string, got {name!r}")
     return Problem(name, np.asarray(mu), np.asarray(sigma), np.asarray(hessian), description, {})
 
 
@@ -307,14 +308,14 @@ def load_problem(path) -> Problem:
     """A user-given problem from a ``.npz`` file with arrays ``mu``, ``sigma`` and ``hessian``."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"problem file {str(p)!r} does not exist or is not a file")
+        raise SurgeError(f"problem file {str(p)!r} does not exist or is not a file")
     try:
         data = np.load(p, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"problem file {str(p)!r} is not a readable .npz file: {exc}") from None
+        raise SurgeError(f"problem file {str(p)!r} is not a readable .npz file: {exc}") from None
     missing = [k for k in ("mu", "sigma", "hessian") if k not in data.files]
     if missing:
-        raise ValueError(
+        raise SurgeError(
             f"problem file {str(p)!r} lacks array(s) {', '.join(missing)}; it has {', '.join(data.files) or 'none'} "
             "(save it with np.savez(path, mu=..., sigma=..., hessian=...))"
         )
@@ -334,10 +335,10 @@ def make_problem(name: str, **kwargs) -> Problem:
     """A built-in problem by name (one of ``PROBLEM_NAMES``), or a ``.npz`` file path (``load_problem``)."""
     if isinstance(name, (str, Path)) and str(name).endswith(".npz"):
         if kwargs:
-            raise ValueError("a problem loaded from a file takes no builder arguments")
+            raise SurgeError("a problem loaded from a file takes no builder arguments")
         return load_problem(name)
     if name not in _BUILDERS:
-        raise ValueError(
+        raise SurgeError(
             f"problem must be one of {', '.join(repr(k) for k in PROBLEM_NAMES)} or a .npz file with arrays "
             f"mu, sigma, hessian; got {name!r}"
         )

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import optimize, special
 
 from surge._validation import check_array
+from surge.errors import SurgeError
 
 # Batch sizes evaluated together are chunked so that a (chunk, n) work array stays below this size.
 _MAX_WORK_ELEMENTS = 1 << 22
@@ -52,28 +53,28 @@ class SignGradientModel:
         mu = check_array(mu, "mu", ndim=1)
         sigma = check_array(sigma, "sigma", ndim=1, positive=True)
         if sigma.shape != mu.shape:
-            raise ValueError(f"sigma must have the shape of mu {mu.shape}, got {sigma.shape}")
+            raise SurgeError(f"sigma must have the shape of mu {mu.shape}, got {sigma.shape}")
         h = check_array(hessian, "hessian")
         n = mu.size
         if h.ndim == 1:
             if h.shape != (n,):
-                raise ValueError(f"a diagonal hessian must have shape ({n},) like mu, got {h.shape}")
+                raise SurgeError(f"a diagonal hessian must have shape ({n},) like mu, got {h.shape}")
             diag = h
         elif h.ndim == 2:
             if h.shape != (n, n):
-                raise ValueError(f"hessian must have shape ({n}, {n}) or ({n},), got {h.shape}")
+                raise SurgeError(f"hessian must have shape ({n}, {n}) or ({n},), got {h.shape}")
             scale = max(float(np.abs(h).max()), np.finfo(float).tiny)
             asym = float(np.abs(h - h.T).max())
             if asym > 1e-10 * scale:
-                raise ValueError(f"hessian must be symmetric; max |H - H^T| is {asym:.3g}")
+                raise SurgeError(f"hessian must be symmetric; max |H - H^T| is {asym:.3g}")
             diag = np.diag(h).copy()
         else:
-            raise ValueError(f"hessian must be 1-D (diagonal) or 2-D, got {h.ndim}-D")
+            raise SurgeError(f"hessian must be 1-D (diagonal) or 2-D, got {h.ndim}-D")
         if (diag < 0).any():
             i = int(np.flatnonzero(diag < 0)[0])
-            raise ValueError(f"hessian diagonal must be >= 0 (a local minimum's curvature); H[{i},{i}] = {diag[i]}")
+            raise SurgeError(f"hessian diagonal must be >= 0 (a local minimum's curvature); H[{i},{i}] = {diag[i]}")
         if not diag.sum() > 0:
-            raise ValueError("hessian must have a positive trace; got trace 0")
+            raise SurgeError("hessian must have a positive trace; got trace 0")
         self.mu = mu
         self.sigma = sigma
         self.hessian = h
@@ -121,7 +122,7 @@ class SignGradientModel:
                 den[start : start + chunk] = self.trace + quad - (e**2) @ self._diag
         if (den <= 0).any():
             bad = flat[den <= 0][0]
-            raise ValueError(
+            raise SurgeError(
                 f"E[V^T H V] <= 0 at batch_size={bad}: the hessian is not positive semi-definite enough "
                 "for Lemma 1 to have a maximum"
             )
@@ -202,7 +203,7 @@ class SignGradientModel:
         b = check_array(batch_size, "batch_size", positive=True)
         den = self.trace + (2.0 * b / math.pi) * self.coupling
         if (den <= 0).any():
-            raise ValueError(
+            raise SurgeError(
                 f"the Theorem 3 denominator D + 2BS/pi is <= 0 at batch_size={b[den <= 0].ravel()[0]} (S < 0)"
             )
         return np.sqrt(2.0 * b / math.pi) * self.m / den
@@ -212,7 +213,7 @@ class SignGradientModel:
         b = check_array(batch_size, "batch_size", positive=True)
         den = self.trace + (2.0 * b / math.pi) * self.coupling
         if (den <= 0).any():
-            raise ValueError(
+            raise SurgeError(
                 f"the Theorem 5 denominator D + 2BS/pi is <= 0 at batch_size={b[den <= 0].ravel()[0]} (S < 0)"
             )
         return (b / math.pi) * self.m**2 / den

@@ -34,6 +34,7 @@ import numpy as np
 from surge._validation import check_array, check_choice, check_scalar
 from surge.fit import BNoiseFit, fit_b_noise
 from surge.theory.sign_model import SignGradientModel
+from surge.errors import SurgeError, SurgeTypeError
 
 __all__ = [
     "QuadraticProblem",
@@ -65,17 +66,17 @@ class QuadraticProblem:
         h = check_array(self.hessian, "hessian", ndim=2)
         n = h.shape[0]
         if h.shape != (n, n):
-            raise ValueError(f"hessian must be square, got shape {h.shape}")
+            raise SurgeError(f"hessian must be square, got shape {h.shape}")
         scale = max(float(np.abs(h).max()), np.finfo(float).tiny)
         if float(np.abs(h - h.T).max()) > 1e-10 * scale:
-            raise ValueError("hessian must be symmetric")
+            raise SurgeError("hessian must be symmetric")
         if float(np.linalg.eigvalsh(h).min()) < -1e-10 * scale:
-            raise ValueError("hessian must be positive semi-definite (the loss must be bounded below)")
+            raise SurgeError("hessian must be positive semi-definite (the loss must be bounded below)")
         sigma = check_array(self.sigma, "sigma", ndim=1, positive=True)
         delta0 = check_array(self.delta0, "delta0", ndim=1)
         for name, arr in (("sigma", sigma), ("delta0", delta0)):
             if arr.shape != (n,):
-                raise ValueError(f"{name} must have shape ({n},) like the hessian, got {arr.shape}")
+                raise SurgeError(f"{name} must have shape ({n},) like the hessian, got {arr.shape}")
         object.__setattr__(self, "hessian", h)
         object.__setattr__(self, "sigma", sigma)
         object.__setattr__(self, "delta0", delta0)
@@ -130,15 +131,15 @@ def default_training_problem(
     """
     for name, val, lo in (("n_blocks", n_blocks, 1), ("block_size", block_size, 2)):
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
+            raise SurgeError(f"{name} must be an integer >= {lo}, got {val!r}")
     curv = check_array(curvatures, "curvatures", ndim=1, positive=True)
     if curv.size != 2:
-        raise ValueError(f"curvatures must be (high, low), got {curv.tolist()}")
+        raise SurgeError(f"curvatures must be (high, low), got {curv.tolist()}")
     ridge = check_scalar(ridge, "ridge", nonnegative=True)
     sig = check_scalar(sigma, "sigma", positive=True)
     start = check_scalar(start, "start")
     if start == 0:
-        raise ValueError("start must be non-zero (training would start at the minimum)")
+        raise SurgeError("start must be non-zero (training would start at the minimum)")
     lam = np.geomspace(curv[0], curv[1], n_blocks)
     n = n_blocks * block_size
     h = ridge * np.eye(n)
@@ -254,9 +255,9 @@ DEFAULT_LRS = {
 
 def _int(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
+        raise SurgeTypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise SurgeError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
@@ -306,7 +307,7 @@ def simulate_training(
     """
     problem = default_training_problem() if problem is None else problem
     if not isinstance(problem, QuadraticProblem):
-        raise TypeError(f"problem must be a QuadraticProblem, got {type(problem).__name__}")
+        raise SurgeTypeError(f"problem must be a QuadraticProblem, got {type(problem).__name__}")
     optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
     b = check_array(batch_sizes, "batch_sizes", ndim=1, positive=True)
     lr = check_array(DEFAULT_LRS[optimizer] if lrs is None else lrs, "lrs", ndim=1, positive=True)
@@ -319,16 +320,16 @@ def simulate_training(
     divergence_factor = check_scalar(divergence_factor, "divergence_factor", positive=True)
     l0 = problem.initial_loss
     if tg[0] >= l0:
-        raise ValueError(f"targets must be below the initial loss {l0:.4g}; the largest is {tg[0]:.4g}")
+        raise SurgeError(f"targets must be below the initial loss {l0:.4g}; the largest is {tg[0]:.4g}")
     b1 = b2 = 0.0
     if optimizer == "adam":
         try:
             b1, b2 = (float(x) for x in betas)
         except (TypeError, ValueError):
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+            raise SurgeError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
         for name, val in (("betas[0]", b1), ("betas[1]", b2)):
             if not 0 <= val < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {val}")
+                raise SurgeError(f"{name} must be in [0, 1), got {val}")
 
     nb, nl, ns, nt, n = b.size, lr.size, seeds, tg.size, problem.n
     # trajectory k <-> (batch i, lr j, seed s), k = (i * nl + j) * ns + s; noise group = i * ns + s

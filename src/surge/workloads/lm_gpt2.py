@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from surge._validation import check_choice
+from surge.errors import SurgeError
 
 LM_EXTRA_HINT = "pip install 'surge[lm]'"
 
@@ -117,10 +118,10 @@ def pack_sequences(tokens: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, to
     but the very last is predicted once. Both are views of ``tokens`` (no copy).
     """
     if tokens.ndim != 1:
-        raise ValueError(f"tokens must be a 1-D stream, got shape {tuple(tokens.shape)}")
+        raise SurgeError(f"tokens must be a 1-D stream, got shape {tuple(tokens.shape)}")
     n = (len(tokens) - 1) // seq_len
     if n < 1:
-        raise ValueError(f"the corpus has {len(tokens)} tokens: too few for one sequence of {seq_len} (+1) tokens")
+        raise SurgeError(f"the corpus has {len(tokens)} tokens: too few for one sequence of {seq_len} (+1) tokens")
     windows = tokens[: n * seq_len + 1].unfold(0, seq_len + 1, seq_len)  # [n, T + 1], overlapping by one
     return windows[:, :-1], windows[:, 1:]
 
@@ -144,7 +145,7 @@ def gpt2_tokenizer() -> TextTokenizer:
     tok = require("transformers").AutoTokenizer.from_pretrained("gpt2")
     eos = tok.eos_token_id
     if eos is None:
-        raise ValueError("the 'gpt2' tokenizer has no eos_token_id")
+        raise SurgeError("the 'gpt2' tokenizer has no eos_token_id")
 
     def encode(texts: list[str]) -> list[list[int]]:
         return list(tok(list(texts), add_special_tokens=False, verbose=False)["input_ids"])
@@ -197,5 +198,5 @@ def encode_documents(documents: Sequence[str], tokenizer: TextTokenizer, *, batc
         return np.zeros(0, dtype=np.int32)
     stream = np.concatenate(pieces)
     if len(stream) and (stream.min() < 0 or stream.max() >= tokenizer.vocab_size):
-        raise ValueError(f"tokenizer {tokenizer.tag!r} produced ids outside [0, {tokenizer.vocab_size})")
+        raise SurgeError(f"tokenizer {tokenizer.tag!r} produced ids outside [0, {tokenizer.vocab_size})")
     return stream

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from surge._validation import check_choice
 from surge.workloads import Workload
 from surge.workloads.data import default_data_dir, probe_indices
+from surge.errors import InputFileError, SurgeError
 
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_IMAGENET_ZIP = "tiny-imagenet-200.zip"
@@ -119,7 +120,7 @@ def verify_checksum(path: str | os.PathLike, expected: str, algorithm: str = "sh
     Nothing is deleted: the file stays where it is for the user to inspect or remove."""
     actual = file_digest(path, algorithm)
     if actual.lower() != expected.lower():
-        raise ValueError(
+        raise SurgeError(
             f"checksum mismatch for {path}: expected {algorithm} {expected.lower()}, got {actual}. "
             f"The file was left in place; delete it and download again, or check that it is the "
             f"Tiny-ImageNet archive ({TINY_IMAGENET_URL})."
@@ -140,7 +141,7 @@ def _extract(archive: Path, data_dir: Path) -> Path:
         for name in zf.namelist():
             parts = Path(name).parts
             if not parts or parts[0] != TINY_IMAGENET_FOLDER or ".." in parts or Path(name).is_absolute():
-                raise ValueError(
+                raise SurgeError(
                     f"{archive} is not the Tiny-ImageNet archive: member {name!r} is outside '{TINY_IMAGENET_FOLDER}/'"
                 )
         staging = data_dir / f".{TINY_IMAGENET_FOLDER}.unpacking-{os.getpid()}"
@@ -184,11 +185,11 @@ def download_tiny_imagenet(
 def _read_wnids(root: Path) -> list[str]:
     wnids = [line.strip() for line in (root / "wnids.txt").read_text().splitlines() if line.strip()]
     if not wnids:
-        raise ValueError(f"{root / 'wnids.txt'} lists no class ids")
+        raise SurgeError(f"{root / 'wnids.txt'} lists no class ids")
     if len(set(wnids)) != len(wnids):
-        raise ValueError(f"{root / 'wnids.txt'} lists a class id twice")
+        raise SurgeError(f"{root / 'wnids.txt'} lists a class id twice")
     if len(wnids) > NUM_CLASSES:
-        raise ValueError(f"{root / 'wnids.txt'} lists {len(wnids)} classes; Tiny-ImageNet has {NUM_CLASSES}")
+        raise SurgeError(f"{root / 'wnids.txt'} lists {len(wnids)} classes; Tiny-ImageNet has {NUM_CLASSES}")
     return wnids
 
 
@@ -203,16 +204,16 @@ def list_split(root: Path, split: str, wnids: list[str]) -> tuple[list[Path], np
         for label, wnid in enumerate(wnids):
             folder = root / "train" / wnid / "images"
             if not folder.is_dir():
-                raise FileNotFoundError(f"Tiny-ImageNet: {folder} is missing (class {wnid!r} of wnids.txt)")
+                raise InputFileError(f"Tiny-ImageNet: {folder} is missing (class {wnid!r} of wnids.txt)")
             found = _images_in(folder)
             if not found:
-                raise FileNotFoundError(f"Tiny-ImageNet: no .JPEG images in {folder}")
+                raise InputFileError(f"Tiny-ImageNet: no .JPEG images in {folder}")
             files += found
             labels += [label] * len(found)
         return files, np.asarray(labels, dtype=np.int64)
     annotations = root / "val" / "val_annotations.txt"
     if not annotations.is_file():
-        raise FileNotFoundError(f"Tiny-ImageNet: {annotations} is missing")
+        raise InputFileError(f"Tiny-ImageNet: {annotations} is missing")
     index = {w: i for i, w in enumerate(wnids)}
     files, labels = [], []
     for n, line in enumerate(annotations.read_text().splitlines(), start=1):
@@ -220,7 +221,7 @@ def list_split(root: Path, split: str, wnids: list[str]) -> tuple[list[Path], np
             continue
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in index:
-            raise ValueError(f"{annotations}, line {n}: expected '<file>\\t<wnid from wnids.txt>\\t...', got {line!r}")
+            raise SurgeError(f"{annotations}, line {n}: expected '<file>\\t<wnid from wnids.txt>\\t...', got {line!r}")
         files.append(root / "val" / "images" / fields[0])
         labels.append(index[fields[1]])
     return files, np.asarray(labels, dtype=np.int64)
@@ -233,10 +234,10 @@ def decode_images(files: list[Path]) -> np.ndarray:
     out = np.empty((len(files), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     for i, path in enumerate(files):
         if not path.is_file():
-            raise FileNotFoundError(f"Tiny-ImageNet: image {path} is missing")
+            raise InputFileError(f"Tiny-ImageNet: image {path} is missing")
         with Image.open(path) as im:
             if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-                raise ValueError(f"Tiny-ImageNet: {path} is {im.size[0]}x{im.size[1]}; expected 64x64")
+                raise SurgeError(f"Tiny-ImageNet: {path} is {im.size[0]}x{im.size[1]}; expected 64x64")
             out[i] = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
     return out
 
@@ -280,14 +281,14 @@ def load_tiny_imagenet(
     root = tiny_imagenet_root(data_dir)
     if not (root / "wnids.txt").is_file():
         if not download:
-            raise FileNotFoundError(
+            raise InputFileError(
                 f"Tiny-ImageNet is not in {root} (no wnids.txt). Download {TINY_IMAGENET_URL} and unzip it "
                 f"into {root.parent}, or pass --data-dir (data_dir in a spec) or set SURGE_DATA_DIR to where it is."
             )
         try:
             root = download_tiny_imagenet(root.parent)
         except (OSError, zipfile.BadZipFile) as exc:  # offline, refused, or a broken archive
-            raise FileNotFoundError(
+            raise InputFileError(
                 f"Tiny-ImageNet is not in {root} and could not be downloaded from {TINY_IMAGENET_URL} "
                 f"({type(exc).__name__}: {exc}). Download and unzip it into {root.parent} yourself, "
                 f"or pass --data-dir (data_dir in a spec) or set SURGE_DATA_DIR to where it is."
