@@ -28,9 +28,9 @@ import time
 import numpy as np
 
 from surge.plots import plot_figure1
-from surge.theory.montecarlo import figure1_data, one_step_monte_carlo
+from surge.simulate.montecarlo import figure1_data, one_step_monte_carlo
 from surge.theory.problems import surge_problem
-from surge.theory.training import simulate_training
+from surge.simulate.training import simulate_training
 
 
 def baseline_sign_monte_carlo(problem, batch_sizes, samples: int, seed: int = 0, max_elements: int = 1 << 22):

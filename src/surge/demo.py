@@ -56,7 +56,7 @@ class DemoResult:
     """What the demo wrote and found."""
 
     out: Path
-    figure1: object  # surge.theory.montecarlo.Figure1Result
+    figure1: object  # surge.simulate.montecarlo.Figure1Result
     figure1_png: Path
     sweep: object  # surge.sweep.executor.RunSummary
     analysis: object  # surge.analysis.SweepAnalysis
@@ -79,7 +79,7 @@ def run_demo(
     from surge.plots.figure1 import plot_figure1
     from surge.report import write_report
     from surge.sweep.executor import run_sweep
-    from surge.theory.montecarlo import figure1_data
+    from surge.simulate.montecarlo import figure1_data
     from surge.theory.problems import make_problem
 
     say = stage or (lambda text: None)

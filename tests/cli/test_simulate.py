@@ -6,9 +6,11 @@ import json
 import numpy as np
 import pytest
 
+from surge.sweep.store import FRAME_COLUMNS
+
 from surge.theory.problems import surge_problem
 
-SMALL_TRAINING = ["-b", "1,16,256", "--lr", "0.01,0.05,0.2", "--seeds", "2", "--max-steps", "600", "--n-after", "10"]
+SMALL_TRAINING = ["-b", "1,16,256", "--lr", "0.01,0.05,0.2", "--rounds", "2", "--max-steps", "600", "--extra-steps", "10"]
 
 
 def test_figure1_json(run_json, tmp_path):
@@ -59,20 +61,42 @@ def test_figure1_errors(run_cli, tmp_path, monkeypatch, args, message):
 
 def test_training_json_files_and_space_separated_targets(run_json, tmp_path):
     out = tmp_path / "run"
-    d = run_json("simulate", "training", "--targets", "0.5", "0.3", "--out", str(out), *SMALL_TRAINING)
-    assert [s["target_loss"] for s in d["stages"]] == [0.5, 0.3]
-    for st in d["stages"]:
+    d = run_json("simulate", "training", "--target-loss", "0.5", "0.3", "--out", str(out), *SMALL_TRAINING)
+    stages = d["analysis"]["stages"]
+    assert [s["target_loss"] for s in stages] == [0.5, 0.3]
+    for st in stages:
         for key in ("target_loss", "b_noise", "b_noise_ci", "batch_size", "optimal_lr"):
             assert key in st
-        assert st["batch_size"] == [1.0, 16.0, 256.0] and len(st["optimal_lr"]) == 3
-    assert d["optimizer"] == "sign" and d["seeds"] == 2 and d["n_after"] == 10
+        assert st["batch_size"] == [1, 16, 256] and len(st["optimal_lr"]) == 3
+    assert d["optimizer"] == "sign" and d["rounds"] == 2 and d["extra_steps"] == 10
     saved = json.loads((out / "result.json").read_text())
-    assert saved["stages"][0]["optimal_lr"] == d["stages"][0]["optimal_lr"]
+    assert saved["analysis"]["stages"][0]["optimal_lr"] == stages[0]["optimal_lr"]
     assert (out / "training.png").read_bytes()[:4] == b"\x89PNG"
+    for name in ("report.md", "report.html", "analysis.json", "stage_0p5.png"):
+        assert (out / name).is_file(), name
     with (out / "trials.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 2 * 3 * 3 * 2  # targets x batch sizes x lrs x seeds
-    assert set(rows[0]) == {"target_loss", "batch_size", "lr", "seed", "steps", "examples", "decrease", "diverged"}
+    assert len(rows) == 2 * 3 * 3 * 2  # targets x batch sizes x lrs x rounds
+    assert list(rows[0]) == list(FRAME_COLUMNS)
+
+
+def test_simulate_training_and_analyze_on_its_trial_frame_agree(run_json, tmp_path):
+    """The simulator's per-stage numbers are surge analyze's on the same trial frame."""
+    out = tmp_path / "run"
+    sim = run_json("simulate", "training", "--target-loss", "0.5", "0.3", "--out", str(out), *SMALL_TRAINING)
+    ana = run_json("analyze", "--store", str(out / "trials.csv"), "--out", str(tmp_path / "ana"))
+    assert len(ana["stages"]) == len(sim["analysis"]["stages"]) == 2
+    for a, s in zip(ana["stages"], sim["analysis"]["stages"]):
+        assert a["target_loss"] == s["target_loss"]
+        assert a["optimal_lr"] == s["optimal_lr"] and a["optimal_lr_ci"] == s["optimal_lr_ci"]
+        assert a["b_noise"] == s["b_noise"] and a["b_noise_ci"] == s["b_noise_ci"]
+        assert a["steps"] == s["steps"]
+
+
+def test_old_option_names_still_work(run_json, tmp_path):
+    d = run_json("simulate", "training", "--targets", "0.5", "--seeds", "2", "--n-after", "5", "--out",
+                 str(tmp_path / "o"), "-b", "1,16,256", "--lr", "0.02,0.06", "--max-steps", "300")
+    assert d["rounds"] == 2 and d["extra_steps"] == 5
 
 
 def test_training_comma_targets_adam_and_table(run_cli, tmp_path):
@@ -85,16 +109,17 @@ def test_training_comma_targets_adam_and_table(run_cli, tmp_path):
 def test_training_sgd_json(run_json, tmp_path):
     d = run_json("simulate", "training", "--targets", "0.5", "--optimizer", "sgd", "--out", str(tmp_path / "s"),
                  "-b", "1,16,256", "--lr", "0.1,0.5", "--seeds", "2", "--max-steps", "300", "--n-after", "5")
-    assert d["optimizer"] == "sgd" and d["betas"] is None and len(d["stages"]) == 1
+    assert d["optimizer"] == "sgd" and d["betas"] is None and len(d["analysis"]["stages"]) == 1
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["0.5"], "unexpected argument(s) 0.5; target losses go after --targets"),
+        (["0.5"], "unexpected argument(s) 0.5; target losses go after --target-loss"),
         (["--optimizer", "lion"], "optimizer must be one of 'sign', 'adam', 'sgd'"),
-        (["--targets", "50"], "targets must be below the initial loss"),
-        (["--seeds", "0"], "seeds must be >= 1"),
+        (["--target-loss", "50"], "target_loss must be below the initial loss"),
+        (["--rounds", "0"], "rounds must be positive"),
+        (["-b", "1.5,4"], "batch_sizes must be whole numbers"),
         (["--lr", "x"], "--lr must be numbers"),
     ],
 )

@@ -5,8 +5,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from surge.plots import plot_figure1, plot_training
-from surge.theory.montecarlo import figure1_data
-from surge.theory.training import QuadraticProblem, simulate_training
+from surge.simulate.montecarlo import figure1_data
+from surge.simulate.training import QuadraticProblem, simulate_training
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -60,8 +60,8 @@ def test_figure1_without_path_writes_nothing(surge_result, tmp_path):
 def test_training_figure(tmp_path):
     h = np.diag([1.0, 0.5, 0.25])
     p = QuadraticProblem("three", h, np.full(3, 0.1), np.ones(3))
-    res = simulate_training(p, optimizer="sgd", batch_sizes=[1.0, 4.0, 16.0, 64.0], lrs=[0.1, 0.3, 1.0],
-                            targets=[0.3, 0.1], seeds=2, n_after=5, max_steps=400)
+    res = simulate_training(p, optimizer="sgd", batch_sizes=[1, 4, 16, 64], lrs=[0.1, 0.3, 1.0],
+                            target_loss=[0.3, 0.1], rounds=2, extra_steps=5, max_steps=400)
     path = tmp_path / "training.png"
     fig = plot_training(res, path)
     assert path.read_bytes()[:8] == PNG_MAGIC

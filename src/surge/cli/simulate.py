@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def figure1(
 ) -> None:
     """Optimal learning rate vs batch size: Monte Carlo against Eq 9, Theorems 3-4 and McCandlish's SGD law."""
     from surge.plots.figure1 import plot_figure1
-    from surge.theory.montecarlo import DEFAULT_FIGURE1_BATCH_SIZES, figure1_data
+    from surge.simulate.montecarlo import DEFAULT_FIGURE1_BATCH_SIZES, figure1_data
     from surge.theory.problems import make_problem
 
     _check_suffix(out, ".png", "--out")
@@ -80,29 +79,36 @@ def figure1(
 @app.command("training", context_settings={"allow_extra_args": True})
 def training(
     ctx: typer.Context,
-    out: Path = typer.Option(..., "--out", help="Directory for training.png, result.json and trials.csv."),
-    targets: list[str] | None = typer.Option(
-        None, "--targets", help="Target losses: --targets 0.5 0.3 0.18 (or comma-separated); default 0.5 0.3 0.18."
+    out: Path = typer.Option(..., "--out", help="Directory for trials.csv, result.json, training.png and the "
+                             "analysis report (report.md, report.html, analysis.json, stage figures)."),
+    target_loss: list[str] | None = typer.Option(
+        None, "--target-loss", "--targets",
+        help="Target losses (stages): --target-loss 0.5 0.3 0.18 (or comma-separated); default 0.5 0.3 0.18.",
     ),
     optimizer: str = typer.Option("sign", "--optimizer", help="sign, adam or sgd."),
     beta1: float = typer.Option(0.9, "--beta1", help="Adam's beta1 (0 with --beta2 0 is sign descent)."),
     beta2: float = typer.Option(0.999, "--beta2", help="Adam's beta2."),
-    batch_size: list[str] | None = typer.Option(None, "--batch-size", "-b", help="Batch sizes; default 12 from 1 to 4096."),
+    batch_size: list[str] | None = typer.Option(None, "--batch-size", "-b",
+                                                help="Batch sizes (whole numbers); default 12 from 1 to 4096."),
     lrs: list[str] | None = typer.Option(None, "--lr", help="Learning rates; default 10 per optimizer, chosen for the problem."),
-    seeds: int = typer.Option(16, "--seeds", help="Trajectories (rounds) per (batch size, learning rate)."),
-    n_after: int = typer.Option(50, "--n-after", help="Steps after a target over which the loss decrease is measured."),
+    rounds: int = typer.Option(16, "--rounds", "--seeds", help="Rounds: trajectories per (batch size, learning rate)."),
+    extra_steps: int = typer.Option(50, "--extra-steps", "--n-after",
+                                    help="N: steps after a target over which the loss decrease is measured."),
     max_steps: int = typer.Option(4_000, "--max-steps", help="Step budget per trajectory."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples of the rounds in the analysis."),
     as_json: bool = JSON,
 ) -> None:
-    """The paper's protocol on a noisy quadratic: optimal LR per batch size and B_noise (Eq 22) per target loss."""
+    """The paper's protocol on a noisy quadratic, analysed like a sweep: optimal LR per batch size and B_noise
+    (Eq 22) per target loss, with the analysis report. `surge analyze --store OUT/trials.csv` gives the same."""
     from surge.plots.figure1 import plot_training
-    from surge.theory.training import DEFAULT_BATCH_SIZES, DEFAULT_TARGETS, simulate_training
+    from surge.report import write_report
+    from surge.simulate.training import DEFAULT_BATCH_SIZES, DEFAULT_TARGETS, simulate_training
 
     extra = list(ctx.args)
-    if extra and targets is None:
-        raise SurgeError(f"unexpected argument(s) {' '.join(extra)}; target losses go after --targets")
-    target_values = DEFAULT_TARGETS if targets is None else parse_number_list(targets + extra, "--targets")
+    if extra and target_loss is None:
+        raise SurgeError(f"unexpected argument(s) {' '.join(extra)}; target losses go after --target-loss")
+    target_values = DEFAULT_TARGETS if target_loss is None else parse_number_list(target_loss + extra, "--target-loss")
     batch = DEFAULT_BATCH_SIZES if batch_size is None else parse_number_list(batch_size, "--batch-size")
     lr_values = None if lrs is None else parse_number_list(lrs, "--lr")
     if out.exists() and not out.is_dir():
@@ -115,7 +121,7 @@ def training(
         if bar is None:
             bar = Progress(
                 TextColumn("simulating"), BarColumn(), TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
-                TimeElapsedColumn(), console=err_console, transient=True, disable=as_json,
+                TimeElapsedColumn(), console=err_console, transient=True,
             )
             bar.start()
             bar.add_task("train", total=total)
@@ -123,51 +129,46 @@ def training(
 
     try:
         res = simulate_training(
-            optimizer=optimizer, batch_sizes=batch, lrs=lr_values, targets=target_values, seeds=seeds,
-            n_after=n_after, max_steps=max_steps, betas=(beta1, beta2), seed=seed, progress=progress,
+            optimizer=optimizer, batch_sizes=batch, lrs=lr_values, target_loss=target_values, rounds=rounds,
+            extra_steps=extra_steps, max_steps=max_steps, betas=(beta1, beta2), seed=seed, n_boot=n_boot,
+            progress=progress,
         )
     finally:
         if bar is not None:
             bar.stop()
     out.mkdir(parents=True, exist_ok=True)
+    # the results first, the figures after: a figure that cannot be drawn loses nothing
+    trials = out / "trials.csv"
+    res.frame().to_csv(trials, index=False)
+    result_file = out / "result.json"
     figure = out / "training.png"
+    files = {"figure": str(figure), "result": str(result_file), "trials": str(trials)}
+    payload = {**res.to_dict(), "files": files}
+    result_file.write_text(json.dumps(to_jsonable(payload), indent=1) + "\n")
     plot_training(res, figure)
-    payload = {**res.to_dict(), "files": {"figure": str(figure), "result": str(out / "result.json"), "trials": str(out / "trials.csv")}}
-    (out / "result.json").write_text(json.dumps(to_jsonable(payload), indent=1) + "\n")
-    _write_trials(res, out / "trials.csv")
+    report = write_report(res.analysis, out)
+    files.update({"report_markdown": str(report.markdown), "report_html": str(report.html),
+                  "analysis": str(report.json)})
+    payload = {**res.to_dict(), "files": files}
+    result_file.write_text(json.dumps(to_jsonable(payload), indent=1) + "\n")
     if as_json:
         emit_json(payload)
         return
-    for st in res.stages:
+    total = res.lr.size * res.rounds
+    for st, th in zip(res.stages, res.theory):
         table = Table(title=f"target loss {st.target_loss:g}: B_noise (Eq 22) = {fmt(st.b_noise)} {fmt_ci(st.b_noise_ci)}")
-        for col in ("batch size", "optimal lr", "steps S", "examples E", "censored (of lr x seeds)"):
+        for col in ("batch size", "optimal lr", "steps S", "examples E", "diverged / censored (of lr x rounds)"):
             table.add_column(col, justify="right")
-        total = res.lr.size * res.seeds
-        for i, b in enumerate(st.batch_size):
-            table.add_row(fmt(b, 6), fmt(st.optimal_lr[i]), fmt(st.steps[i]), fmt(st.examples[i]), f"{total - int(st.reached[i].sum())}/{total}")
+        for row in st.rows:
+            table.add_row(fmt(row.batch_size, 6), fmt(row.optimal_lr), fmt(row.steps), fmt(row.examples),
+                          f"{row.n_diverged} / {row.n_censored} (of {total})")
         console.print(table)
-        if st.fit is not None and st.fit.message != "ok":
-            console.print(f"[yellow]note:[/yellow] {st.fit.message}")
-    console.print(f"wrote {figure}, {out / 'result.json'}, {out / 'trials.csv'}")
-
-
-def _write_trials(res, path: Path) -> None:
-    """One row per (target, batch size, lr, seed): steps, examples and the decrease (empty when censored)."""
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["target_loss", "batch_size", "lr", "seed", "steps", "examples", "decrease", "diverged"])
-        nt, nb, nl, ns = res.steps.shape
-        for j in range(nt):
-            for i in range(nb):
-                for k in range(nl):
-                    for s in range(ns):
-                        steps = int(res.steps[j, i, k, s])
-                        dec = res.decrease[j, i, k, s]
-                        w.writerow([
-                            res.targets[j], res.batch_size[i], res.lr[k], s,
-                            steps if steps >= 0 else "", res.batch_size[i] * steps if steps >= 0 else "",
-                            repr(float(dec)) if np.isfinite(dec) else "", int(res.diverged[i, k, s]),
-                        ])
+        console.print(f"one-step theory at the states reached: B_noise (Eq 14) = {fmt(th.local_b_noise)}, "
+                      f"exact Eq 9 peak at B = {fmt(th.local_peak_batch_size)}")
+        for msg in st.messages:
+            console.print(f"[yellow]note:[/yellow] {msg}")
+    console.print(f"wrote {trials}, {result_file}, {figure}, {report.html} (and report.md, analysis.json, "
+                  f"stage figures in {out})")
 
 
 def _check_suffix(path: Path, suffix: str, name: str) -> None:

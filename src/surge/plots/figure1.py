@@ -1,5 +1,5 @@
-"""The paper's Figure 1 from a :class:`~surge.theory.montecarlo.Figure1Result`, and the stages of a simulated
-training run (:class:`~surge.theory.training.TrainingResult`). Drawing only."""
+"""The paper's Figure 1 from a :class:`~surge.simulate.montecarlo.Figure1Result`, and the stages of a simulated
+training run (:class:`~surge.simulate.training.TrainingResult`). Drawing only."""
 
 from __future__ import annotations
 
@@ -106,17 +106,22 @@ def plot_training(result, path=None) -> Figure:
     Eq 22 B_noise of each stage as a vertical line) and steps against examples with the Eq 20 curve (right)."""
     fig, (ax, bx) = _new_figure(12.5, 4.8, 2)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
-    for k, st in enumerate(result.stages):
+    for k, st in enumerate(result.stages):  # surge.analysis.StageAnalysis: the analysis's numbers
         c = colors[k % len(colors)]
-        ok = np.isfinite(st.optimal_lr)
-        ax.plot(st.batch_size[ok], st.optimal_lr[ok], "o-", color=c, ms=5, lw=1.6, label=f"target loss {st.target_loss:g}")
+        b = np.array([r.batch_size for r in st.rows], dtype=float)
+        opt = np.array([r.optimal_lr for r in st.rows])
+        steps = np.array([r.steps for r in st.rows])
+        examples = np.array([r.examples for r in st.rows])
+        ok = np.isfinite(opt)
+        ax.plot(b[ok], opt[ok], "o-", color=c, ms=5, lw=1.6, label=f"target loss {st.target_loss:g}")
         if math.isfinite(st.b_noise):
             ax.axvline(st.b_noise, color=c, lw=1.2, ls="--", label=f"  $B_{{noise}}$ (Eq 22) = {_fmt(st.b_noise)}")
-        have = np.isfinite(st.steps)
-        bx.plot(st.examples[have], st.steps[have], "o", color=c, ms=5, label=f"target loss {st.target_loss:g}")
-        fit = st.fit
-        if fit is not None and fit.success:
-            s_grid = np.geomspace(fit.s_min * 1.0005, max(np.nanmax(st.steps[have]), fit.s_min * 2) * 1.5, 200)
+        have = np.isfinite(steps) & (steps > 0)
+        if have.any():
+            bx.plot(examples[have], steps[have], "o", color=c, ms=5, label=f"target loss {st.target_loss:g}")
+        fit = st.b_noise_fit
+        if fit is not None and fit.success and have.any():
+            s_grid = np.geomspace(fit.s_min * 1.0005, max(np.nanmax(steps[have]), fit.s_min * 2) * 1.5, 200)
             e_grid = fit.e_min / (1.0 - fit.s_min / s_grid)  # Eq 20: S_min/S + E_min/E = 1
             bx.plot(e_grid, s_grid, "-", color=c, lw=1.2, alpha=0.8)
     ax.set_xscale("log")
@@ -135,8 +140,8 @@ def plot_training(result, path=None) -> Figure:
     bx.legend(fontsize=8, framealpha=0.9, loc="best")
     opt = result.optimizer if result.betas is None else f"{result.optimizer} betas={tuple(result.betas)}"
     fig.suptitle(
-        f"Simulated training on '{result.problem}': {opt}, {result.seeds} seeds, decrease over "
-        f"{result.n_after} steps after each target",
+        f"Simulated training on '{result.problem}': {opt}, {result.rounds} rounds, decrease over "
+        f"{result.extra_steps} steps after each target",
         fontsize=11,
     )
     _save(fig, path)

@@ -33,15 +33,7 @@ __all__ = [
     "steps_to_target",
 ]
 
-# ---- the simulator: synthetic problems, one-step Monte Carlo (Figure 1), training on a noisy quadratic ----
-from surge.theory.montecarlo import (  # noqa: E402
-    AdamState,
-    Figure1Result,
-    OneStepResult,
-    figure1_data,
-    mc_peak_batch_size,
-    one_step_monte_carlo,
-)
+# ---- the synthetic problems whose truth is known (mu, sigma, H); the simulator is surge.simulate ----
 from surge.theory.problems import (  # noqa: E402
     PROBLEM_NAMES,
     Problem,
@@ -54,34 +46,16 @@ from surge.theory.problems import (  # noqa: E402
     sign_blind_problem,
     surge_problem,
 )
-from surge.theory.training import (  # noqa: E402
-    QuadraticProblem,
-    StageResult,
-    TrainingResult,
-    default_training_problem,
-    simulate_training,
-)
 
 __all__ += [
-    "AdamState",
-    "Figure1Result",
-    "OneStepResult",
     "PROBLEM_NAMES",
     "Problem",
-    "QuadraticProblem",
-    "StageResult",
-    "TrainingResult",
     "custom_problem",
-    "default_training_problem",
     "diagonal_problem",
     "equal_snr_peak_batch_size",
     "equal_snr_problem",
-    "figure1_data",
     "load_problem",
     "make_problem",
-    "mc_peak_batch_size",
-    "one_step_monte_carlo",
     "sign_blind_problem",
-    "simulate_training",
     "surge_problem",
 ]

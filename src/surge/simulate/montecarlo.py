@@ -31,7 +31,7 @@ from surge.theory.problems import Problem, make_problem
 from surge.errors import SurgeError, SurgeTypeError
 
 __all__ = [
-    "AdamState",
+    "AdamMoments",
     "Figure1Result",
     "OneStepResult",
     "figure1_data",
@@ -45,10 +45,10 @@ _MAX_WORK_ELEMENTS = 1 << 21
 
 
 @dataclass(frozen=True, eq=False)
-class AdamState:
+class AdamMoments:
     """Adam's moment state before the simulated update (Eq 25, 26); the update is step ``step + 1``.
 
-    ``AdamState.fresh(n)`` is the state before the first step (m = v = 0, step 0), for which the update
+    ``AdamMoments.fresh(n)`` is the state before the first step (m = v = 0, step 0), for which the update
     is G_est / (|G_est| + eps), i.e. sign descent for any betas (Eq 29).
     """
 
@@ -67,7 +67,7 @@ class AdamState:
         object.__setattr__(self, "v", v)
 
     @classmethod
-    def fresh(cls, n: int) -> AdamState:
+    def fresh(cls, n: int) -> AdamMoments:
         return cls(np.zeros(n), np.zeros(n), 0)
 
 
@@ -170,7 +170,7 @@ class _Moments:
         return self.m2 / max(self.count - 1, 1)
 
 
-def _update_direction(g: np.ndarray, optimizer: str, betas, eps: float, state: AdamState | None) -> np.ndarray:
+def _update_direction(g: np.ndarray, optimizer: str, betas, eps: float, state: AdamMoments | None) -> np.ndarray:
     if optimizer == "sign":
         return np.sign(g)
     if optimizer == "sgd":
@@ -221,7 +221,7 @@ def one_step_monte_carlo(
     lrs=None,
     betas=(0.9, 0.999),
     eps: float = 1e-8,
-    adam_state: AdamState | None = None,
+    adam_state: AdamMoments | None = None,
     antithetic: bool = True,
 ) -> OneStepResult:
     """Estimate the expected one-step loss decrease and its argmax over the learning rate, per batch size.
@@ -243,8 +243,8 @@ def one_step_monte_carlo(
     lrs : array, optional
         Learning-rate grid for ``mean_decrease``; by default 61 log-spaced values from a quarter of the
         smallest to four times the largest Monte-Carlo optimum.
-    adam_state : AdamState, optional
-        Adam's moments before the update (default ``AdamState.fresh(n)``: the first step, a sign update).
+    adam_state : AdamMoments, optional
+        Adam's moments before the update (default ``AdamMoments.fresh(n)``: the first step, a sign update).
     antithetic : bool
         Use z and -z in pairs (default). Standard errors are then computed over pair means.
 
@@ -268,9 +268,9 @@ def one_step_monte_carlo(
     bet = None
     if optimizer == "adam":
         bet = _betas(betas)
-        state = adam_state if adam_state is not None else AdamState.fresh(n)
-        if not isinstance(state, AdamState):
-            raise SurgeTypeError(f"adam_state must be an AdamState, got {type(state).__name__}")
+        state = adam_state if adam_state is not None else AdamMoments.fresh(n)
+        if not isinstance(state, AdamMoments):
+            raise SurgeTypeError(f"adam_state must be an AdamMoments, got {type(state).__name__}")
         if state.m.shape != (n,):
             raise SurgeError(f"adam_state.m must have shape ({n},) like the problem's mu, got {state.m.shape}")
     elif adam_state is not None:

@@ -7,8 +7,8 @@ import pytest
 from scipy import special
 
 from surge.theory import laws
-from surge.theory import montecarlo as mc
-from surge.theory.montecarlo import AdamState, figure1_data, mc_peak_batch_size, one_step_monte_carlo
+from surge.simulate import montecarlo as mc
+from surge.simulate.montecarlo import AdamMoments, figure1_data, mc_peak_batch_size, one_step_monte_carlo
 from surge.theory.problems import (
     custom_problem,
     diagonal_problem,
@@ -123,7 +123,7 @@ def test_adam_with_a_saturated_second_moment_is_scaled_sgd():
     p = surge_problem(n=16)
     b = np.array([1.0, 10.0, 100.0])
     w = 4.0
-    state = AdamState(m=np.zeros(16), v=np.full(16, w), step=10**12)  # bias corrections (Eq 25, 26) -> 1
+    state = AdamMoments(m=np.zeros(16), v=np.full(16, w), step=10**12)  # bias corrections (Eq 25, 26) -> 1
     adam = one_step_monte_carlo(p, b, optimizer="adam", betas=(0.0, 1 - 1e-9), adam_state=state, samples=8_000, seed=9, eps=0.0)
     sgd = one_step_monte_carlo(p, b, optimizer="sgd", samples=8_000, seed=9)
     assert adam.exact_name == "" and np.isnan(adam.exact_optimal_lr).all()
@@ -195,9 +195,9 @@ def test_errors():
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         one_step_monte_carlo(p, [1.0], seed=-3)
     with pytest.raises(ValueError, match="adam_state is only used with optimizer='adam'"):
-        one_step_monte_carlo(p, [1.0], adam_state=AdamState.fresh(4))
+        one_step_monte_carlo(p, [1.0], adam_state=AdamMoments.fresh(4))
     with pytest.raises(ValueError, match="adam_state.m must have shape \\(4,\\)"):
-        one_step_monte_carlo(p, [1.0], optimizer="adam", adam_state=AdamState.fresh(3))
+        one_step_monte_carlo(p, [1.0], optimizer="adam", adam_state=AdamMoments.fresh(3))
     with pytest.raises(ValueError, match="betas\\[1\\] must be in \\[0, 1\\)"):
         one_step_monte_carlo(p, [1.0], optimizer="adam", betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="betas must be a pair"):
@@ -205,7 +205,7 @@ def test_errors():
     with pytest.raises(TypeError, match="problem must be a Problem"):
         one_step_monte_carlo(42, [1.0])
     with pytest.raises(ValueError, match="adam_state.v must be >= 0"):
-        AdamState(np.zeros(2), -np.ones(2), 0)
+        AdamMoments(np.zeros(2), -np.ones(2), 0)
     with pytest.raises(ValueError, match="window must be > 1"):
         mc_peak_batch_size([1.0, 2.0, 4.0], [1.0, 2.0, 1.0], window=1.0)
     with pytest.raises(ValueError, match="optimal_lr must have the shape of batch_size"):

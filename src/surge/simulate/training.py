@@ -15,30 +15,33 @@ learning rate (common random numbers, as the paper's trials of one round share t
 Protocol, per target loss (a "stage"), exactly as in the paper:
 
 * S = the first step at which the loss is <= the target, E = B * S;
-* the loss decrease over exactly ``n_after`` further steps, L(S) - L(S + n_after);
-* a trajectory that does not reach the target (or does not get ``n_after`` more steps) within
-  ``max_steps``, or diverges, is censored for that stage: kept and counted, not averaged in;
-* per batch size, the optimal learning rate is the argmax over learning rates of the mean decrease over
-  seeds, and S(B) is the minimum over learning rates of the mean steps over seeds, both counting only
-  learning rates at which at least half of the seeds were measured; B_noise is fitted from (B, S(B)) with
-  Eq 22 (``surge.fit.fit_b_noise``).
+* the loss decrease over exactly ``extra_steps`` (N) further steps, L(S) - L(S + N);
+* a trajectory that does not reach the target within ``max_steps`` is censored for that stage, one that
+  diverges is recorded as diverged: kept and counted, not averaged in.
+
+The trajectories become the same tidy trial frame a sweep store gives (:meth:`TrainingResult.frame`,
+one row per trial and stage, the columns of ``surge.sweep.FRAME_COLUMNS``), and the per-stage numbers
+(optimal learning rate per batch size, S(B), E(B), B_noise by Eq 22, the law comparison) come from
+:func:`surge.analysis.analyze` on that frame: one set of rules for simulated and real trials.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from surge._validation import check_array, check_choice, check_scalar
-from surge.fit import BNoiseFit, fit_b_noise
+from surge._validation import check_array, check_choice, check_int, check_scalar
 from surge.theory.sign_model import SignGradientModel
 from surge.errors import SurgeError, SurgeTypeError
 
 __all__ = [
     "QuadraticProblem",
-    "StageResult",
+    "StageTheory",
     "TrainingResult",
     "default_training_problem",
     "simulate_training",
@@ -158,86 +161,127 @@ def default_training_problem(
     )
 
 
-@dataclass(frozen=True, eq=False)
-class StageResult:
-    """One target loss: optimal learning rate per batch size, steps and examples, and the Eq 22 fit."""
+@dataclass(frozen=True)
+class StageTheory:
+    """The one-step theory at the states where one stage was reached (what the exact model says there)."""
 
     target_loss: float
-    batch_size: np.ndarray  # (nb,)
-    lr: np.ndarray  # (nlr,) the grid
-    mean_decrease: np.ndarray  # (nb, nlr) mean over uncensored seeds of L(S) - L(S + n_after); nan if none
-    decrease_count: np.ndarray  # (nb, nlr) seeds averaged into mean_decrease
-    mean_steps: np.ndarray  # (nb, nlr) mean S over seeds that reached the target; nan if none
-    reached: np.ndarray  # (nb, nlr) seeds that reached the target
-    optimal_lr: np.ndarray  # (nb,) argmax over lr of mean_decrease (lrs with >= half the seeds measured); nan if none
-    optimal_lr_index: np.ndarray  # (nb,) index into lr, -1 where undefined
-    steps: np.ndarray  # (nb,) S(B): min over lr of mean_steps (lrs with >= half the seeds reached)
-    examples: np.ndarray  # (nb,) E(B) = B * S(B)
-    b_noise: float  # Eq 22 fit of (B, S(B)); nan when the fit fails
-    b_noise_ci: tuple[float, float]
-    fit: BNoiseFit | None  # the full fit, None with fewer than 3 batch sizes that reached the target
-    local_b_noise: float  # one-step theory at the first-hit states of the per-batch-size optimal lrs: median
-    # Eq 14 (sign, adam) or McCandlish's tr(H Sigma) / G^T H G (sgd)
-    local_peak_batch_size: float  # median argmax of the exact Eq 9 at those states (inf: no peak; nan for sgd)
-    censored: int  # trajectories censored for this stage (no S, or no decrease)
+    local_b_noise: float  # median Eq 14 (sign, adam) or McCandlish's tr(H Sigma) / G^T H G (sgd) at those states
+    local_peak_batch_size: float  # median argmax of the exact Eq 9 there (inf: no peak; nan for sgd)
 
-    def to_dict(self) -> dict:
-        return {
-            "target_loss": self.target_loss,
-            "b_noise": self.b_noise,
-            "b_noise_ci": self.b_noise_ci,
-            "s_min": None if self.fit is None else self.fit.s_min,
-            "e_min": None if self.fit is None else self.fit.e_min,
-            "fit_success": False if self.fit is None else self.fit.success,
-            "fit_message": "fewer than 3 batch sizes reached the target" if self.fit is None else self.fit.message,
-            "local_b_noise": self.local_b_noise,
-            "local_peak_batch_size": self.local_peak_batch_size,
-            "batch_size": self.batch_size,
-            "optimal_lr": self.optimal_lr,
-            "steps": self.steps,
-            "examples": self.examples,
-            "mean_decrease": self.mean_decrease,
-            "reached": self.reached,
-            "censored": self.censored,
-        }
+
+# The optimizer names of the simulator and the engine's name for the same update (surge.records.OPTIMIZERS).
+_RECORD_NAMES = {"sign": "signsgd", "adam": "adam", "sgd": "sgd"}
 
 
 @dataclass(frozen=True, eq=False)
 class TrainingResult:
-    """The whole simulated experiment: one StageResult per target, plus the raw per-trajectory numbers."""
+    """The whole simulated experiment: the raw per-trajectory numbers, their trial frame and its analysis.
+
+    Array axes: ``nt`` targets (descending), ``nb`` batch sizes, ``nl`` learning rates, ``rounds`` seeds.
+    """
 
     problem: str
-    optimizer: str
+    optimizer: str  # "sign", "adam" or "sgd"
     betas: tuple[float, float] | None
-    batch_size: np.ndarray  # (nb,)
-    lr: np.ndarray  # (nlr,)
-    seeds: int
-    n_after: int
+    eps: float
+    batch_size: np.ndarray  # (nb,) integers
+    lr: np.ndarray  # (nl,)
+    rounds: int
+    extra_steps: int  # N
     max_steps: int
-    targets: np.ndarray  # (nt,) decreasing
-    stages: tuple[StageResult, ...]
-    steps: np.ndarray  # (nt, nb, nlr, seeds) first step at or below the target; -1 if never
-    decrease: np.ndarray  # (nt, nb, nlr, seeds) L(S) - L(S + n_after); nan if censored
-    diverged: np.ndarray  # (nb, nlr, seeds) the loss became non-finite or exploded
+    target_loss: np.ndarray  # (nt,) decreasing
+    steps: np.ndarray  # (nt, nb, nl, rounds) first step at or below the target; -1 if never
+    loss_at_target: np.ndarray  # (nt, nb, nl, rounds) L(S); nan if never reached
+    loss_after: np.ndarray  # (nt, nb, nl, rounds) L(S + N); nan if not reached or not N more steps
+    diverged: np.ndarray  # (nb, nl, rounds) the loss became non-finite or exploded
     total_steps: int  # updates simulated, summed over trajectories
     seed: int
+    theory: tuple[StageTheory, ...]  # one per target
+    analysis: Any = None  # surge.analysis.SweepAnalysis of frame(): the per-stage numbers
+
+    @property
+    def decrease(self) -> np.ndarray:
+        """(nt, nb, nl, rounds) L(S) - L(S + N); nan where not measured."""
+        return self.loss_at_target - self.loss_after
+
+    @property
+    def stages(self):
+        """The analysis's per-stage results (``surge.analysis.StageAnalysis``), descending target loss."""
+        return self.analysis.stages
+
+    def frame(self):
+        """The tidy trial frame, one row per (trial, stage), with the columns of a sweep store's frame."""
+        import pandas as pd
+
+        from surge.sweep.store import FRAME_COLUMNS
+
+        nt, nb, nl, ns = self.steps.shape
+        t, i, k, r = (a.ravel() for a in np.meshgrid(np.arange(nt), np.arange(nb), np.arange(nl), np.arange(ns),
+                                                      indexing="ij"))
+        steps = self.steps[t, i, k, r]
+        reached = steps >= 0
+        b = self.batch_size[i]
+        diverged = self.diverged[i, k, r]
+        betas = self.betas if self.betas is not None else (0.0, 0.0)
+        frame = pd.DataFrame({
+            "sweep": f"simulate:{self.problem}",
+            "trial_key": [f"{bb}:{ll!r}:{rr}" for bb, ll, rr in zip(b, self.lr[k], r)],
+            "workload": f"quadratic:{self.problem}",
+            "optimizer": _RECORD_NAMES[self.optimizer],
+            "beta1": betas[0],
+            "beta2": betas[1],
+            "eps": self.eps if self.optimizer == "adam" else 0.0,
+            "weight_decay": 0.0,
+            "momentum": 0.0,
+            "batch_size": b,
+            "batch_unit": "examples",
+            "lr": self.lr[k],
+            "seed": self.seed + r,
+            "round": r,
+            "status": np.where(diverged, "diverged", "ok"),
+            "stage": t,
+            "target_loss": self.target_loss[t],
+            "reached": reached,
+            "steps": pd.array(np.where(reached, steps, 0), dtype="Int64"),
+            "examples": pd.array(np.where(reached, steps * b, 0), dtype="Int64"),
+            "loss_at_target": self.loss_at_target[t, i, k, r],
+            "loss_after": self.loss_after[t, i, k, r],
+            "loss_decrease": self.decrease[t, i, k, r],
+            "extra_steps": self.extra_steps,
+            "max_steps": self.max_steps,
+            "max_examples": None,
+            "steps_run": None,
+            "diverged_at_step": None,
+            "strategy": "simulate",
+            "device": "cpu",
+            "dtype": "float64",
+            "wall_seconds": np.nan,
+            "error": None,
+            "created_at": None,
+        })
+        frame.loc[~reached, ["steps", "examples"]] = pd.NA
+        return frame[list(FRAME_COLUMNS)]
 
     def to_dict(self) -> dict:
-        """The JSON object of ``surge simulate training --json``."""
+        """The JSON object of ``surge simulate training --json``: the run, the analysis, the local theory."""
+        from surge.report import summary_dict
+
         return {
             "problem": self.problem,
             "optimizer": self.optimizer,
             "betas": self.betas,
             "batch_size": self.batch_size,
             "lr": self.lr,
-            "seeds": self.seeds,
-            "n_after": self.n_after,
+            "rounds": self.rounds,
+            "extra_steps": self.extra_steps,
             "max_steps": self.max_steps,
             "seed": self.seed,
-            "targets": self.targets,
+            "target_loss": self.target_loss,
             "diverged": int(self.diverged.sum()),
             "total_steps": self.total_steps,
-            "stages": [s.to_dict() for s in self.stages],
+            "theory": [dataclasses.asdict(t) for t in self.theory],
+            "analysis": summary_dict(self.analysis),
         }
 
 
@@ -253,12 +297,15 @@ DEFAULT_LRS = {
 }
 
 
-def _int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise SurgeTypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise SurgeError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+def _renamed(new_value, old_value, new: str, old: str, default):
+    """A keyword renamed to the paper's name; the old one is accepted for one release, with a warning."""
+    if old_value is None:
+        return default if new_value is None else new_value
+    if new_value is not None:
+        raise SurgeError(f"give {new} or its old name {old}, not both")
+    warnings.warn(f"{old} is renamed {new}; the old name goes in the next release", DeprecationWarning,
+                  stacklevel=3)
+    return old_value
 
 
 def simulate_training(
@@ -267,15 +314,19 @@ def simulate_training(
     optimizer: str = "sign",
     batch_sizes=DEFAULT_BATCH_SIZES,
     lrs=None,
-    targets=DEFAULT_TARGETS,
-    seeds: int = 16,
-    n_after: int = 50,
+    target_loss=None,
+    rounds: int | None = None,
+    extra_steps: int | None = None,
     max_steps: int = 4_000,
     betas=(0.9, 0.999),
     eps: float = 1e-8,
     seed: int = 0,
     divergence_factor: float = 1e3,
+    n_boot: int = 1000,
     progress=None,
+    targets=None,
+    seeds: int | None = None,
+    n_after: int | None = None,
 ) -> TrainingResult:
     """Train every (batch size, learning rate, seed) trajectory on a noisy quadratic and apply the paper's protocol.
 
@@ -287,13 +338,17 @@ def simulate_training(
         sign(G_est) (Eq 5); Adam with ``betas`` and ``eps`` and bias correction (Eq 25-27; betas (0, 0) is
         sign descent up to eps, Eq 29); or plain SGD.
     batch_sizes, lrs : arrays
-        The grid. ``lrs`` defaults to ``DEFAULT_LRS[optimizer]``, chosen for the default problem.
-    targets : array
-        Target losses, below the initial loss; sorted into decreasing order (the order training meets them).
-    seeds : int
-        Independent trajectories per (batch size, learning rate) ("rounds").
-    n_after : int
-        Steps after first reaching a target over which the loss decrease is measured (the paper's N).
+        The grid: batch sizes are positive integers (examples per step). ``lrs`` defaults to
+        ``DEFAULT_LRS[optimizer]``, chosen for the default problem.
+    target_loss : array
+        Target losses (the stages), below the initial loss; sorted into decreasing order (the order
+        training meets them). Default ``DEFAULT_TARGETS``.
+    rounds : int
+        Independent trajectories (seeds) per (batch size, learning rate); default 16.
+    extra_steps : int
+        N: steps after first reaching a target over which the loss decrease is measured; default 50.
+    targets, seeds, n_after
+        The earlier names of ``target_loss``, ``rounds`` and ``extra_steps``, accepted for one release.
     max_steps : int
         Step budget per trajectory; trajectories stop early once every stage is measured. On the default
         problem the best learning rates reach the lowest default target in about 1,100 steps on average at
@@ -302,25 +357,45 @@ def simulate_training(
     divergence_factor : float
         A trajectory whose loss exceeds this many times the initial loss (or is not finite) is stopped
         and censored for the stages it had not finished.
+    n_boot : int
+        Bootstrap resamples of the rounds in the analysis (:func:`surge.analysis.analyze`).
     progress : callable, optional
         Called as progress(steps_done, max_steps) every few hundred steps (for a progress bar).
+
+    Returns
+    -------
+    TrainingResult
+        The raw arrays, :meth:`TrainingResult.frame` (the tidy trial frame) and ``analysis``, the
+        :class:`surge.analysis.SweepAnalysis` of that frame (its ``stages`` are the per-stage numbers).
+
+    Raises
+    ------
+    SurgeError
+        A bad argument (named, with its value and what is allowed).
     """
+    target_loss = _renamed(target_loss, targets, "target_loss", "targets", DEFAULT_TARGETS)
+    rounds = _renamed(rounds, seeds, "rounds", "seeds", 16)
+    extra_steps = _renamed(extra_steps, n_after, "extra_steps", "n_after", 50)
     problem = default_training_problem() if problem is None else problem
     if not isinstance(problem, QuadraticProblem):
         raise SurgeTypeError(f"problem must be a QuadraticProblem, got {type(problem).__name__}")
     optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
     b = check_array(batch_sizes, "batch_sizes", ndim=1, positive=True)
+    if (b != np.round(b)).any():
+        raise SurgeError(f"batch_sizes must be whole numbers (examples per step), got {b[b != np.round(b)][0]:g}")
+    b = b.astype(np.int64)
     lr = check_array(DEFAULT_LRS[optimizer] if lrs is None else lrs, "lrs", ndim=1, positive=True)
-    tg = np.sort(check_array(targets, "targets", ndim=1, positive=True))[::-1].copy()
-    seeds = _int(seeds, "seeds", 1)
-    n_after = _int(n_after, "n_after", 1)
-    max_steps = _int(max_steps, "max_steps", 1)
-    seed = _int(seed, "seed", 0)
+    tg = np.sort(check_array(target_loss, "target_loss", ndim=1, positive=True))[::-1].copy()
+    seeds = check_int(rounds, "rounds", minimum=1)
+    n_after = check_int(extra_steps, "extra_steps", minimum=1)
+    max_steps = check_int(max_steps, "max_steps", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    n_boot = check_int(n_boot, "n_boot", minimum=0)
     eps = check_scalar(eps, "eps", nonnegative=True)
     divergence_factor = check_scalar(divergence_factor, "divergence_factor", positive=True)
     l0 = problem.initial_loss
     if tg[0] >= l0:
-        raise SurgeError(f"targets must be below the initial loss {l0:.4g}; the largest is {tg[0]:.4g}")
+        raise SurgeError(f"target_loss must be below the initial loss {l0:.4g}; the largest is {tg[0]:.4g}")
     b1 = b2 = 0.0
     if optimizer == "adam":
         try:
@@ -419,28 +494,36 @@ def simulate_training(
 
     shape = (nt, nb, nl, ns)
     steps = hit.reshape(shape)
-    decrease = (loss_at_hit - after).reshape(shape)
-    stages = tuple(
-        _stage(tg[j], b, lr, steps[j], decrease[j], hit_state[j].reshape(nb, nl, ns, n), problem, optimizer)
-        for j in range(nt)
-    )
-    return TrainingResult(
+    result = TrainingResult(
         problem=problem.name,
         optimizer=optimizer,
         betas=(b1, b2) if optimizer == "adam" else None,
+        eps=eps,
         batch_size=b,
         lr=lr,
-        seeds=ns,
-        n_after=n_after,
+        rounds=ns,
+        extra_steps=n_after,
         max_steps=max_steps,
-        targets=tg,
-        stages=stages,
+        target_loss=tg,
         steps=steps,
-        decrease=decrease,
+        loss_at_target=loss_at_hit.reshape(shape),
+        loss_after=after.reshape(shape),
         diverged=diverged.reshape(nb, nl, ns),
         total_steps=total,
         seed=seed,
+        theory=(),
     )
+    from surge.analysis import analyze
+
+    analysis = analyze(result.frame(), n_boot=n_boot, seed=seed)
+    theory = []
+    for j, st in enumerate(analysis.stages):  # both in descending target order
+        opt_lr = {row.batch_size: row.optimal_lr for row in st.rows}
+        theory.append(_stage_theory(tg[j], b, lr, opt_lr, steps[j], hit_state[j].reshape(nb, nl, ns, n), problem,
+                                    optimizer))
+    object.__setattr__(result, "analysis", analysis)
+    object.__setattr__(result, "theory", tuple(theory))
+    return result
 
 
 def _local_theory(problem: QuadraticProblem, states: np.ndarray, optimizer: str, limit: int = 24) -> tuple[float, float]:
@@ -475,53 +558,16 @@ def _local_theory(problem: QuadraticProblem, states: np.ndarray, optimizer: str,
     )
 
 
-def _stage(target, b, lr, steps, decrease, hit_state, problem, optimizer) -> StageResult:
-    """Reduce one target's (nb, nlr, seeds) arrays to the paper's per-batch-size numbers."""
-    reached_mask = steps >= 0
-    reached = reached_mask.sum(axis=2)
-    ok = np.isfinite(decrease)
-    count = ok.sum(axis=2)
-    with np.errstate(invalid="ignore"):
-        mean_dec = np.where(count > 0, np.where(ok, decrease, 0.0).sum(axis=2) / np.maximum(count, 1), math.nan)
-        mean_steps = np.where(reached > 0, np.where(reached_mask, steps, 0).sum(axis=2) / np.maximum(reached, 1), math.nan)
-    nb, seeds = b.size, steps.shape[2]
-    opt_idx = np.full(nb, -1)
-    opt_lr = np.full(nb, math.nan)
-    eligible = np.where(count * 2 >= seeds, mean_dec, math.nan)  # at least half the seeds measured
-    for i in range(nb):
-        row = eligible[i]
-        if np.isfinite(row).any():
-            opt_idx[i] = int(np.nanargmax(row))
-            opt_lr[i] = lr[opt_idx[i]]
-    enough = reached * 2 >= seeds
-    s_b = np.where(enough, mean_steps, np.inf).min(axis=1)
-    s_b = np.where(np.isfinite(s_b), s_b, math.nan)
-    examples = b * s_b
-    have = np.isfinite(s_b) & (s_b > 0)
-    fit = None
-    if np.unique(b[have]).size >= 3:
-        fit = fit_b_noise(b[have], s_b[have])
-    # the theory at the states where the per-batch-size optimal learning rates first reached the target
-    rows = [hit_state[i, opt_idx[i]][steps[i, opt_idx[i]] >= 0] for i in range(nb) if opt_idx[i] >= 0]
+def _stage_theory(target: float, b: np.ndarray, lr: np.ndarray, opt_lr: dict, steps: np.ndarray,
+                  hit_state: np.ndarray, problem: QuadraticProblem, optimizer: str) -> StageTheory:
+    """The one-step theory at the states where the per-batch-size optimal learning rates (from the
+    analysis) first reached the target (a median over up to 24 of them)."""
+    rows = []
+    for i, bb in enumerate(b):
+        best = opt_lr.get(int(bb), math.nan)
+        if math.isfinite(best):
+            j = int(np.argmin(np.abs(lr - best)))
+            rows.append(hit_state[i, j][steps[i, j] >= 0])
     states = np.concatenate(rows) if rows else np.empty((0, problem.n))
     local_b_noise, local_peak = _local_theory(problem, states, optimizer)
-    censored = int((~reached_mask).sum() + (reached_mask & ~ok).sum())
-    return StageResult(
-        target_loss=float(target),
-        batch_size=b,
-        lr=lr,
-        mean_decrease=mean_dec,
-        decrease_count=count,
-        mean_steps=mean_steps,
-        reached=reached,
-        optimal_lr=opt_lr,
-        optimal_lr_index=opt_idx,
-        steps=s_b,
-        examples=examples,
-        b_noise=math.nan if fit is None or not fit.success else fit.b_noise,
-        b_noise_ci=(math.nan, math.nan) if fit is None or not fit.success else fit.b_noise_ci,
-        fit=fit,
-        local_b_noise=local_b_noise,
-        local_peak_batch_size=local_peak,
-        censored=censored,
-    )
+    return StageTheory(float(target), local_b_noise, local_peak)
