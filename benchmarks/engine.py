@@ -33,7 +33,7 @@ import time
 import torch
 
 from surge.engine import DataOrder, GroupConfig, OptimizerConfig, configure_allocator, run_group, shutdown_workers
-from surge.engine.protocol import _cores, choose_strategy
+from surge.engine.schedule import _cores, choose_strategy
 from surge.workloads import get_workload
 
 BATCH_SIZES = (1, 4, 16, 64, 256)

@@ -20,7 +20,7 @@ from surge.engine import (
     run_group,
 )
 from surge.engine.optim import adam
-from surge.engine.protocol import _Chunk
+from surge.engine.bisect import _Chunk
 from surge.engine.trainer import LockstepRunner, LoopRunner
 from surge.workloads import get_workload
 
