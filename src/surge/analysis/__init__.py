@@ -11,7 +11,8 @@ NumPy / SciPy / pandas only (no torch, no matplotlib). Typical use::
 The figures are in :mod:`surge.plots.sweep_figures`, the report in :mod:`surge.report`.
 """
 
-from surge.analysis._core import (
+from surge.analysis.analyze import analyze
+from surge.analysis.results import (
     EPS_LAWS,
     AnalysisSettings,
     BatchOptimum,
@@ -20,7 +21,6 @@ from surge.analysis._core import (
     FallEvidence,
     StageAnalysis,
     SweepAnalysis,
-    analyze,
 )
 from surge.analysis._frame import CONFIG_COLUMNS, REQUIRED, configs, load_store, select_config, tidy_frame
 from surge.analysis.synthetic import synthetic_frame, synthetic_laws, write_synthetic_store

@@ -265,8 +265,6 @@ class TrainingResult:
 
     def to_dict(self) -> dict:
         """The JSON object of ``surge simulate training --json``: the run, the analysis, the local theory."""
-        from surge.report import summary_dict
-
         return {
             "problem": self.problem,
             "optimizer": self.optimizer,
@@ -281,7 +279,7 @@ class TrainingResult:
             "diverged": int(self.diverged.sum()),
             "total_steps": self.total_steps,
             "theory": [dataclasses.asdict(t) for t in self.theory],
-            "analysis": summary_dict(self.analysis),
+            "analysis": self.analysis.to_dict(),
         }
 
 

@@ -42,7 +42,6 @@ import difflib
 import hashlib
 import json
 import math
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field

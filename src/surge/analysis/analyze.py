@@ -1,0 +1,268 @@
+"""From a tidy trial frame to the paper's answers: optimal lr per batch size, S(B) and E(B), B_noise
+(Eq 22), eps_max (Eq 23 / 24), the law comparison, whether the lr falls past B_noise, and B_noise
+against the target loss.
+
+Rules for trials that give no number (stated once here, and in every report):
+
+* ``failed`` trials (the run raised) are left out and counted.
+* A *diverged* trial gives no loss decrease at a stage it had not passed with a finite decrease; a trial
+  that reached the target but whose decrease is NaN or infinite (the engine writes NaN when the N steps
+  after the target blow up, even for an ``ok`` trial) counts as diverged too. A trial that did not reach
+  the stage's target is *censored* for that stage. Both are counted per (batch size, lr) and never
+  averaged in.
+* A learning rate at which more than ``max_diverged_fraction`` of the trials diverged is not a candidate
+  for the optimum (a learning rate that often diverges is not optimal, however well its survivors did).
+* S(B) with ``steps_statistic="mean"`` uses only learning rates at which every trial reached the target
+  (a mean over the survivors of a censored cell would be too low); with ``"median"``, censored and
+  diverged trials count as infinitely many steps, which is exact for the median while fewer than half
+  are censored.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from surge._validation import check_choice, check_scalar
+from surge.analysis._frame import select_config, tidy_frame
+from surge.analysis.optimum import _batch_optimum, _stage_seed
+from surge.analysis.results import (
+    EPS_LAWS,
+    AnalysisSettings,
+    DecreaseGrid,
+    EpsMaxFit,
+    StageAnalysis,
+    SweepAnalysis,
+    _lr_points,
+)
+from surge.analysis.verdict import _fall_evidence, _trend
+from surge.errors import SurgeError
+from surge.fit import compare_laws, fit_b_noise, fit_eps_max, fit_surge
+
+
+def _analyze_stage(
+    stage_df: pd.DataFrame, target: float, batch_sizes: np.ndarray, st: AnalysisSettings
+) -> StageAnalysis:
+    lrs_all = np.sort(stage_df["lr"].unique())
+    rows, cols = [], []
+    for b in batch_sizes:
+        sub = stage_df[stage_df["batch_size"] == b]
+        row, col = _batch_optimum(sub, int(b), lrs_all, st, _stage_seed(st.seed, target, int(b)))
+        rows.append(row)
+        cols.append(col)
+    rows_t = tuple(rows)
+
+    def stack(key):
+        a = np.stack([c[key] for c in cols], axis=1) if cols else np.zeros((lrs_all.size, 0))
+        a.setflags(write=False)
+        return a
+
+    grid = DecreaseGrid(
+        batch_sizes=np.asarray(batch_sizes, dtype=np.int64),
+        lrs=lrs_all,
+        mean=stack("mean"),
+        n_used=stack("n_used"),
+        n_diverged=stack("n_diverged"),
+        n_censored=stack("n_censored"),
+        n_trials=stack("n_trials"),
+        candidate=stack("candidate"),
+    )
+    for a in (grid.batch_sizes, grid.lrs):
+        a.setflags(write=False)
+    n_trials = sum(r.n_trials for r in rows)
+    n_used = sum(r.n_used for r in rows)
+    n_div = sum(r.n_diverged for r in rows)
+    n_cens = sum(r.n_censored for r in rows)
+    n_failed = sum(r.n_failed for r in rows)
+    msgs: list[str] = []
+    n_reached = int((stage_df["reached"] & (stage_df["status"] != "failed")).sum())
+    if n_reached == 0:
+        msgs.append(
+            f"no trial reached target loss {target:g} ({n_trials} trials: {n_cens} censored, {n_div} diverged, "
+            f"{n_failed} failed): nothing to estimate at this stage; "
+            "raise the budget (max_steps) or pick a higher target"
+        )
+    for r in rows:
+        if r.note and (n_reached > 0 or "failed" in r.note):
+            msgs.append(f"B = {r.batch_size}: {r.note}")
+
+    # Eq 22
+    b_noise_fit = None
+    s_pts = [(r.batch_size, r.steps) for r in rows if math.isfinite(r.steps)]
+    if n_reached > 0:
+        if len(s_pts) >= 3 and len({p[0] for p in s_pts}) >= 2:
+            b_noise_fit = fit_b_noise(
+                [p[0] for p in s_pts], [p[1] for p in s_pts], method=st.b_noise_method, confidence=st.confidence
+            )
+            if not b_noise_fit.success:
+                msgs.append(f"Eq 22 fit failed: {b_noise_fit.message}")
+            elif b_noise_fit.message != "ok":
+                msgs.append(f"Eq 22 fit: {b_noise_fit.message}")
+        else:
+            msgs.append(f"only {len(s_pts)} batch size(s) have S(B): the Eq 22 fit needs at least 3")
+    b_noise = b_noise_fit.b_noise if b_noise_fit is not None and b_noise_fit.success else math.nan
+
+    # Eq 23 / 24 and the law comparison
+    b, lr = _lr_points(rows_t, st.lr_estimate)
+    eps_fits: list[EpsMaxFit] = []
+    comparison = comparison_free = None
+    surge = None
+    n_pts, n_b = b.size, np.unique(b).size
+    if n_reached > 0:
+        if math.isfinite(b_noise) and n_pts >= 2 and n_b >= 2:
+            for _, law, alpha in EPS_LAWS:
+                eps_fits.append(fit_eps_max(b, lr, b_noise, law=law, alpha=alpha, confidence=st.confidence))
+        elif n_pts < 2:
+            msgs.append(f"only {n_pts} batch size(s) have an optimal learning rate: no eps_max fit")
+        if n_pts >= 3 and n_b >= 2 and math.isfinite(b_noise):
+            comparison = compare_laws(b, lr, b_noise=b_noise)
+        if n_pts >= 4 and n_b >= 2:
+            comparison_free = compare_laws(b, lr)
+        if comparison is None:
+            comparison = comparison_free
+            if comparison is not None:
+                msgs.append("laws compared with B_noise free (no Eq 22 B_noise)")
+            elif n_pts >= 2:
+                msgs.append(f"{n_pts} batch sizes with an optimal learning rate are too few to compare the laws")
+        if n_pts >= 3 and n_b >= 3:
+            try:
+                surge = fit_surge(b, lr, confidence=st.confidence)
+            except (OverflowError, FloatingPointError) as exc:  # an unbounded peak can make the interval overflow
+                msgs.append(f"the Adam law fitted alone (B_noise free) did not give a usable answer: {exc}")
+    falls = _fall_evidence(rows_t, b_noise, st.confidence)
+    return StageAnalysis(
+        target_loss=float(target),
+        rows=rows_t,
+        grid=grid,
+        b_noise_fit=b_noise_fit,
+        eps_max_fits=tuple(eps_fits),
+        law_comparison=comparison,
+        law_comparison_free=comparison_free,
+        surge_fit=surge,
+        falls=falls,
+        n_trials=n_trials,
+        n_used=n_used,
+        n_diverged=n_div,
+        n_censored=n_cens,
+        n_failed=n_failed,
+        messages=tuple(msgs),
+    )
+
+
+# ---- entry point -------------------------------------------------------------------------------
+
+
+def analyze(
+    frame: pd.DataFrame,
+    *,
+    stages=None,
+    config: str | int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    max_diverged_fraction: float = 0.5,
+    steps_statistic: str = "mean",
+    lr_estimate: str = "grid",
+    refine_halfwidth: int = 1,
+    b_noise_method: str = "linear",
+) -> SweepAnalysis:
+    """Analyse one optimizer configuration of a trial frame (one row per trial and stage).
+
+    Per stage and batch size: the optimal lr (argmax over lrs of the mean loss decrease over rounds,
+    ties to the smallest lr), its bootstrap interval over rounds, a refined lr (vertex of a quadratic in
+    log lr through the best grid point and ``refine_halfwidth`` candidates each side), and S(B), E(B).
+    Per stage: B_noise from Eq 22 (``fit_b_noise``), eps_max from Eq 23 and Eq 24 with alpha 1 and 0.5
+    at that B_noise (``fit_eps_max``), the law comparison (``compare_laws`` at that B_noise, and with it
+    free), the Adam law fitted alone (``fit_surge``) and whether the optimal lr falls past B_noise.
+    Across stages: B_noise against the target loss.
+
+    ``frame`` may be raw (store columns) or already passed through :func:`tidy_frame`. ``stages`` picks
+    target losses (all by default); ``config`` picks one configuration when the frame has several.
+    ``lr_estimate`` says which optimal lr the fits use: ``"grid"`` (the paper's) or ``"refined"`` (the
+    quadratic vertex where there is one, else the grid value). See the module docstring for the rules on
+    failed, diverged and censored trials.
+    """
+    if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
+        raise SurgeError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+    if (
+        not isinstance(refine_halfwidth, (int, np.integer))
+        or isinstance(refine_halfwidth, bool)
+        or refine_halfwidth < 1
+    ):
+        raise SurgeError(f"refine_halfwidth must be an integer >= 1, got {refine_halfwidth!r}")
+    confidence = check_scalar(confidence, "confidence", positive=True)
+    if not confidence < 1:
+        raise SurgeError(f"confidence must be in (0, 1), got {confidence}")
+    mdf = check_scalar(max_diverged_fraction, "max_diverged_fraction", nonnegative=True)
+    if mdf > 1:
+        raise SurgeError(f"max_diverged_fraction must be in [0, 1], got {mdf}")
+    settings = AnalysisSettings(
+        n_boot=int(n_boot),
+        seed=int(seed),
+        confidence=confidence,
+        max_diverged_fraction=mdf,
+        steps_statistic=check_choice(steps_statistic, "steps_statistic", ("mean", "median")),
+        lr_estimate=check_choice(lr_estimate, "lr_estimate", ("grid", "refined")),
+        refine_halfwidth=int(refine_halfwidth),
+        b_noise_method=check_choice(b_noise_method, "b_noise_method", ("linear", "nonlinear")),
+    )
+    df = select_config(tidy_frame(frame), config)
+    label = str(df["config"].iloc[0])
+    all_targets = np.sort(df["target_loss"].unique())[::-1]
+    if stages is None:
+        chosen = all_targets
+    else:
+        req = np.atleast_1d(np.asarray(stages, dtype=float))
+        if req.size == 0:
+            raise SurgeError("stages must name at least one target loss")
+        chosen = []
+        for t in req:
+            hit = all_targets[np.isclose(all_targets, t, rtol=1e-9, atol=1e-12)]
+            if hit.size == 0:
+                raise SurgeError(
+                    f"no stage with target loss {t:g}; the trials have targets "
+                    + ", ".join(f"{x:g}" for x in all_targets)
+                )
+            if hit[0] not in chosen:
+                chosen.append(hit[0])
+        chosen = np.sort(np.asarray(chosen))[::-1]
+    batch_sizes = np.sort(df["batch_size"].unique())
+    messages: list[str] = []
+    trial_cols = ["batch_size", "lr", "round"]
+    n_trials = int(df.drop_duplicates(trial_cols).shape[0])
+    n_failed = int(df[df["status"] == "failed"].drop_duplicates(trial_cols).shape[0])
+    dups = int(df.duplicated(trial_cols + ["target_loss"]).sum())
+    if dups:
+        messages.append(
+            f"{dups} rows repeat a (batch size, lr, round, target) already seen; their decreases are averaged"
+        )
+    if n_failed:
+        errs = df[df["status"] == "failed"]["error"].dropna().astype(str)
+        top = errs.value_counts().head(1)
+        example = f" (most common error: {top.index[0]!r}, {int(top.iloc[0])} rows)" if len(top) else ""
+        messages.append(f"{n_failed} trial(s) failed and are left out{example}")
+    stage_results = tuple(
+        _analyze_stage(df[np.isclose(df["target_loss"], t, rtol=1e-12, atol=0)], float(t), batch_sizes, settings)
+        for t in chosen
+    )
+    first = df.iloc[0]
+    betas = None
+    if math.isfinite(first["beta1"]) and math.isfinite(first["beta2"]):
+        betas = (float(first["beta1"]), float(first["beta2"]))
+    n_extra = df["extra_steps"].dropna().unique()
+    return SweepAnalysis(
+        config=label,
+        workload=str(first["workload"]),
+        optimizer=str(first["optimizer"]),
+        betas=betas,
+        batch_unit=str(first["batch_unit"]),
+        extra_steps=float(n_extra[0]) if n_extra.size == 1 else math.nan,
+        stages=stage_results,
+        trend=_trend(stage_results),
+        n_trials=n_trials,
+        n_failed=n_failed,
+        settings=settings,
+        messages=tuple(messages),
+    )
