@@ -18,6 +18,7 @@ from scipy import optimize, stats
 
 from surge._validation import check_array, check_choice, check_same_length, check_scalar
 from surge.errors import SurgeError
+from surge.theory.laws import ADAM_LAW, Law, SGDLaw, get_law
 
 Interval = tuple[float, float]
 _NAN_CI: Interval = (math.nan, math.nan)
@@ -51,7 +52,7 @@ class EpsMaxFit:
 
     eps_max: float
     eps_max_ci: Interval
-    law: str  # "adam" or "sgd"
+    law: str  # the law's family, "adam" or "sgd"
     alpha: float | None  # SGD exponent of (1 + B_noise / B); None for the Adam law
     b_noise: float  # the B_noise the fit was given
     method: str  # "mean" (the paper's Eq 23/24: mean of per-point inversions) or "lsq" (least squares of log lr)
@@ -60,6 +61,11 @@ class EpsMaxFit:
     rms_log_residual: float  # RMS of log(lr) - log(law(B)) at the estimate
     success: bool
     message: str
+
+    @property
+    def name(self) -> str:
+        """The law's name: "adam" or "sgd(alpha=<alpha>)"."""
+        return get_law(self.law, self.alpha).name
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,10 @@ class LawFit:
 
     def predict(self, batch_size) -> np.ndarray:
         """The fitted law's learning rate at ``batch_size``."""
-        b = check_array(batch_size, "batch_size", positive=True)
-        return np.exp(_law_log_lr(self.name.split("(")[0], b, self.params))
+        law = get_law(self.name)
+        if law.family == "sgd":
+            law = SGDLaw(self.params["alpha"])  # a free exponent takes its fitted value
+        return law.lr(batch_size, self.params["eps_max"], self.params["b_noise"])
 
 
 @dataclass(frozen=True)
@@ -268,20 +276,6 @@ def _lsq_covariance(jac: np.ndarray, rss: float, n: int) -> np.ndarray:
     return inv * (rss / (n - k))
 
 
-# ---- the laws in log space -------------------------------------------------------------------
-
-
-def _log_shape(law: str, b: np.ndarray, b_noise: float, alpha: float) -> np.ndarray:
-    """log of the factor g(B) with lr = eps_max / g(B): Eq 23's bracket (adam) or Eq 24's (sgd)."""
-    if law == "adam":
-        return np.log(0.5 * (np.sqrt(b_noise / b) + np.sqrt(b / b_noise)))
-    return alpha * np.log1p(b_noise / b)
-
-
-def _law_log_lr(law: str, b: np.ndarray, params: dict[str, float]) -> np.ndarray:
-    return math.log(params["eps_max"]) - _log_shape(law, b, params["b_noise"], params.get("alpha", 1.0))
-
-
 # ---- Eq 23 / 24: eps_max at a given B_noise --------------------------------------------------
 
 
@@ -290,7 +284,7 @@ def fit_eps_max(
     optimal_lrs,
     b_noise: float,
     *,
-    law: str = "adam",
+    law: str | Law = "adam",
     alpha: float = 1.0,
     method: str = "mean",
     confidence: float = 0.95,
@@ -301,16 +295,20 @@ def fit_eps_max(
     lr_i * 0.5 (sqrt(B_noise/B_i) + sqrt(B_i/B_noise)) (Eq 23, ``law="adam"``) or
     lr_i * (1 + B_noise/B_i) ** alpha (Eq 24, ``law="sgd"``), with a t-interval of the mean.
     ``method="lsq"`` is least squares in log lr, i.e. the geometric mean of the same inversions, with
-    a t-interval in log space.
+    a t-interval in log space. ``law`` is a :class:`surge.theory.laws.Law` or its name ("adam", "sgd"
+    with ``alpha``).
     """
-    law = check_choice(law, "law", ("adam", "sgd"))
+    if not isinstance(law, Law):
+        check_choice(law, "law", ("adam", "sgd"))
+        law = get_law(law, check_scalar(alpha, "alpha", positive=True))
+    if law.family == "sgd" and law.alpha is None:
+        raise SurgeError("fit_eps_max needs an SGD law with a fixed alpha")
     method = check_choice(method, "method", ("mean", "lsq"))
     b_noise = check_scalar(b_noise, "b_noise", positive=True)
-    alpha = check_scalar(alpha, "alpha", positive=True)
     confidence = _confidence(confidence)
     b, lr = _points(batch_sizes, optimal_lrs, "optimal_lrs", 2)
     n = b.size
-    log_g = _log_shape(law, b, b_noise, alpha)
+    log_g = law.log_g(b, b_noise)
     per_point = lr * np.exp(log_g)
     t = _t(confidence, n - 1)
     if method == "mean":
@@ -326,8 +324,8 @@ def fit_eps_max(
     return EpsMaxFit(
         eps_max=est,
         eps_max_ci=ci,
-        law=law,
-        alpha=alpha if law == "sgd" else None,
+        law=law.family,
+        alpha=law.alpha if law.family == "sgd" else None,
         b_noise=b_noise,
         method=method,
         confidence=confidence,
@@ -341,15 +339,16 @@ def fit_eps_max(
 # ---- free fits -------------------------------------------------------------------------------
 
 
-def _fit_log_law(law: str, b: np.ndarray, lr: np.ndarray, b_noise: float | None, alpha: float | None):
-    """Least squares of log lr on a law; free parameters are log eps_max, log B_noise (if None), alpha (if None).
+def _fit_log_law(law: Law, b: np.ndarray, lr: np.ndarray, b_noise: float | None):
+    """Least squares of log lr on a law; free parameters are log eps_max, log B_noise (if None), and alpha
+    for an SGD law whose alpha is None.
 
     Returns (params, covariance of the free parameters in their fitted space, rss, success, message).
     """
     log_lr = np.log(lr)
     free_b = b_noise is None
-    free_a = law == "sgd" and alpha is None
-    a_fixed = 1.0 if alpha is None else alpha
+    free_a = law.family == "sgd" and law.alpha is None
+    a_fixed = 1.0 if free_a or law.family == "adam" else law.alpha
 
     def unpack(p):
         i = 1
@@ -362,7 +361,7 @@ def _fit_log_law(law: str, b: np.ndarray, lr: np.ndarray, b_noise: float | None,
 
     def resid(p):
         bn, al = unpack(p)
-        return p[0] - _log_shape(law, b, bn, al) - log_lr
+        return p[0] - law.log_g(b, bn, al) - log_lr
 
     best = None
     b_starts = np.log(np.geomspace(b.min() / 30.0, b.max() * 30.0, 9)) if free_b else [None]
@@ -375,7 +374,7 @@ def _fit_log_law(law: str, b: np.ndarray, lr: np.ndarray, b_noise: float | None,
             if free_a:
                 p0.append(a0)
             bn0, al0 = unpack(np.array(p0))
-            p0[0] = float(np.mean(log_lr + _log_shape(law, b, bn0, al0)))
+            p0[0] = float(np.mean(log_lr + law.log_g(b, bn0, al0)))
             lo = [-np.inf] * len(p0)
             hi = [np.inf] * len(p0)
             if free_b:
@@ -387,7 +386,7 @@ def _fit_log_law(law: str, b: np.ndarray, lr: np.ndarray, b_noise: float | None,
                 best = res
     bn, al = unpack(best.x)
     params = {"eps_max": float(math.exp(best.x[0])), "b_noise": float(bn)}
-    if law == "sgd":
+    if law.family == "sgd":
         params["alpha"] = float(al)
     r = resid(best.x)
     rss = float(r @ r)
@@ -405,7 +404,7 @@ def fit_surge(batch_sizes, optimal_lrs, *, confidence: float = 0.95) -> SurgeFit
     confidence = _confidence(confidence)
     b, lr = _points(batch_sizes, optimal_lrs, "optimal_lrs", 3)
     n = b.size
-    params, cov, rss, ok, msg = _fit_log_law("adam", b, lr, None, None)
+    params, cov, rss, ok, msg = _fit_log_law(ADAM_LAW, b, lr, None)
     t = _t(confidence, n - 2)
     se = np.sqrt(np.clip(np.diag(cov), 0, None)) if np.isfinite(cov).all() else np.array([math.nan, math.nan])
     eps, bn = params["eps_max"], params["b_noise"]
@@ -429,12 +428,7 @@ def fit_surge(batch_sizes, optimal_lrs, *, confidence: float = 0.95) -> SurgeFit
     )
 
 
-_LAWS: tuple[tuple[str, str, float | None], ...] = (
-    ("adam", "adam", None),
-    ("sgd(alpha=1)", "sgd", 1.0),
-    ("sgd(alpha=0.5)", "sgd", 0.5),
-    ("sgd(alpha=free)", "sgd", None),
-)
+COMPARED_LAWS: tuple[Law, ...] = (ADAM_LAW, SGDLaw(1.0), SGDLaw(0.5), SGDLaw(None))  # what compare_laws fits
 
 
 def compare_laws(batch_sizes, optimal_lrs, b_noise: float | None = None) -> LawComparison:
@@ -450,13 +444,13 @@ def compare_laws(batch_sizes, optimal_lrs, b_noise: float | None = None) -> LawC
     b, lr = _points(batch_sizes, optimal_lrs, "optimal_lrs", max_k + 1)
     n = b.size
     fits = []
-    for name, law, alpha in _LAWS:
-        params, _, rss, ok, msg = _fit_log_law(law, b, lr, b_noise, alpha)
-        k = 1 + (b_noise is None) + (law == "sgd" and alpha is None)
+    for law in COMPARED_LAWS:
+        params, _, rss, ok, msg = _fit_log_law(law, b, lr, b_noise)
+        k = 1 + (b_noise is None) + (law.family == "sgd" and law.alpha is None)
         mse = max(rss / n, 1e-300)
         fits.append(
             LawFit(
-                name=name,
+                name=law.name,
                 params=params,
                 n_params=k,
                 rms_log_residual=math.sqrt(rss / n),

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from surge._validation import check_choice, check_scalar
-from surge.theory.laws import adam_optimal_lr, sgd_optimal_lr
+from surge.theory.laws import get_law
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,8 @@ def recommend_lr(
     bn = check_scalar(b_noise, "b_noise", positive=True)
     law = check_choice(law, "law", ("adam", "sgd"))
     alpha = check_scalar(alpha, "alpha", positive=True)
-    if law == "adam":
-        unit0, unit1 = (float(adam_optimal_lr(x, 1.0, bn)) for x in (b0, b1))
-    else:
-        unit0, unit1 = (float(sgd_optimal_lr(x, 1.0, bn, alpha)) for x in (b0, b1))
+    curve = get_law(law, alpha)
+    unit0, unit1 = (float(curve.lr(x, 1.0, bn)) for x in (b0, b1))
     eps_max = lr0 / unit0
     lr = eps_max * unit1
     linear_lr = lr0 * b1 / b0

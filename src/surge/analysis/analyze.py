@@ -112,8 +112,8 @@ def _analyze_stage(
     n_pts, n_b = b.size, np.unique(b).size
     if n_reached > 0:
         if math.isfinite(b_noise) and n_pts >= 2 and n_b >= 2:
-            for _, law, alpha in EPS_LAWS:
-                eps_fits.append(fit_eps_max(b, lr, b_noise, law=law, alpha=alpha, confidence=st.confidence))
+            for law in EPS_LAWS:
+                eps_fits.append(fit_eps_max(b, lr, b_noise, law=law, confidence=st.confidence))
         elif n_pts < 2:
             msgs.append(f"only {n_pts} batch size(s) have an optimal learning rate: no eps_max fit")
         if n_pts >= 3 and n_b >= 2 and math.isfinite(b_noise):

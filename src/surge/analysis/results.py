@@ -9,15 +9,12 @@ import numpy as np
 
 from surge.errors import SurgeError
 from surge.fit import BNoiseFit, EpsMaxFit, LawComparison, SurgeFit
+from surge.theory.laws import ADAM_LAW, Law, SGDLaw
 
 Interval = tuple[float, float]
 _NAN_CI: Interval = (math.nan, math.nan)
 # the laws drawn and fitted at the Eq 22 B_noise, in the order the paper names them
-EPS_LAWS: tuple[tuple[str, str, float], ...] = (
-    ("adam", "adam", 1.0),
-    ("sgd(alpha=1)", "sgd", 1.0),
-    ("sgd(alpha=0.5)", "sgd", 0.5),
-)
+EPS_LAWS: tuple[Law, ...] = (ADAM_LAW, SGDLaw(1.0), SGDLaw(0.5))
 
 
 
@@ -139,13 +136,13 @@ class StageAnalysis:
     @property
     def eps_max(self) -> dict[str, float]:
         """eps_max per law name ("adam", "sgd(alpha=1)", "sgd(alpha=0.5)"); NaN where not fitted."""
-        got = {_eps_name(f): f.eps_max for f in self.eps_max_fits}
-        return {name: got.get(name, math.nan) for name, _, _ in EPS_LAWS}
+        got = {f.name: f.eps_max for f in self.eps_max_fits}
+        return {name: got.get(name, math.nan) for name in (law.name for law in EPS_LAWS)}
 
     @property
     def eps_max_ci(self) -> dict[str, Interval]:
-        got = {_eps_name(f): f.eps_max_ci for f in self.eps_max_fits}
-        return {name: got.get(name, _NAN_CI) for name, _, _ in EPS_LAWS}
+        got = {f.name: f.eps_max_ci for f in self.eps_max_fits}
+        return {name: got.get(name, _NAN_CI) for name in (law.name for law in EPS_LAWS)}
 
     @property
     def best_law(self) -> str | None:
@@ -153,7 +150,7 @@ class StageAnalysis:
 
     def eps_max_fit(self, name: str) -> EpsMaxFit | None:
         for f in self.eps_max_fits:
-            if _eps_name(f) == name:
+            if f.name == name:
                 return f
         return None
 
@@ -213,5 +210,3 @@ class SweepAnalysis:
         )
 
 
-def _eps_name(f: EpsMaxFit) -> str:
-    return "adam" if f.law == "adam" else f"sgd(alpha={f.alpha:g})"

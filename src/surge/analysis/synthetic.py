@@ -27,7 +27,7 @@ import pandas as pd
 
 from surge._units import BATCH_UNITS
 from surge._validation import check_array, check_choice, check_scalar
-from surge.theory.laws import adam_optimal_lr, sgd_optimal_lr
+from surge.theory.laws import get_law
 from surge.errors import SurgeError
 
 
@@ -72,9 +72,7 @@ def synthetic_laws(
 
 
 def _eps_opt(law: str, b: np.ndarray, eps_max: float, b_noise: float, alpha: float) -> np.ndarray:
-    if law == "adam":
-        return adam_optimal_lr(b, eps_max, b_noise)
-    return sgd_optimal_lr(b, eps_max, b_noise, alpha)
+    return get_law(law, alpha).lr(b, eps_max, b_noise)
 
 
 def synthetic_frame(

@@ -26,8 +26,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import ScalarFormatter
 
 from surge._units import BATCH_UNITS
-from surge.analysis import StageAnalysis, SweepAnalysis
-from surge.theory.laws import adam_optimal_lr, sgd_optimal_lr
+from surge.analysis import EPS_LAWS, StageAnalysis, SweepAnalysis
 
 # one style per curve, distinguishable in colour, line style and (in print) by a dark outline
 STYLE = {
@@ -146,15 +145,12 @@ def draw_heatmap(ax, analysis: SweepAnalysis, stage, *, normalize: bool = False,
     # fitted curves over the batch-size range
     bmin, bmax = float(xb[0]), float(xb[-1])
     bb = np.geomspace(bmin, bmax, 300) if log_b else np.linspace(bmin, bmax, 300)
-    for name in ("adam", "sgd(alpha=1)", "sgd(alpha=0.5)"):
-        fit = st.eps_max_fit(name)
+    for law in EPS_LAWS:
+        fit = st.eps_max_fit(law.name)
         if fit is None or not math.isfinite(fit.eps_max) or fit.eps_max <= 0:
             continue
-        if name == "adam":
-            y = adam_optimal_lr(bb, fit.eps_max, fit.b_noise)
-        else:
-            y = sgd_optimal_lr(bb, fit.eps_max, fit.b_noise, fit.alpha)
-        s = STYLE[name]
+        y = law.lr(bb, fit.eps_max, fit.b_noise)
+        s = STYLE[law.name]
         (line,) = ax.plot(
             bb,
             y,

@@ -112,7 +112,7 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
     elif not reached_none:
         out.append(Paragraph("**B_noise (Eq 22)**: not estimated: fewer than 3 batch sizes have S(B)."))
     if st.eps_max_fits:
-        parts = [f"{_EPS_TITLES[name]} {_f(st.eps_max[name])} {_ci(st.eps_max_ci[name])}" for name, _, _ in EPS_LAWS]
+        parts = [f"{_EPS_TITLES[name]} {_f(st.eps_max[name])} {_ci(st.eps_max_ci[name])}" for name in (law.name for law in EPS_LAWS)]
         out.append(
             Paragraph(
                 f"**eps_max** at that B_noise ({conf} intervals; mean over batch sizes of the inverted law): "

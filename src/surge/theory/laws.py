@@ -1,12 +1,19 @@
 """Closed-form scaling laws of the paper (Eq 1-4, 18, 20-22, 24).
 
-Every function is array-friendly in ``batch_size`` and returns a NumPy array of the broadcast shape
-(a 0-d array for scalar input; wrap it in ``float`` for a Python number).
+The two optimal-learning-rate laws are objects (:class:`AdamLaw`, Eq 2; :class:`SGDLaw`, Eq 1 / the
+Eq 24 curve) with evaluation and the per-point inversion of Eq 23 / 24; ``surge.fit`` fits them,
+``surge.recommend`` reads them, the analysis and the figures draw them. Every function is array-friendly
+in ``batch_size`` and returns a NumPy array of the broadcast shape (a 0-d array for scalar input; wrap it
+in ``float`` for a Python number).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 from surge._validation import check_array, check_scalar
 from surge.errors import SurgeError
@@ -14,6 +21,102 @@ from surge.errors import SurgeError
 
 def _batch(batch_size: object) -> np.ndarray:
     return check_array(batch_size, "batch_size", positive=True)
+
+
+class Law(ABC):
+    """A law of the optimal learning rate against batch size, eps_opt(B) = eps_max / g(B; B_noise).
+
+    Subclasses give ``log_g`` (log of the factor g, unchecked arrays: the fitting code's fast path);
+    evaluation (:meth:`lr`) and the per-point inversion of Eq 23 / 24 (:meth:`eps_max_at`) follow.
+    """
+
+    family: str = ""  # "adam" or "sgd"
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The law's name in results and reports: "adam", "sgd(alpha=1)", "sgd(alpha=free)"."""
+
+    @abstractmethod
+    def log_g(self, b: np.ndarray, b_noise: float, alpha: float | None = None) -> np.ndarray:
+        """log g(B) with eps_opt = eps_max / g(B); ``alpha`` overrides a free SGD exponent."""
+
+    def lr(self, batch_size, eps_max: float, b_noise: float) -> np.ndarray:
+        """eps_opt(B) of the law (batch_size: array of examples, > 0; eps_max, b_noise: > 0)."""
+        b = _batch(batch_size)
+        eps_max = check_scalar(eps_max, "eps_max", positive=True)
+        b_noise = check_scalar(b_noise, "b_noise", positive=True)
+        return eps_max * np.exp(-self.log_g(b, b_noise))
+
+    def eps_max_at(self, batch_size, lr, b_noise: float) -> np.ndarray:
+        """eps_max implied by each (B, optimal lr) point at a given B_noise: lr * g(B) (the terms that
+        Eq 23 (Adam) and Eq 24 (SGD) average)."""
+        b = _batch(batch_size)
+        lr = check_array(lr, "lr", positive=True)
+        b_noise = check_scalar(b_noise, "b_noise", positive=True)
+        return lr * np.exp(self.log_g(b, b_noise))
+
+
+@dataclass(frozen=True)
+class AdamLaw(Law):
+    """The surge law for sign-like updates (Eq 2): g(B) = 0.5 (sqrt(B_noise/B) + sqrt(B/B_noise))."""
+
+    family = "adam"
+
+    @property
+    def name(self) -> str:
+        return "adam"
+
+    def log_g(self, b, b_noise, alpha=None):
+        return np.log(0.5 * (np.sqrt(b_noise / b) + np.sqrt(b / b_noise)))
+
+
+@dataclass(frozen=True)
+class SGDLaw(Law):
+    """McCandlish et al.'s SGD law (Eq 1) with exponent alpha (the Eq 24 curve): g(B) = (1 + B_noise/B)^alpha.
+
+    ``alpha=None`` is the law with a free exponent (fitted; :meth:`lr` then needs a fixed one).
+    """
+
+    alpha: float | None = 1.0
+    family = "sgd"
+
+    def __post_init__(self) -> None:
+        if self.alpha is not None:
+            object.__setattr__(self, "alpha", check_scalar(self.alpha, "alpha", positive=True))
+
+    @property
+    def name(self) -> str:
+        return "sgd(alpha=free)" if self.alpha is None else f"sgd(alpha={self.alpha:g})"
+
+    def log_g(self, b, b_noise, alpha=None):
+        a = self.alpha if alpha is None else alpha
+        if a is None:
+            raise SurgeError("the SGD law with a free alpha has no value until it is fitted; give alpha")
+        return a * np.log1p(b_noise / b)
+
+
+ADAM_LAW = AdamLaw()
+SGD_LAW = SGDLaw(1.0)
+_SGD_NAME = re.compile(r"^sgd\(alpha=(free|[0-9.eE+-]+)\)$")
+
+
+def get_law(name: str | Law, alpha: float | None = 1.0) -> Law:
+    """A law from its name: "adam", "sgd" (with ``alpha``), or a result's name such as "sgd(alpha=0.5)".
+
+    Raises:
+        SurgeError: an unknown name (the allowed ones are listed).
+    """
+    if isinstance(name, Law):
+        return name
+    if name == "adam":
+        return ADAM_LAW
+    if name == "sgd":
+        return SGDLaw(alpha)
+    m = _SGD_NAME.match(str(name))
+    if m:
+        return SGDLaw(None if m.group(1) == "free" else float(m.group(1)))
+    raise SurgeError(f"law must be 'adam' or 'sgd' (or a name such as 'sgd(alpha=0.5)'), got {name!r}")
 
 
 def adam_optimal_lr(batch_size, eps_max: float, b_noise: float) -> np.ndarray:
@@ -26,10 +129,7 @@ def adam_optimal_lr(batch_size, eps_max: float, b_noise: float) -> np.ndarray:
     applies (B well below the validity batch size); past that the true curve tends to the non-zero
     Eq 17 plateau instead of decaying like 1/sqrt(B).
     """
-    b = _batch(batch_size)
-    eps_max = check_scalar(eps_max, "eps_max", positive=True)
-    b_noise = check_scalar(b_noise, "b_noise", positive=True)
-    return 2.0 * eps_max * np.sqrt(b * b_noise) / (b + b_noise)
+    return ADAM_LAW.lr(batch_size, eps_max, b_noise)
 
 
 def sgd_optimal_lr(batch_size, eps_max: float, b_noise: float, alpha: float = 1.0) -> np.ndarray:
@@ -37,11 +137,7 @@ def sgd_optimal_lr(batch_size, eps_max: float, b_noise: float, alpha: float = 1.
 
     eps_opt(B) = eps_max / (1 + B_noise / B) ** alpha. The exponent applies to (1 + B_noise / B).
     """
-    b = _batch(batch_size)
-    eps_max = check_scalar(eps_max, "eps_max", positive=True)
-    b_noise = check_scalar(b_noise, "b_noise", positive=True)
-    alpha = check_scalar(alpha, "alpha", positive=True)
-    return eps_max / (1.0 + b_noise / b) ** alpha
+    return SGDLaw(alpha).lr(batch_size, eps_max, b_noise)
 
 
 def sgd_small_batch_lr(batch_size, eps_max: float, b_noise: float) -> np.ndarray:
