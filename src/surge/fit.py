@@ -6,6 +6,9 @@ points used, residual statistics and ``success`` / ``message``. Input that canno
 (too few points, non-positive or non-finite values, a single batch size) raises ``ValueError``;
 a fit that runs but gives no meaningful answer (a negative B_noise, a peak outside the data) returns
 ``success=False`` with the reason, and its estimates are NaN rather than a silent wrong number.
+
+Why one module of ~470 lines: the Eq 22-24 estimators and the law comparison share the input checks
+and interval helpers at its top.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ SQLite in WAL mode with a busy timeout, the standard library's ``sqlite3`` only 
 
 A group's trials are written in one transaction (:meth:`SweepStore.record_trials`), so a killed sweep
 leaves whole groups or nothing; a resumed sweep retrains the missing groups with the same composition.
+
+Why one module of ~480 lines: the schema and every read and write of it, so that all SQL lives in one
+place.
 """
 
 from __future__ import annotations
