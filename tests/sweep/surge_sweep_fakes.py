@@ -11,16 +11,13 @@ variables (they reach worker and CLI subprocesses):
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import math
 import os
 import random
-import sys
 import time
-import types
-from dataclasses import dataclass
 
+from surge.records import StageRecord, TrialRecord
 from surge.sweep.plan import WorkloadInfo
 
 INFO = WorkloadInfo(name="fake", default_targets=(1.0, 0.5), extra_steps=3, batch_unit="examples")
@@ -34,27 +31,8 @@ def resolve(name: str, data_dir: str | None = None) -> WorkloadInfo:
     return INFO
 
 
-@dataclass(frozen=True)
-class FakeStage:
-    target_loss: float
-    reached: bool
-    steps: int | None
-    examples: int | None
-    loss_at_target: float | None
-    loss_after: float | None
-    loss_decrease: float | None
-
-
-@dataclass(frozen=True)
-class FakeTrial:
-    lr: float
-    seed: int
-    status: str
-    stages: tuple
-    steps_run: int
-    diverged_at_step: int | None
-    strategy: str
-    wall_seconds: float
+FakeStage = StageRecord  # the engine's records, from surge.records (torch-free)
+FakeTrial = TrialRecord
 
 
 def _loss(t: int, rate: float, wiggle: float) -> float:

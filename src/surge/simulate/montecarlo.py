@@ -42,7 +42,7 @@ __all__ = [
     "one_step_monte_carlo",
 ]
 
-OPTIMIZERS = ("sign", "adam", "sgd")
+UPDATE_RULES = ("sign", "adam", "sgd")  # what the simulator steps: sign(G_est), Adam (Eq 25-27), SGD
 # (batch sizes) x (chunk) x (n) work arrays are kept below this many elements.
 _MAX_WORK_ELEMENTS = 1 << 21
 
@@ -261,7 +261,7 @@ def one_step_monte_carlo(
         problem = make_problem(problem)
     if not isinstance(problem, Problem):
         raise SurgeTypeError(f"problem must be a Problem or a problem name, got {type(problem).__name__}")
-    optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
+    optimizer = check_choice(optimizer, "optimizer", UPDATE_RULES)
     b = check_array(batch_sizes, "batch_sizes", ndim=1, positive=True)
     samples = _count(samples, "samples", 4)
     seed = _seed(seed)

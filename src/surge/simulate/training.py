@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from surge._validation import check_array, check_choice, check_int, check_scalar
+from surge.simulate.montecarlo import UPDATE_RULES
 from surge.simulate.quadratic import QuadraticProblem, default_training_problem
 from surge.theory.sign_model import SignGradientModel
 from surge.errors import SurgeError, SurgeTypeError
@@ -51,7 +52,6 @@ __all__ = [
     "simulate_training",
 ]
 
-OPTIMIZERS = ("sign", "adam", "sgd")
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ def simulate_training(
     problem = default_training_problem() if problem is None else problem
     if not isinstance(problem, QuadraticProblem):
         raise SurgeTypeError(f"problem must be a QuadraticProblem, got {type(problem).__name__}")
-    optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
+    optimizer = check_choice(optimizer, "optimizer", UPDATE_RULES)
     b = check_array(batch_sizes, "batch_sizes", ndim=1, positive=True)
     if (b != np.round(b)).any():
         raise SurgeError(f"batch_sizes must be whole numbers (examples per step), got {b[b != np.round(b)][0]:g}")
