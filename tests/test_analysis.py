@@ -77,7 +77,7 @@ def test_recovers_adam_law_b_noise_eps_max_and_picks_adam(adam_runs):
     for truth, res in adam_runs:
         assert len(res.stages) == 3
         for k, st in enumerate(res.stages):
-            assert st.target_loss == truth["targets"][k]
+            assert st.target_loss == truth["target_loss"][k]
             assert st.b_noise == pytest.approx(truth["b_noise"][k], rel=B_NOISE_RTOL)
             lo, hi = st.b_noise_ci
             assert lo < st.b_noise < hi
@@ -265,7 +265,7 @@ def test_a_batch_size_whose_trials_all_diverged():
 
 
 def test_a_stage_no_trial_reached():
-    frame = synthetic_frame("adam", seed=1, rounds=2, targets=(2.0, 1.0))
+    frame = synthetic_frame("adam", seed=1, rounds=2, target_loss=(2.0, 1.0))
     last = frame["target_loss"] == 1.0
     frame.loc[last, ["reached", "steps", "examples", "loss_decrease"]] = [False, np.nan, np.nan, np.nan]
     res = analyze(frame, n_boot=N_BOOT)
@@ -282,7 +282,7 @@ def test_a_stage_no_trial_reached():
 
 
 def test_failed_trials_are_left_out_and_reported():
-    frame = synthetic_frame("adam", seed=4, rounds=2, targets=(2.0,))
+    frame = synthetic_frame("adam", seed=4, rounds=2, target_loss=(2.0,))
     bad = (frame["batch_size"] == 64) & (frame["lr"] == frame["lr"].max())
     frame["reached"] = frame["reached"].astype(object)  # the store gives NA for a failed trial
     frame.loc[bad, ["status", "reached", "steps", "examples", "loss_decrease", "error"]] = [
@@ -325,7 +325,7 @@ def test_refined_lr_estimate_feeds_the_fits_when_asked():
 
 
 def test_load_store_reads_csv_and_parquet_exports(tmp_path):
-    frame = synthetic_frame("sgd", seed=2, rounds=2, targets=(2.0, 1.0))
+    frame = synthetic_frame("sgd", seed=2, rounds=2, target_loss=(2.0, 1.0))
     csv, pq = tmp_path / "t.csv", tmp_path / "t.parquet"
     frame.to_csv(csv, index=False)
     frame.to_parquet(pq, index=False)
@@ -339,7 +339,7 @@ def test_load_store_reads_a_sqlite_sweep_store(tmp_path):
     pytest.importorskip("surge.sweep.store")
     from surge.analysis import write_synthetic_store
 
-    frame = synthetic_frame("adam", seed=2, rounds=2, diverge_above=3.0, targets=(2.0, 1.0))
+    frame = synthetic_frame("adam", seed=2, rounds=2, diverge_above=3.0, target_loss=(2.0, 1.0))
     path = write_synthetic_store(frame, tmp_path / "sweep.db")
     loaded = load_store(path)
     assert len(loaded) == len(frame)
@@ -373,7 +373,7 @@ def test_tidy_frame_accepts_the_simple_contract_and_the_store_columns():
     assert t2["beta2"].iloc[0] == 0.999
     assert t2["reached"].tolist() == [True, True, True, False]
     assert math.isnan(t2["steps"].iloc[3])  # not reached -> no S, whatever the source wrote
-    store_like = synthetic_frame("adam", rounds=1, targets=(2.0,))
+    store_like = synthetic_frame("adam", rounds=1, target_loss=(2.0,))
     assert configs(tidy_frame(store_like)) == ["synthetic | adam(betas=(0, 0))"]
 
 

@@ -15,7 +15,7 @@ from surge.report import render_html, render_markdown, summary_dict, write_repor
 @pytest.fixture(scope="module")
 def awkward():
     """An Adam sweep with diverged trials, one batch size that all diverged, and a last stage no trial reached."""
-    frame = synthetic_frame("adam", seed=2, rounds=3, diverge_above=3.0, targets=(2.0, 1.5, 1.0))
+    frame = synthetic_frame("adam", seed=2, rounds=3, diverge_above=3.0, target_loss=(2.0, 1.5, 1.0))
     dead = frame["batch_size"] == 4
     frame.loc[dead, ["status", "reached", "steps", "examples", "loss_decrease"]] = [
         "diverged",

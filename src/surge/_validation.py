@@ -9,6 +9,7 @@ This is the one place where integers, numbers, ranges and choices are checked.
 from __future__ import annotations
 
 import math
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -133,3 +134,15 @@ def check_same_length(**arrays: np.ndarray) -> int:
         shown = ", ".join(f"{k} has {n}" for k, n in lengths.items())
         raise SurgeError(f"{' and '.join(lengths)} must have the same length; {shown}")
     return next(iter(lengths.values()))
+
+
+def renamed(new_value, old_value, new: str, old: str, default):
+    """A keyword renamed to the paper's name: the old one is accepted for one release, with a
+    DeprecationWarning; giving both is an error."""
+    if old_value is None:
+        return default if new_value is None else new_value
+    if new_value is not None:
+        raise SurgeError(f"give {new} or its old name {old}, not both")
+    warnings.warn(f"{old} is renamed {new}; the old name goes in the next release", DeprecationWarning,
+                  stacklevel=3)
+    return old_value

@@ -23,7 +23,7 @@ JSON_STAGE_KEYS = (
 
 @pytest.fixture(scope="module")
 def frame():
-    return synthetic_frame("adam", seed=3, rounds=3, diverge_above=3.0, targets=(2.0, 1.0))
+    return synthetic_frame("adam", seed=3, rounds=3, diverge_above=3.0, target_loss=(2.0, 1.0))
 
 
 @pytest.fixture(scope="module")

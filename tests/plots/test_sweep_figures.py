@@ -39,7 +39,7 @@ def linear():
         batch_sizes=range(1, 13),
         lrs=np.arange(1, 11) * 1e-4,
         rounds=4,
-        targets=(1.0, 0.6),
+        target_loss=(1.0, 0.6),
         s_min=300,
         seed=3,
     )
@@ -180,7 +180,7 @@ def test_unknown_stage_is_an_error(geometric):
 
 
 def test_cells_never_tried_are_told_apart_from_cells_without_a_usable_trial():
-    frame = synthetic_frame("adam", seed=2, rounds=2, targets=(2.0,), max_steps=3000)
+    frame = synthetic_frame("adam", seed=2, rounds=2, target_loss=(2.0,), max_steps=3000)
     lrs = np.sort(frame["lr"].unique())
     frame = frame[~((frame["batch_size"] >= 256) & frame["lr"].isin(lrs[:3]))]  # a per-batch-size lr grid
     res = analyze(frame, n_boot=0)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from surge._units import BATCH_UNITS
-from surge._validation import check_array, check_choice, check_scalar
+from surge._validation import check_array, check_choice, check_scalar, renamed
 from surge.theory.laws import get_law
 from surge.errors import SurgeError
 
@@ -46,20 +46,23 @@ def synthetic_laws(
     *,
     b_noise=64.0,
     eps_max=1e-3,
-    targets: Sequence[float] = (2.0, 1.5, 1.0),
+    target_loss: Sequence[float] | None = None,
     b_noise_growth: float = 1.0,
+    targets: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The (targets, B_noise per target, eps_max per target) that :func:`synthetic_frame` uses.
+    """The (target losses, B_noise per target, eps_max per target) that :func:`synthetic_frame` uses.
 
     A scalar ``b_noise`` is B_noise at the first (highest) target and grows as
-    ``b_noise * (targets[0] / t) ** b_noise_growth``; a sequence gives one value per target. A scalar
-    ``eps_max`` is the same at every target.
+    ``b_noise * (target_loss[0] / t) ** b_noise_growth``; a sequence gives one value per target. A scalar
+    ``eps_max`` is the same at every target. ``target_loss`` defaults to (2.0, 1.5, 1.0); ``targets`` is its
+    earlier name, accepted for one release.
     """
     check_choice(law, "law", ("adam", "sgd"))
-    t = check_array(targets, "targets", ndim=1, positive=True)
+    target_loss = renamed(target_loss, targets, "target_loss", "targets", (2.0, 1.5, 1.0))
+    t = check_array(target_loss, "target_loss", ndim=1, positive=True)
     if np.any(np.diff(t) >= 0):
         raise SurgeError(
-            f"targets must be strictly decreasing (training goes from one target to the next), got {t.tolist()}"
+            f"target_loss must be strictly decreasing (training goes from one target to the next), got {t.tolist()}"
         )
     growth = check_scalar(b_noise_growth, "b_noise_growth", nonnegative=True)
     bn = _per_target(b_noise, "b_noise", t.size)
@@ -84,7 +87,7 @@ def synthetic_frame(
     batch_sizes: Sequence[int] = (4, 8, 16, 32, 64, 128, 256, 512, 1024),
     lrs: Sequence[float] | None = None,
     rounds: int = 5,
-    targets: Sequence[float] = (2.0, 1.5, 1.0),
+    target_loss: Sequence[float] | None = None,
     b_noise_growth: float = 1.0,
     s_min: float = 200.0,
     s_min_growth: float = 2.0,
@@ -100,17 +103,22 @@ def synthetic_frame(
     optimizer: str | None = None,
     betas: tuple[float, float] | None = None,
     batch_unit: str = "examples",
+    targets: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """Trial records (one row per trial and stage) from a known law with noise; see the module docstring.
 
     ``law``: "adam" (Eq 2) or "sgd" (Eq 24 with exponent ``alpha``; alpha = 1 is Eq 1). ``b_noise`` and
     ``eps_max``: see :func:`synthetic_laws`. ``lrs`` defaults to 17 log-spaced values from half the smallest
     to twice the largest optimal lr over the batch sizes and stages. ``s_min`` is S_min at the first target,
-    growing as ``(targets[0] / t) ** s_min_growth``. ``dl_max`` is Eq 18's dL_max. The defaults for
+    growing as ``(target_loss[0] / t) ** s_min_growth``. ``dl_max`` is Eq 18's dL_max. The defaults for
     ``optimizer`` / ``betas`` are ("adam", (0, 0)) for the Adam law and ("sgd", (0, 0)) for SGD.
+    ``target_loss`` (the stages) defaults to (2.0, 1.5, 1.0); ``targets`` is its earlier name, accepted for
+    one release.
     """
     law = check_choice(law, "law", ("adam", "sgd"))
-    t, bn, em = synthetic_laws(law, b_noise=b_noise, eps_max=eps_max, targets=targets, b_noise_growth=b_noise_growth)
+    target_loss = renamed(target_loss, targets, "target_loss", "targets", (2.0, 1.5, 1.0))
+    t, bn, em = synthetic_laws(law, b_noise=b_noise, eps_max=eps_max, target_loss=target_loss,
+                               b_noise_growth=b_noise_growth)
     alpha = check_scalar(alpha, "alpha", positive=True)
     b = check_array(batch_sizes, "batch_sizes", ndim=1, positive=True)
     if np.any(b != np.round(b)):
@@ -195,7 +203,7 @@ def synthetic_frame(
     frame.attrs["synthetic"] = {
         "law": law,
         "alpha": alpha if law == "sgd" else None,
-        "targets": t.tolist(),
+        "target_loss": t.tolist(),
         "b_noise": bn.tolist(),
         "eps_max": em.tolist(),
         "s_min": s_min_t.tolist(),

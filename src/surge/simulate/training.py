@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from surge._validation import check_array, check_choice, check_int, check_scalar
+from surge._validation import check_array, check_choice, check_int, check_scalar, renamed
 from surge.simulate.montecarlo import UPDATE_RULES
 from surge.simulate.quadratic import QuadraticProblem, default_training_problem
 from surge.theory.sign_model import SignGradientModel
@@ -188,17 +187,6 @@ DEFAULT_LRS = {
 }
 
 
-def _renamed(new_value, old_value, new: str, old: str, default):
-    """A keyword renamed to the paper's name; the old one is accepted for one release, with a warning."""
-    if old_value is None:
-        return default if new_value is None else new_value
-    if new_value is not None:
-        raise SurgeError(f"give {new} or its old name {old}, not both")
-    warnings.warn(f"{old} is renamed {new}; the old name goes in the next release", DeprecationWarning,
-                  stacklevel=3)
-    return old_value
-
-
 def simulate_training(
     problem: QuadraticProblem | None = None,
     *,
@@ -264,9 +252,9 @@ def simulate_training(
     SurgeError
         A bad argument (named, with its value and what is allowed).
     """
-    target_loss = _renamed(target_loss, targets, "target_loss", "targets", DEFAULT_TARGETS)
-    rounds = _renamed(rounds, seeds, "rounds", "seeds", 16)
-    extra_steps = _renamed(extra_steps, n_after, "extra_steps", "n_after", 50)
+    target_loss = renamed(target_loss, targets, "target_loss", "targets", DEFAULT_TARGETS)
+    rounds = renamed(rounds, seeds, "rounds", "seeds", 16)
+    extra_steps = renamed(extra_steps, n_after, "extra_steps", "n_after", 50)
     problem = default_training_problem() if problem is None else problem
     if not isinstance(problem, QuadraticProblem):
         raise SurgeTypeError(f"problem must be a QuadraticProblem, got {type(problem).__name__}")
