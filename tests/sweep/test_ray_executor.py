@@ -277,8 +277,13 @@ def test_the_driver_killed_then_rerun_resumes_without_recomputing(cluster, tmp_p
     pd.testing.assert_frame_equal(numbers(store), numbers(clean))
 
 
-def test_bad_arguments_are_one_line_errors(tmp_path, group_config_type):
+def test_bad_arguments_are_one_line_errors(tmp_path, group_config_type, monkeypatch):
     plan = fake_plan()
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+        with pytest.raises(SurgeError, match=r"executor 'ray' needs the ray package, which does not import here "
+                                             r".*; install it with: pip install 'surge\[ray\]'"):
+            run_sweep(plan, tmp_path / "s.db", runner=fakes.run_group, executor="ray")
     with pytest.raises(SurgeError, match=r"executor must be 'local' or 'ray', got 'dask'"):
         run_sweep(plan, tmp_path / "s.db", runner=fakes.run_group, executor="dask")
     with pytest.raises(SurgeError, match=r"apply to executor='ray' only"):
@@ -304,3 +309,26 @@ def test_a_cluster_without_gpus_refuses_a_gpu_request(cluster, tmp_path, group_c
     with pytest.raises(SurgeError, match=r"gpus_per_group=0.5: the Ray cluster has 0 GPUs"):
         run_sweep(fake_plan(), tmp_path / "s.db", runner="surge_sweep_fakes:run_group", executor="ray",
                   gpus_per_group=0.5)
+
+
+def test_ctrl_c_cancels_the_tasks_and_prints_the_resume_command(cluster, tmp_path):
+    spec = tmp_path / "ray-fake.toml"
+    spec.write_text(FAKE_SPEC)
+    store = tmp_path / "s.db"
+    proc = _cli(["sweep", "run", str(spec), "--store", str(store), "--runner", "surge_sweep_fakes:run_group",
+                 "--executor", "ray", "--address", cluster, "--cpus-per-group", "1"])
+    deadline = time.monotonic() + 180
+    while count_rows(store) == 0 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    text = " ".join(err.split())
+    assert "interrupted:" in text and "trials are done and saved in" in text
+    resume = next(line for line in err.splitlines() if line.startswith("resume with: "))
+    assert resume == (f"resume with: surge sweep run {spec} --store {store} --executor ray --address {cluster} "
+                      f"--cpus-per-group 1")
+    n = count_rows(store)
+    assert n % 6 == 0 and 0 < n < FAKE_TOTAL
+    time.sleep(1.5)  # the cancelled tasks' groups never reach the store
+    assert count_rows(store) == n
