@@ -318,11 +318,13 @@ def test_ctrl_c_cancels_the_tasks_and_prints_the_resume_command(cluster, tmp_pat
     proc = _cli(["sweep", "run", str(spec), "--store", str(store), "--runner", "surge_sweep_fakes:run_group",
                  "--executor", "ray", "--address", cluster, "--cpus-per-group", "1"])
     deadline = time.monotonic() + 180
-    while count_rows(store) == 0 and time.monotonic() < deadline and proc.poll() is None:
+    while count_rows(store) == 0 and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the driver ended before Ctrl-C (exit {proc.returncode}): {proc.communicate()}")
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, (proc.returncode, err)
     text = " ".join(err.split())
     assert "interrupted:" in text and "trials are done and saved in" in text
     resume = next(line for line in err.splitlines() if line.startswith("resume with: "))
