@@ -138,7 +138,10 @@ def size_group(memory: LaneMemory, budget_bytes: int, group_size: int, strategy:
     SurgeError: not even one lane fits, or a forced lockstep does not fit 2 lanes.
     """
     B = memory.batch_size
-    gib = lambda b: f"{b / GIB:.2f} GiB"  # noqa: E731
+
+    def gib(b: float) -> str:
+        return f"{b / GIB:.2f} GiB"
+
     search_cap = max(group_size, 2) * 64  # how far past the cap "fit" is reported
     if strategy in ("auto", "lockstep"):
         fit = _most_lanes(memory.lockstep_bytes, budget_bytes, search_cap)

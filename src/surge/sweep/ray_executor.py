@@ -58,7 +58,7 @@ def check_address(address: str | None) -> str | None:
     address = address.strip()
     if address in ("auto", "local"):
         return address
-    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    rest = address.removeprefix("ray://")
     host, sep, port = rest.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise SurgeError(f"address must be 'auto', 'local', 'HOST:PORT' or 'ray://HOST:PORT', got {address!r}")
