@@ -24,6 +24,12 @@ PRESET = typer.Option(None, "--preset", "-p", help=f"A named sweep instead of a 
 STORE = typer.Option(..., "--store", "-s", help="SQLite store file (created if missing).")
 ROUNDS = typer.Option(None, "--rounds", help="Override the spec's number of rounds (seeds).")
 JSON = typer.Option(False, "--json", help="Print one JSON object instead of tables.")
+GPU_FRACTION = typer.Option(None, "--gpu-memory-fraction", help="On CUDA: the share of a GPU's memory a group may use "
+                            "(default 0.8); groups are cut to the lanes that fit.")
+GPU_MEMORY = typer.Option(None, "--gpu-memory", metavar="GB", help="Size the groups for GPUs of this many GiB (default: "
+                          "this machine's GPU; needed when it has none, e.g. a Ray driver).")
+GPUS_PER_GROUP = typer.Option(None, "--gpus-per-group", help="Ray: GPUs each group's task asks for (default 1 on CUDA; "
+                              "a fraction such as 0.25 lets groups share a GPU and its memory).")
 DATA_DIR = typer.Option(None, "--data-dir", help="Where the workload finds (or downloads) its data (overrides the spec; "
                         "default: $SURGE_DATA_DIR or ~/.cache/surge/data).")
 
@@ -46,7 +52,7 @@ def _spec(spec_file: Path | None, preset: str | None, rounds: int | None, device
     return spec.replace(**changes) if changes else spec
 
 
-def _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir=None) -> str:
+def _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir=None, extra=()) -> str:
     parts = ["surge", "sweep", "run"]
     parts += [str(spec_file)] if spec_file is not None else ["--preset", preset]
     parts += ["--store", str(store)]
@@ -60,6 +66,7 @@ def _resume_command(spec_file, preset, store, rounds, device, workers, workload,
         parts += ["--workload", workload]
     if data_dir is not None:
         parts += ["--data-dir", str(data_dir)]
+    parts += list(extra)
     return shlex.join(parts)
 
 
@@ -87,6 +94,16 @@ def run(
                                       help="Retrain trials whose earlier attempt failed."),
     runner: str | None = typer.Option(None, "--runner", hidden=True,
                                          help="'package.module:attribute' trainer instead of surge.engine.run_group."),
+    executor: str = typer.Option("local", "--executor", help="local (this machine's processes) or ray (a Ray cluster)."),
+    address: str | None = typer.Option(None, "--address", help="Ray: 'auto' (the cluster this machine joined), "
+                                       "'ray://HOST:PORT' (Ray Client) or HOST:PORT; default: a Ray instance started here."),
+    gpus_per_group: float | None = GPUS_PER_GROUP,
+    cpus_per_group: float | None = typer.Option(None, "--cpus-per-group", help="Ray: CPUs each group's task asks for "
+                                                "(default 1; the engine uses that many processes on the CPU)."),
+    max_retries: int | None = typer.Option(None, "--max-retries", help="Ray: reruns of a group whose worker died "
+                                           "(default 3)."),
+    gpu_memory_fraction: float | None = GPU_FRACTION,
+    gpu_memory: float | None = GPU_MEMORY,
     as_json: bool = JSON,
 ) -> None:
     """Train the sweep's pending trials into the store; rerun the same command to resume."""
@@ -96,8 +113,25 @@ def run(
     spec = _spec(spec_file, preset, rounds, device, workload, data_dir)
     if workers < 1:
         raise SurgeError(f"--workers must be >= 1, got {workers}")
+    if executor not in ("local", "ray"):
+        raise SurgeError(f"--executor must be 'local' or 'ray', got {executor!r}")
+    ray_flags = {"--address": address, "--gpus-per-group": gpus_per_group, "--cpus-per-group": cpus_per_group,
+                 "--max-retries": max_retries}
+    if executor == "local" and any(v is not None for v in ray_flags.values()):
+        given = ", ".join(k for k, v in ray_flags.items() if v is not None)
+        raise SurgeError(f"{given}: only with --executor ray")
+    if executor == "ray" and workers != 1:
+        raise SurgeError(f"--workers {workers}: with --executor ray the cluster's resources decide the parallelism; "
+                         f"use --cpus-per-group / --gpus-per-group")
     plan = plan_sweep(spec)
-    resume = _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir)
+    extra: list[str] = []
+    if executor == "ray":
+        extra += ["--executor", "ray"]
+    for flag, value in [*ray_flags.items(), ("--gpu-memory-fraction", gpu_memory_fraction),
+                        ("--gpu-memory", gpu_memory)]:
+        if value is not None:
+            extra += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    resume = _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir, extra)
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
@@ -121,7 +155,10 @@ def run(
     try:
         with progress:
             summary = run_sweep(plan, store, runner=runner, workers=workers, progress=on_event,
-                                retry_failed=retry_failed)
+                                retry_failed=retry_failed, executor=executor, address=address,
+                                gpus_per_group=gpus_per_group, cpus_per_group=cpus_per_group,
+                                max_retries=max_retries, gpu_memory_fraction=gpu_memory_fraction,
+                                gpu_memory_gb=gpu_memory)
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
@@ -131,7 +168,7 @@ def run(
         "ran": summary.ran, "ok": summary.ok, "diverged": summary.diverged, "failed": summary.failed,
         "done": summary.done, "failed_total": summary.failed_total, "pending": summary.pending,
         "interrupted": summary.interrupted,
-        "wall_seconds": summary.wall_seconds, "resume": resume,
+        "wall_seconds": summary.wall_seconds, "resume": resume, "executor": executor,
     }
     if summary.interrupted:
         if as_json:
@@ -207,17 +244,31 @@ def plan(
     rounds: int | None = ROUNDS,
     workload: str | None = typer.Option(None, "--workload", help="Override the spec's workload (same grid)."),
     data_dir: Path | None = DATA_DIR,
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (overrides the spec); on CUDA the "
+                                      "groups are sized to the GPU's memory."),
+    gpu_memory_fraction: float | None = GPU_FRACTION,
+    gpu_memory: float | None = GPU_MEMORY,
+    gpus_per_group: float | None = GPUS_PER_GROUP,
     as_toml: bool = typer.Option(False, "--toml", help="Print the spec as TOML (a starting point for a file)."),
     as_json: bool = JSON,
 ) -> None:
     """Show the grid, the targets and the trial groups without training (a dry run)."""
     from surge.sweep.plan import plan_sweep
 
-    spec = _spec(spec_file, preset, rounds, workload=workload, data_dir=data_dir)
+    spec = _spec(spec_file, preset, rounds, device=device, workload=workload, data_dir=data_dir)
     if as_toml:
         print(spec.to_toml(), end="")
         return
     p = plan_sweep(spec, strict=False)
+    sizing_note = None
+    if spec.device.startswith("cuda") or gpu_memory is not None:
+        if p.workload.unavailable:
+            sizing_note = "GPU sizing needs the workload's model, which cannot load here"
+        else:
+            from surge.sweep.gpu_sizing import size_plan_for_device
+
+            p = size_plan_for_device(p, memory_fraction=gpu_memory_fraction, gpu_memory_gb=gpu_memory,
+                                     gpus_per_group=gpus_per_group)
     info = p.summary()
     info["by_batch_size"] = [
         {"batch_size": b, "trials": sum(len(g) for g in p.groups if g.batch_size == b),
@@ -246,6 +297,19 @@ def plan(
         table.add_row(str(row["batch_size"]), str(len(p.lrs)), str(spec.rounds), str(row["trials"]),
                       str(row["groups"]))
     console.print(table)
+    if p.sizing is not None:
+        z = p.sizing
+        gtable = Table(title=f"GPU sizing: {fmt(z.gpu_bytes / 2**30, 4)} GiB ({z.source}) x {fmt(z.memory_fraction)}"
+                       + (f" x {fmt(z.gpus_per_group)} GPU per group" if z.gpus_per_group else "")
+                       + f" = {fmt(z.budget_bytes / 2**30, 4)} GiB per group")
+        for col in ("batch size", "strategy", "trials per group", "GiB per group", "groups", "why"):
+            gtable.add_column(col, justify="right" if col != "why" else "left")
+        for sz in z.sizes:
+            gtable.add_row(str(sz.batch_size), sz.strategy, str(sz.max_lanes), fmt(sz.group_bytes / 2**30, 3),
+                           str(sum(1 for g in p.groups if g.batch_size == sz.batch_size)), sz.reason)
+        console.print(gtable)
+    if sizing_note:
+        console.print(f"[yellow]note:[/yellow] {sizing_note}", highlight=False)
     if p.workload.unavailable:
         console.print(f"[yellow]note:[/yellow] {p.workload.unavailable} (the plan uses the spec's targets; "
                       f"'surge sweep run' needs the workload)", highlight=False)

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from surge.errors import SurgeError
 from surge.sweep.plan import SweepPlan, TrialGroup, WorkloadInfo, plan_sweep
 from surge.sweep.spec import SweepSpec
 from surge.sweep.store import FINISHED, SweepStore
-from surge.errors import SurgeError
 
 DEFAULT_RUNNER = "surge.engine:run_group"
 
@@ -131,7 +131,7 @@ def _pending(plan: SweepPlan, statuses: dict[str, str], retry_failed: bool) -> l
             continue
         if len(todo) < len(group.trials):
             group = TrialGroup(index=group.index, batch_size=group.batch_size,
-                               rounds=tuple(sorted({t.round for t in todo})), trials=todo)
+                               rounds=tuple(sorted({t.round for t in todo})), trials=todo, strategy=group.strategy)
         out.append(group)
     return out
 
@@ -145,21 +145,53 @@ def run_sweep(
     progress: Callable[[SweepProgress], None] | None = None,
     retry_failed: bool = True,
     workload: WorkloadInfo | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    gpus_per_group: float | None = None,
+    cpus_per_group: float | None = None,
+    max_retries: int | None = None,
+    gpu_memory_fraction: float | None = None,
+    gpu_memory_gb: float | None = None,
 ) -> RunSummary:
     """Train the sweep's pending groups into ``store`` and return what was done.
 
     ``runner(config, progress=callback)`` trains one group (a ``surge.engine.GroupConfig``) and returns
     one ``TrialRecord`` per trial, in order; a "package.module:attribute" string names one (required
     form for ``workers > 1`` unless the callable pickles). ``workload`` skips the workload registry.
+
+    ``executor="ray"`` trains each group as a Ray task (:mod:`surge.sweep.ray_executor`) on the cluster
+    at ``address`` (None: a Ray instance in this process; "auto"; "ray://HOST:PORT"), each asking for
+    ``cpus_per_group`` CPUs and ``gpus_per_group`` GPUs, retried ``max_retries`` times when its worker
+    dies; this process still writes the store. On CUDA the groups are cut to the lanes that fit
+    ``gpu_memory_fraction`` of the GPU (:mod:`surge.sweep.gpu_sizing`; ``gpu_memory_gb`` when this
+    process cannot see the GPU).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SurgeError(f"workers must be a positive integer, got {workers!r}")
+    if executor not in ("local", "ray"):
+        raise SurgeError(f"executor must be 'local' or 'ray', got {executor!r}")
+    if executor == "local" and (address, gpus_per_group, cpus_per_group, max_retries) != (None,) * 4:
+        raise SurgeError("address, gpus_per_group, cpus_per_group and max_retries apply to executor='ray' only")
     plan = spec if isinstance(spec, SweepPlan) else plan_sweep(spec, workload=workload)
+    if plan.spec.device.startswith("cuda") or gpu_memory_gb is not None:
+        from surge.sweep.gpu_sizing import size_plan_for_device
+
+        plan = size_plan_for_device(plan, memory_fraction=gpu_memory_fraction, gpu_memory_gb=gpu_memory_gb,
+                                    gpus_per_group=gpus_per_group)
+    ray_options = None
+    if executor == "ray":
+        from surge.sweep.ray_executor import DEFAULT_MAX_RETRIES, check_address, check_resources
+
+        retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
+        check_resources(cpus_per_group, gpus_per_group, retries)
+        ray_options = dict(address=check_address(address), cpus_per_group=cpus_per_group,
+                           gpus_per_group=gpus_per_group, max_retries=retries)
     own_store = not isinstance(store, SweepStore)
     st = SweepStore(store) if own_store else store
     try:
         with st.exclusive():
-            return _run(plan, st, runner=runner, workers=workers, progress=progress, retry_failed=retry_failed)
+            return _run(plan, st, runner=runner, workers=workers, progress=progress, retry_failed=retry_failed,
+                        ray_options=ray_options)
     finally:
         if own_store:
             st.close()
@@ -199,7 +231,8 @@ class _Tally:
                 self.failed -= was_failed
 
 
-def _run(plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry_failed) -> RunSummary:
+def _run(plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry_failed,
+         ray_options=None) -> RunSummary:
     t0 = time.perf_counter()
     sweep_id = store.register_sweep(plan)
     statuses = store.trial_statuses()
@@ -228,8 +261,17 @@ def _run(plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry
         # Fail fast (not once per group) when the engine or its config type cannot be imported.
         # With several groups at once, each group trains in its own process alone (no engine workers).
         engine_workers = None if workers == 1 else 1
+        if ray_options is not None:  # a Ray task uses the CPUs it asked for
+            engine_workers = max(1, int(ray_options["cpus_per_group"] or 1))
         configs = {g.index: plan.group_config(g, device=device, engine_workers=engine_workers) for g in pending}
-        if workers == 1:
+        if ray_options is not None:
+            from surge.sweep.ray_executor import run_groups_on_ray
+
+            resolve_runner(runner)  # a bad name is a usage error, not N failed groups
+            interrupted = run_groups_on_ray(runner or DEFAULT_RUNNER, pending, configs, record,
+                                            lambda g: emit(tally.event("group_start", g)), device=device,
+                                            **ray_options)
+        elif workers == 1:
             fn = resolve_runner(runner)
             interrupted = _run_here(fn, pending, configs, record, tally, emit)
         else:

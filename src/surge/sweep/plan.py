@@ -65,6 +65,7 @@ class TrialGroup:
     batch_size: int
     rounds: tuple[int, ...]  # the rounds it covers
     trials: tuple[Trial, ...]  # round-major, then learning rate
+    strategy: str | None = None  # forced by GPU sizing (surge.sweep.gpu_sizing); None: the spec's
 
     @property
     def key(self) -> str:
@@ -94,6 +95,7 @@ class SweepPlan:
     lrs: tuple[float, ...]
     batch_sizes: tuple[int, ...]
     groups: tuple[TrialGroup, ...]
+    sizing: Any = field(default=None, compare=False)  # a gpu_sizing.PlanSizing when groups were cut to a GPU
 
     @property
     def n_trials(self) -> int:
@@ -150,7 +152,7 @@ class SweepPlan:
             max_examples=spec.max_examples,
             device=device or spec.device,
             dtype=spec.dtype,
-            strategy=spec.strategy,
+            strategy=group.strategy or spec.strategy,
             data_dir=spec.data_dir,
             **extra,
         )
@@ -183,6 +185,7 @@ class SweepPlan:
             "groups": len(self.groups),
             "trials": self.n_trials,
             "workload_unavailable": self.workload.unavailable,
+            "gpu_sizing": None if self.sizing is None else self.sizing.as_dict(),
         }
 
 
