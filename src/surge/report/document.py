@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Union
 
+from surge._format import fmt, fmt_ci
 from surge.analysis import EPS_LAWS, StageAnalysis, SweepAnalysis
 
 
@@ -58,20 +59,11 @@ _VERDICT = {
 
 
 def _f(x, digits: int = 4) -> str:
-    if x is None:
-        return "-"
-    x = float(x)
-    if math.isnan(x):
-        return "n/a"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.{digits}g}"
+    return fmt(x, digits, nan="n/a")
 
 
 def _ci(ci, digits: int = 4) -> str:
-    if ci is None or not all(math.isfinite(float(v)) for v in ci):
-        return "n/a"
-    return f"[{_f(ci[0], digits)}, {_f(ci[1], digits)}]"
+    return fmt_ci(ci, digits, missing="n/a")
 
 
 def _pct(c: float) -> str:
