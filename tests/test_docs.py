@@ -210,6 +210,7 @@ def run_command(cmd: Command, cwd: Path) -> tuple[int, list[str]]:
     if name == "surge":
         proc = subprocess.run(
             [sys.executable, "-m", "surge.cli.main", *args],
+            check=False,
             cwd=cwd,
             env=_env(),
             stdout=subprocess.PIPE,
@@ -252,9 +253,7 @@ def test_console_block(block: Block, tmp_path: Path) -> None:
     for cmd in block.commands:
         code, printed = run_command(cmd, tmp_path)
         wants_error = any(ln.lstrip().startswith("error:") for ln in cmd.expected)
-        assert code == (2 if wants_error else 0), (
-            f"'$ {cmd.line}' exited with {code}\n" + "\n".join(printed[-40:])
-        )
+        assert code == (2 if wants_error else 0), f"'$ {cmd.line}' exited with {code}\n" + "\n".join(printed[-40:])
         assert output_matches(cmd.expected, printed), mismatch_report(cmd, printed)
 
 
@@ -317,6 +316,7 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     pytest.importorskip("material", reason="the docs extra is not installed: pip install -e '.[docs]'")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")],
+        check=False,
         cwd=ROOT,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -338,3 +338,28 @@ def test_readme_is_a_front_door() -> None:
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (ROOT / link).is_file(), f"README links {link}, which does not exist"
 
+
+def test_citation_file_cites_the_paper_and_the_package() -> None:
+    yaml = pytest.importorskip("yaml", reason="PyYAML comes with the docs extra (mkdocs)")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software" and cff["license"] == "MIT"
+    paper = cff["preferred-citation"]
+    assert paper["title"] == "Surge Phenomenon in Optimal Learning Rate and Batch Size Scaling"
+    assert [a["family-names"] for a in paper["authors"]] == [
+        "Li",
+        "Zhao",
+        "Zhang",
+        "Sun",
+        "Wu",
+        "Jiao",
+        "Wang",
+        "Liu",
+        "Fang",
+        "Xue",
+        "Tao",
+        "Cui",
+        "Wang",
+    ]
+    assert paper["year"] == 2024 and "NeurIPS 2024" in paper["conference"]["name"]
+    assert any(i["value"] == "arXiv:2405.14578" for i in paper["identifiers"])
+    assert "Copyright (c) 2026 the surge developers" in (ROOT / "LICENSE").read_text()
