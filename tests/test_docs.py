@@ -21,6 +21,7 @@ reason is shown as the skip reason.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -248,6 +249,9 @@ BLOCKS = [b for path in DOC_FILES for b in parse_blocks(path)]
 def test_console_block(block: Block, tmp_path: Path) -> None:
     if block.skip:
         pytest.skip(f"marked in the docs: {block.skip}")
+    trains = any(c.argv[:3] == ["surge", "sweep", "run"] or c.argv[:2] == ["surge", "demo"] for c in block.commands)
+    if trains and not (importlib.util.find_spec("torch") and importlib.util.find_spec("mlxtend")):
+        pytest.skip("this block trains: it needs the torch and data extras")
     for name in _needed_fixtures(block):
         FIXTURES[name](tmp_path / name)
     for cmd in block.commands:
