@@ -1,7 +1,7 @@
 """`surge demo`: the end-to-end composition, its files, its JSON, and resuming from the store.
 
 The grid is shrunk (monkeypatched) so the test is quick; the real demo grid is exercised by
-`bash scripts/demo.sh` and timed in the README.
+`bash scripts/demo.sh` and timed in docs/demo.md.
 """
 
 import json

@@ -172,7 +172,7 @@ def _synthetic_store(path: Path) -> None:
         b_noise=64,
         eps_max=1e-3,
         rounds=5,
-        targets=(2.0, 1.5, 1.0),
+        target_loss=(2.0, 1.5, 1.0),
         diverge_above=3.0,
         max_steps=20000,
         seed=0,

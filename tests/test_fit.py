@@ -34,7 +34,7 @@ def test_fit_b_noise_recovers_b_noise_under_5_percent_noise(method):
         errors.append(res.b_noise / TRUE_B_NOISE - 1)
         covered.append(res.b_noise_ci[0] <= TRUE_B_NOISE <= res.b_noise_ci[1])
     assert np.median(np.abs(errors)) < 0.05
-    assert abs(np.median(errors)) < 0.03  # small bias (about -1.5 % for the linear fit, EQUATIONS.md caveat 6)
+    assert abs(np.median(errors)) < 0.03  # small bias (about -1.5 % for the linear fit, docs/equations.md caveat 6)
     assert 0.85 <= np.mean(covered) <= 0.99  # nominal 95 %
 
 

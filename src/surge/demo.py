@@ -24,7 +24,7 @@ def demo_spec(quick: bool = False) -> SweepSpec:
 
     Learning rates and batch sizes are log-spaced so that the grid brackets the optimum at every batch
     size and spans B_noise; the targets are early training losses, reached by every grid trial within
-    the budget (see the README, "The demo", for how they were chosen and what it costs).
+    the budget (see docs/demo.md for how they were chosen and what it costs).
     """
     if quick:
         return SweepSpec(

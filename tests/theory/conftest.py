@@ -5,7 +5,7 @@ from surge.theory import SignGradientModel
 
 
 def check_model_parameters(seed: int = 0, n: int = 64):
-    """EQUATIONS.md's check parameterisation: SNR log-uniform in [0.02, 0.08], sigma log-uniform in
+    """docs/equations.md's check parameterisation: SNR log-uniform in [0.02, 0.08], sigma log-uniform in
     [0.5, 2], random signs s, H = 0.2 I + s s^T (a surge: coupling aligned with the gradient signs)."""
     rng = np.random.default_rng(seed)
     snr = np.exp(rng.uniform(np.log(0.02), np.log(0.08), n))

@@ -46,7 +46,7 @@ def test_surge_problem_structure_and_ground_truth():
     assert p.model.coupling == pytest.approx(coupling, rel=1e-12)
     b_noise = math.pi * np.trace(p.hessian) / (2 * coupling)  # Eq 14, independently
     assert p.model.b_noise == pytest.approx(b_noise, rel=1e-12)
-    assert 10 < b_noise < 25  # EQUATIONS.md: about 16.5
+    assert 10 < b_noise < 25  # docs/equations.md: about 16.5
     assert p.model.validity_batch_size > 10 * b_noise  # Theorem 3 applies at the peak
     peak = p.model.peak()
     assert peak.batch_size == pytest.approx(b_noise, rel=0.02)
@@ -65,7 +65,7 @@ def test_diagonal_problem_has_no_surge():
     assert p.hessian.sum() == pytest.approx(np.trace(q.hessian))  # same trace
     assert math.isinf(p.model.b_noise) and p.model.peak() is None
     b = np.geomspace(0.1, 1e6, 400)
-    # EQUATIONS.md: sum_i |mu_i| erf(sqrt(B/2) |r_i|) / D, increasing
+    # docs/equations.md: sum_i |mu_i| erf(sqrt(B/2) |r_i|) / D, increasing
     exact = (np.abs(p.mu) * special.erf(np.sqrt(b[:, None] / 2) * np.abs(p.mu / p.sigma))).sum(1) / p.hessian.sum()
     np.testing.assert_allclose(p.model.optimal_lr(b), exact, rtol=1e-12)
     assert np.all(np.diff(exact) >= -1e-12 * exact[1:]) and exact[-1] > 50 * exact[0]  # rises, then saturates
@@ -85,7 +85,7 @@ def test_sign_blind_problem_has_no_surge():
 
 @pytest.mark.parametrize(
     "ratio, expected_peak, expected_b_noise",
-    [(52.5, 12.09, 11.97), (1.57, 648, 399), (0.79, None, None)],  # EQUATIONS.md's examples, r = 0.05
+    [(52.5, 12.09, 11.97), (1.57, 648, 399), (0.79, None, None)],  # docs/equations.md's examples, r = 0.05
 )
 def test_equal_snr_closed_form(ratio, expected_peak, expected_b_noise):
     n, h = 64, 1.0
@@ -98,7 +98,7 @@ def test_equal_snr_closed_form(ratio, expected_peak, expected_b_noise):
     if expected_peak is None:
         assert peak is None and exact is None
         return
-    # EQUATIONS.md quotes the ratios rounded (1.57), hence 1 %
+    # docs/equations.md quotes the ratios rounded (1.57), hence 1 %
     assert peak == pytest.approx(expected_peak, rel=1e-2)
     assert p.model.b_noise == pytest.approx(expected_b_noise, rel=1e-2)
     assert exact.batch_size == pytest.approx(peak, rel=1e-6)

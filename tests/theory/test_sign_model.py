@@ -109,7 +109,7 @@ def test_exact_peak_is_near_b_noise_when_b_noise_is_deep_in_the_linear_regime(su
 @pytest.mark.parametrize("coupling_ratio, expected", [(52.5, 12.09), (1.57, 648.0), (0.79, None)])
 def test_peak_matches_the_closed_form_equal_snr_model(coupling_ratio, expected):
     """mu_i/sigma_i = r and H = (h - c) I + c 11^T: the peak is at B = 2 (erfinv(E*) / r)^2 with
-    E* = sqrt(h / ((n - 1) c)), and exists iff (n - 1) c > h (EQUATIONS.md)."""
+    E* = sqrt(h / ((n - 1) c)), and exists iff (n - 1) c > h (docs/equations.md)."""
     n, h, r = 8, 1.0, 0.05
     c = coupling_ratio * h / (n - 1)
     model = SignGradientModel(np.full(n, r), np.ones(n), (h - c) * np.eye(n) + c * np.ones((n, n)))
@@ -120,7 +120,7 @@ def test_peak_matches_the_closed_form_equal_snr_model(coupling_ratio, expected):
     e_star = math.sqrt(h / ((n - 1) * c))
     closed = 2 * (special.erfinv(e_star) / r) ** 2
     assert p.batch_size == pytest.approx(closed, rel=1e-6)
-    assert closed == pytest.approx(expected, rel=0.01)  # the numbers EQUATIONS.md quotes
+    assert closed == pytest.approx(expected, rel=0.01)  # the numbers docs/equations.md quotes
     assert p.batch_size >= model.b_noise
 
 

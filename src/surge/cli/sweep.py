@@ -18,7 +18,7 @@ from surge.errors import SurgeError
 app = typer.Typer(help="Grid sweeps of learning rate x batch size (the paper's Table 1), resumable.",
                   no_args_is_help=True)
 
-SPEC = typer.Argument(None, metavar="SPEC.toml", help="Sweep spec, a TOML file (see the README, 'The spec file').",
+SPEC = typer.Argument(None, metavar="SPEC.toml", help="Sweep spec, a TOML file (see docs/sweeps.md, 'The spec file').",
                       show_default=False)
 PRESET = typer.Option(None, "--preset", "-p", help=f"A named sweep instead of a file: {', '.join(PRESETS)}.")
 STORE = typer.Option(..., "--store", "-s", help="SQLite store file (created if missing).")

@@ -365,7 +365,7 @@ class SweepStore:
 
         Sorted by workload, optimizer, batch size, lr, seed and stage. ``reached`` is a nullable boolean
         (NA for failed trials); ``steps`` / ``examples`` are nullable integers (NA when not reached).
-        See the README ("The tidy table") for the meaning of each column.
+        See docs/sweeps.md ("The tidy table") for the meaning of each column.
         """
         import pandas as pd
 

@@ -2,7 +2,7 @@
 
 Each builder returns a :class:`Problem` whose ground truth is known: the exact sign-descent curve (Eq 9,
 via :class:`~surge.theory.sign_model.SignGradientModel`), the paper's B_noise and eps_max (Eq 14, 16), and
-McCandlish's SGD quantities. The builders cover the cases of EQUATIONS.md, "What produces the surge":
+McCandlish's SGD quantities. The builders cover the cases of docs/equations.md, "What produces the surge":
 
 =============  =======================================================================  ==========
 name           construction                                                             surge?
@@ -159,7 +159,7 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.n
 
 
 def _draw(n: int, snr_range, sigma_range, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """|SNR| and sigma log-uniform in their ranges, random signs s (EQUATIONS.md's check parameterisation)."""
+    """|SNR| and sigma log-uniform in their ranges, random signs s (docs/equations.md's check parameterisation)."""
     snr_lo, snr_hi = _range(snr_range, "snr_range")
     sig_lo, sig_hi = _range(sigma_range, "sigma_range")
     rng = np.random.default_rng(seed)
@@ -193,7 +193,7 @@ def surge_problem(
     The off-diagonal entries couple every pair of coordinates whose mean gradients share a sign (after
     the change of variables theta_i -> s_i theta_i), so the SNR coupling S = sum_{i!=j} r_i r_j H_ij is
     positive and Theorem 3 predicts a peak at B_noise = pi D / (2 S) (Eq 14). With the defaults (the
-    check parameterisation of EQUATIONS.md) B_noise is about 16 and the validity batch size
+    check parameterisation of docs/equations.md) B_noise is about 16 and the validity batch size
     min_i pi sigma_i^2 / (2 mu_i^2) about 250, so the exact peak sits within 1 % of B_noise.
     """
     n, seed, ridge, coupling, snr, sigma, s, params = _family(n, snr_range, sigma_range, ridge, coupling, seed)
@@ -285,7 +285,7 @@ def equal_snr_peak_batch_size(*, n: int, snr: float, diagonal: float, off_diagon
     """Exact peak of the equal-SNR model: B_peak = 2 (erfinv(E*) / r)^2 with E* = sqrt(h / ((n-1) c)).
 
     None when (n-1) c <= h: the curve then has no interior maximum. B_peak >= B_noise, with equality in
-    the limit (n-1) c >> h (EQUATIONS.md, "What produces the surge").
+    the limit (n-1) c >> h (docs/equations.md, "What produces the surge").
     """
     n = _n(n)
     r = check_scalar(snr, "snr", positive=True)

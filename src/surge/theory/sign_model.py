@@ -2,7 +2,7 @@
 
 Per-sample gradients of coordinate i are N(mu_i, sigma_i^2), independent across i; the update is
 V = sign(G_est) with G_est the mean over a batch of B samples, and the loss is locally quadratic with
-Hessian H. Shorthands used throughout (EQUATIONS.md, "Notation"):
+Hessian H. Shorthands used throughout (docs/equations.md, "Notation"):
 
     r_i = mu_i / sigma_i                      signal-to-noise ratio
     D   = sum_i H_ii                          trace

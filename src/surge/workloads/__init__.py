@@ -15,7 +15,7 @@ Built in:
 
 A user workload is named ``package.module:attribute``. The attribute is a :class:`Workload`, or a
 function returning one; the function is called with ``data_dir=...`` when its signature takes it, else
-with no argument. See the README ("Adding a workload").
+with no argument. See docs/engine.md ("Adding a workload").
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ ELI5_LOCKSTEP_MAX_BATCH = 2
 # ELI5 data on the machine this was built on): the loss starts at ln(50257) = 10.8, falls within a
 # few hundred steps to the unigram level, and below that it takes context; 7.0, 6.5 and 6.0 lie past
 # the fast initial fall, where every learning rate of Table 1 gets within the step budget. Re-measure
-# them on the real data (the README, "How the targets were chosen", says how).
+# them on the real data (docs/workloads/language-models.md, "How the targets were chosen", says how).
 ELI5_TARGETS = (7.0, 6.5, 6.0)
 LM_EXTRA_STEPS = 50  # N: the paper's for the GPT model
 TOKENIZERS = ("auto", "gpt2", "bpe")
