@@ -88,7 +88,9 @@ class NoiseEstimate:
     components: dict  # name -> estimate of the building blocks (COMPONENTS)
     components_se: dict  # name -> standard error
     covariance: np.ndarray = field(repr=False)  # (5, 5) covariance of the components, in COMPONENTS order
-    dof: int = 0  # degrees of freedom of the t critical value
+    dof: int = 0  # degrees of freedom of the data part (jackknife groups - 1)
+    probe_covariance: np.ndarray = field(default_factory=lambda: np.zeros((5, 5)), repr=False)  # its probe part
+    probe_dof: int = 0  # degrees of freedom of the probe part (probes - 1)
     batch_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) the curves' batch sizes
     model_lr: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) exact Eq 9 with the estimates
     direct_lr: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) Lemma 1 from resampled batches
@@ -407,9 +409,11 @@ def estimate_noise(
             if msg:
                 messages.append(msg)
     # ---- covariance: jackknife over groups + probe variance ----
-    cov = _jackknife_cov(rep) + probe_cov
+    data_cov = _jackknife_cov(rep)
+    cov = data_cov + probe_cov
     dof = K - 1
-    est = _derive(comp, cov, dof, conf)
+    probe_dof = n_probes - 1 if hvp is not None else 0
+    est = _derive(comp, data_cov, probe_cov, dof, probe_dof, conf)
     if hvp is not None and not comp[_S] > 0:
         messages.append(
             f"the SNR coupling S = {comp[_S]:.4g} is not > 0: no surge seen at this point (b_noise is inf or "
@@ -430,7 +434,7 @@ def estimate_noise(
         n_examples=m * b, n_rows=m, micro_batch_size=b, n_params=n, n_groups=K, n_hvp=n_hvp, confidence=conf,
         components=dict(zip(COMPONENTS, (float(x) for x in comp))),
         components_se=dict(zip(COMPONENTS, (float(math.sqrt(max(x, 0.0))) for x in np.diag(cov)))),
-        covariance=cov, dof=dof, batch_sizes=bs, model_lr=model_lr, direct_lr=direct_lr, direct_lr_ci=direct_ci,
+        covariance=cov, dof=dof, probe_covariance=probe_cov, probe_dof=probe_dof, batch_sizes=bs, model_lr=model_lr, direct_lr=direct_lr, direct_lr_ci=direct_ci,
         direct_update=direct_update, n_draws=n_draws if k and hvp is not None else 0, message="; ".join(messages),
     )
 
@@ -495,18 +499,37 @@ def _log_delta(value: float, grad: np.ndarray, cov: np.ndarray, t: float) -> Int
     return (math.exp(lo), math.exp(hi) if hi < 700 else math.inf)
 
 
-def _derive(comp: np.ndarray, cov: np.ndarray, dof: int, conf: float) -> dict:
+def _t_value(grad: np.ndarray, data_cov: np.ndarray, probe_cov: np.ndarray, dof: int, probe_dof: int, conf: float) -> float:
+    """Student's t for a linear combination grad^T c of the components, with Welch-Satterthwaite degrees of
+    freedom from its data (jackknife) and probe (Hutchinson) variance parts."""
+    vd = max(float(grad @ data_cov @ grad), 0.0)
+    vp = max(float(grad @ probe_cov @ grad), 0.0) if probe_dof > 0 else 0.0
+    den = (vd * vd / max(dof, 1)) + (vp * vp / probe_dof if probe_dof > 0 else 0.0)
+    nu = (vd + vp) ** 2 / den if den > 0 else max(dof, 1)
+    return float(stats.t.ppf(0.5 + conf / 2.0, max(nu, 1.0)))
+
+
+def _derive(comp: np.ndarray, data_cov: np.ndarray, probe_cov: np.ndarray, dof: int, probe_dof: int, conf: float) -> dict:
     """B_noise, B_simple, eps_max, Delta L_max and their intervals from the components and their covariance."""
-    t = float(stats.t.ppf(0.5 + conf / 2.0, max(dof, 1)))
+    cov = data_cov + probe_cov
     D, S, M, T, G2 = (float(x) for x in comp)
+
+    def tval(pairs) -> float:
+        grad = np.zeros(5)
+        for i, x in pairs:
+            grad[i] = x
+        return _t_value(grad, data_cov, probe_cov, dof, probe_dof, conf) if np.isfinite(grad).all() else 2.0
+
     out: dict[str, Any] = {}
     # B_simple = T / G2
     out["b_simple"] = T / G2 if G2 > 0 else (math.inf if math.isfinite(G2) else math.nan)
+    t = tval(((_G2, 1.0 / T), (_T, -G2 / T**2))) if T > 0 else 2.0
     out["b_simple_ci"] = _fieller_inverse(T, G2, cov[_T, _T], cov[_G2, _G2], cov[_T, _G2], t)
     if not math.isfinite(D):
         for key in ("b_noise", "eps_max", "delta_l_max"):
             out[key], out[key + "_ci"] = math.nan, _NAN_CI
         return out
+    t = tval(((_S, 1.0 / D), (_D, -S / D**2))) if D > 0 else 2.0
     ci = _fieller_inverse(D, S, cov[_D, _D], cov[_S, _S], cov[_D, _S], t)
     out["b_noise"] = math.pi * D / (2.0 * S) if S > 0 else math.inf
     out["b_noise_ci"] = (math.pi / 2.0 * ci[0], math.pi / 2.0 * ci[1])
@@ -517,8 +540,10 @@ def _derive(comp: np.ndarray, cov: np.ndarray, dof: int, conf: float) -> dict:
         grad_eps[[_D, _S, _M]] = (-0.5 / D, -0.5 / S, 1.0 / M)
         grad_dl = np.zeros(5)
         grad_dl[[_S, _M]] = (-1.0 / S, 2.0 / M)
-        out["eps_max_ci"] = _log_delta(out["eps_max"], grad_eps, cov, t)
-        out["delta_l_max_ci"] = _log_delta(out["delta_l_max"], grad_dl, cov, t)
+        t_eps = _t_value(grad_eps, data_cov, probe_cov, dof, probe_dof, conf)
+        t_dl = _t_value(grad_dl, data_cov, probe_cov, dof, probe_dof, conf)
+        out["eps_max_ci"] = _log_delta(out["eps_max"], grad_eps, cov, t_eps)
+        out["delta_l_max_ci"] = _log_delta(out["delta_l_max"], grad_dl, cov, t_dl)
         if math.isinf(ci[1]):  # S not significantly > 0: both grow without bound
             out["eps_max_ci"] = (out["eps_max_ci"][0], math.inf)
             out["delta_l_max_ci"] = (out["delta_l_max_ci"][0], math.inf)
@@ -573,16 +598,22 @@ def _direct_curve(g, b, bs, hvp, n_draws, adam, conf, rng):
     num = np.zeros((n_draws, idx.size))
     den = np.zeros((n_draws, idx.size))
     used = 0
-    for d in range(n_draws):
-        rows = rng.permutation(m)[:kmax]
-        prefix = np.cumsum(g[rows], axis=0)[kk - 1]  # (j, n) sums of the first k rows
-        batch_mean = prefix / kk[:, None]
-        g_out = (total[None, :] - prefix) / (m - kk)[:, None]
-        v = _update(batch_mean, adam)
-        hv = _hvp_many(hvp, v, n)
-        used += v.shape[0]
-        num[d] = np.einsum("ji,ji->j", g_out, v)
-        den[d] = np.einsum("ji,ji->j", v, hv)
+    # blocks of draws so that the (draws, batch sizes, n) work array stays small
+    block = max(1, min(n_draws, (1 << 21) // max(idx.size * n, 1)))
+    for start in range(0, n_draws, block):
+        nd = min(block, n_draws - start)
+        prefix = np.empty((nd, idx.size, n))
+        for d in range(nd):
+            rows = rng.choice(m, size=kmax, replace=False)
+            prefix[d] = np.cumsum(g[rows], axis=0)[kk - 1]  # (j, n) sums of the first k rows
+        batch_mean = prefix / kk[None, :, None]
+        g_out = (total - prefix) / (m - kk)[None, :, None]
+        v = _update(batch_mean, adam).reshape(nd * idx.size, n)
+        hv = _hvp_many(hvp, v, n).reshape(nd, idx.size, n)
+        v = v.reshape(nd, idx.size, n)
+        used += nd * idx.size
+        num[start : start + nd] = np.einsum("dji,dji->dj", g_out, v)
+        den[start : start + nd] = np.einsum("dji,dji->dj", v, hv)
     t = float(stats.t.ppf(0.5 + conf / 2.0, n_draws - 1))
     for col, j in enumerate(idx):
         a, c = num[:, col], den[:, col]
@@ -667,9 +698,11 @@ def pool_estimates(estimates, *, confidence: float | None = None) -> NoiseEstima
     w = np.array([e.n_examples for e in ests], dtype=float)
     w /= w.sum()
     comp = sum(wk * np.array([e.components[c] for c in COMPONENTS]) for wk, e in zip(w, ests))
+    pcov = sum(wk * wk * np.nan_to_num(e.probe_covariance) for wk, e in zip(w, ests))
     cov = sum(wk * wk * np.nan_to_num(e.covariance) for wk, e in zip(w, ests))
     dof = int(sum(e.dof for e in ests))
-    est = _derive(np.asarray(comp), np.asarray(cov), dof, conf)
+    probe_dof = int(sum(e.probe_dof for e in ests))
+    est = _derive(np.asarray(comp), np.asarray(cov - pcov), np.asarray(pcov), dof, probe_dof, conf)
     last = ests[-1]
     within = None if not math.isfinite(est["b_noise"]) else bool(est["b_noise"] < last.validity_batch_size)
     return replace(
@@ -681,6 +714,6 @@ def pool_estimates(estimates, *, confidence: float | None = None) -> NoiseEstima
         n_hvp=int(sum(e.n_hvp for e in ests)), confidence=conf,
         components=dict(zip(COMPONENTS, (float(x) for x in comp))),
         components_se=dict(zip(COMPONENTS, (float(math.sqrt(max(x, 0.0))) for x in np.diag(cov)))),
-        covariance=np.asarray(cov), dof=dof,
+        covariance=np.asarray(cov), dof=dof, probe_covariance=np.asarray(pcov), probe_dof=probe_dof,
         message=f"pooled over {len(ests)} measurement(s)" + (f"; latest: {last.message}" if last.message else ""),
     )
