@@ -82,7 +82,7 @@ def test_noise_monitor_recovers_the_known_truth_through_torch(tmp_path):
     model = Quadratic(h)
     rng = np.random.default_rng(0)
     log = tmp_path / "series.jsonl"
-    mon = NoiseMonitor(model, mean_loss, every=2, window=5, log_path=log, batch_sizes=[4, 16, 64], n_draws=64)
+    mon = NoiseMonitor(model, mean_loss, every=2, window=5, log_path=log, batch_sizes=[4, 16, 64], n_draws=64, hessian_every=1)
     for step in range(10):
         g = p.mu + p.sigma * rng.standard_normal((4000, p.n))  # per-example gradients at theta = 0: -xi
         xi = torch.as_tensor(-g)

@@ -691,18 +691,27 @@ def pool_estimates(estimates, *, confidence: float | None = None) -> NoiseEstima
     latest measurement. Measurements at different parameters are pooled as if at one: keep windows short
     against the time scale on which B_noise moves.
     """
-    ests = [e for e in estimates if isinstance(e, NoiseEstimate) and np.isfinite(list(e.components.values())).all()]
+    ests = [e for e in estimates if isinstance(e, NoiseEstimate) and np.isfinite(list(e.components.values())).any()]
     if not ests:
         raise SurgeError("pool_estimates needs at least one NoiseEstimate with finite components")
     conf = ests[-1].confidence if confidence is None else _confidence(confidence)
-    w = np.array([e.n_examples for e in ests], dtype=float)
-    w /= w.sum()
-    comp = sum(wk * np.array([e.components[c] for c in COMPONENTS]) for wk, e in zip(w, ests))
-    pcov = sum(wk * wk * np.nan_to_num(e.probe_covariance) for wk, e in zip(w, ests))
-    cov = sum(wk * wk * np.nan_to_num(e.covariance) for wk, e in zip(w, ests))
+    # per component: weights over the measurements that have it (the Hessian components may be measured
+    # less often than the gradient ones), proportional to their examples
+    vals = np.array([[e.components[c] for c in COMPONENTS] for e in ests])  # (k, 5)
+    have = np.isfinite(vals)
+    w = np.where(have, np.array([e.n_examples for e in ests], dtype=float)[:, None], 0.0)
+    tot = w.sum(0)
+    w = np.divide(w, tot, out=np.zeros_like(w), where=tot > 0)
+    comp = np.where(tot > 0, (w * np.where(have, vals, 0.0)).sum(0), math.nan)
+    cov = np.zeros((5, 5))
+    pcov = np.zeros((5, 5))
+    for k, e in enumerate(ests):
+        ww = np.outer(w[k], w[k])
+        cov += ww * np.nan_to_num(e.covariance)
+        pcov += ww * np.nan_to_num(e.probe_covariance)
     dof = int(sum(e.dof for e in ests))
     probe_dof = int(sum(e.probe_dof for e in ests))
-    est = _derive(np.asarray(comp), np.asarray(cov - pcov), np.asarray(pcov), dof, probe_dof, conf)
+    est = _derive(np.asarray(comp), cov - pcov, pcov, dof, probe_dof, conf)
     last = ests[-1]
     within = None if not math.isfinite(est["b_noise"]) else bool(est["b_noise"] < last.validity_batch_size)
     return replace(

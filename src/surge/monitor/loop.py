@@ -2,7 +2,7 @@
 
 Usage::
 
-    monitor = NoiseMonitor(model, F.cross_entropy, every=100, log_path="noise.jsonl")
+    monitor = NoiseMonitor(model, F.cross_entropy, every=500, log_path="noise.jsonl")
     for step, (x, y) in enumerate(loader):
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(); loss.backward(); opt.step()
@@ -123,7 +123,11 @@ class NoiseMonitor:
         The model being trained (trainable parameters are those with ``requires_grad``).
     loss_fn : callable (outputs, targets) -> scalar mean loss
     every : int
-        Measure on every K-th call of :meth:`step` (K >= 1), starting with the first.
+        Measure on every K-th call of :meth:`step` (K >= 1), starting with the first. The default (500)
+        keeps the cost near 5 % of training on the benchmark's CNN and GPT-2 (benchmarks/monitor.py).
+    hessian_every : int
+        Compute the Hessian quantities (B_noise, eps_max, the validity batch size, the curves) on every
+        H-th measurement (the others give B_simple only, from the gradients); 0: never.
     batch_sizes : sequence of float, optional
         Batch sizes (examples) for the model-based (Eq 9) and direct (Lemma 1) curves; None: no curves
         (cheaper), B_noise, eps_max, B_simple only.
@@ -138,8 +142,11 @@ class NoiseMonitor:
         ``surge/`` when ``tensorboard`` is installed.
     hessian_examples : int, optional
         Examples of the batch used for the Hessian-vector products (default: all).
+    n_groups, n_probes, sketch_size : int
+        Of :func:`surge.monitor.estimate_noise`, with cheaper defaults (8 + 4 + 2 x 2 = 16 Hessian-vector
+        products per measurement).
     **estimator_kwargs
-        Passed to :func:`surge.monitor.estimate_noise` (n_probes, sketch_size, n_groups, n_draws, confidence).
+        Passed to :func:`surge.monitor.estimate_noise` (n_draws, confidence, validity_quantile).
 
     Attributes
     ----------
@@ -152,8 +159,9 @@ class NoiseMonitor:
         self,
         model: nn.Module,
         loss_fn: Callable,
-        every: int = 100,
+        every: int = 500,
         *,
+        hessian_every: int = 4,
         batch_sizes=None,
         micro_batch_size: int | None = None,
         window: int = 5,
@@ -162,6 +170,9 @@ class NoiseMonitor:
         tensorboard_dir: str | Path | None = None,
         hessian_examples: int | None = None,
         seed: int = 0,
+        n_groups: int = 8,
+        n_probes: int = 4,
+        sketch_size: int = 2,
         **estimator_kwargs,
     ) -> None:
         trainable(model)  # no trainable parameters -> SurgeError now, not at the first measurement
@@ -176,7 +187,10 @@ class NoiseMonitor:
         self.optimizer = optimizer
         self.hessian_examples = hessian_examples
         self.seed = seed
-        self.estimator_kwargs = estimator_kwargs
+        if isinstance(hessian_every, bool) or not isinstance(hessian_every, int) or hessian_every < 0:
+            raise SurgeError(f"hessian_every must be an integer >= 0 (0: never), got {hessian_every!r}")
+        self.hessian_every = hessian_every
+        self.estimator_kwargs = {"n_groups": n_groups, "n_probes": n_probes, "sketch_size": sketch_size, **estimator_kwargs}
         self.logger = SeriesLogger(log_path, tensorboard_dir=tensorboard_dir)
         self.series: list[dict] = []
         self.estimates: list[tuple[int, NoiseEstimate]] = []
@@ -192,19 +206,26 @@ class NoiseMonitor:
             return None
         return self.measure(inputs, targets, step=at, loss=loss)
 
-    def measure(self, inputs: torch.Tensor, targets: torch.Tensor, *, step: int | None = None, loss=None, batch_sizes=None) -> dict:
-        """Measure now on (inputs, targets); append and log a series row and return it."""
+    def measure(self, inputs: torch.Tensor, targets: torch.Tensor, *, step: int | None = None, loss=None, batch_sizes=None,
+                hessian: bool | None = None) -> dict:
+        """Measure now on (inputs, targets); append and log a series row and return it.
+
+        ``hessian``: whether to compute the Hessian quantities (default: on every ``hessian_every``-th
+        measurement, starting with the first, and whenever curves are asked for)."""
         t0 = time.perf_counter()
         was_training = self.model.training
         self.model.eval()
         try:
             grads, b, _ = per_example_grads(self.model, self.loss_fn, inputs, targets, micro_batch_size=self.micro_batch_size)
-            k = len(inputs) if self.hessian_examples is None else min(len(inputs), int(self.hessian_examples))
-            hvp = make_hvp(self.model, self.loss_fn, inputs[:k], targets[:k])
             bs = self.batch_sizes if batch_sizes is None else batch_sizes
+            if hessian is None:
+                hessian = bs is not None or (self.hessian_every > 0 and len(self.estimates) % self.hessian_every == 0)
+            k = len(inputs) if self.hessian_examples is None else min(len(inputs), int(self.hessian_examples))
+            hvp = make_hvp(self.model, self.loss_fn, inputs[:k], targets[:k]) if hessian else None
             est = estimate_noise(
-                grads, hvp, micro_batch_size=b, batch_sizes=bs,
-                adam_state=adam_state_of(self.optimizer, self.model) if bs is not None else None,
+                grads, hvp, micro_batch_size=b,
+                batch_sizes=bs if hessian else None,
+                adam_state=adam_state_of(self.optimizer, self.model) if bs is not None and hessian else None,
                 seed=self.seed + len(self.estimates), **self.estimator_kwargs,
             )
         finally:

@@ -126,7 +126,7 @@ def measure_run(cfg: MeasureConfig, *, progress: Callable[[int, int, dict | None
     n_meas = len(range(0, cfg.steps, cfg.every))
     curve_at = set(np.unique(np.round(np.linspace(0, n_meas - 1, cfg.curve_points)).astype(int)).tolist()) if cfg.curve_points else set()
     monitor = NoiseMonitor(model, wl.loss_fn, every=cfg.every, window=cfg.window, optimizer=opt if cfg.optimizer == "adam" else None,
-                           n_draws=cfg.n_draws, seed=cfg.seed)
+                           n_draws=cfg.n_draws, seed=cfg.seed, hessian_every=1, n_groups=16, n_probes=8, sketch_size=4)
     gen = torch.Generator().manual_seed(cfg.seed)
     mgen = torch.Generator().manual_seed(cfg.seed + 1)
     order, pos = torch.randperm(wl.num_train, generator=gen), 0
