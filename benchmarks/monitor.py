@@ -1,15 +1,16 @@
 """Benchmark: the cost of NoiseMonitor in a training loop, against the same loop without it, in the same run.
 
 For each workload (the 5-layer CNN on the MNIST sample at batch 64, GPT-2 tiny on pydoc at batch 16
-sequences), a plain training loop with ``torch.optim.Adam(fused=True)`` runs S steps twice, alternating:
-once bare, once with ``NoiseMonitor(model, loss_fn, every=K)`` measuring on the loop's own batch (its
-defaults: no curves; B_noise, eps_max, B_simple and the validity batch size every K steps). Both loops
-see the same batches. Reported: seconds per step of each, the overhead (monitored / bare - 1) in percent
-at the default interval K, and the cost of one measurement in bare steps, so the overhead at any other
-interval is (cost of one measurement) / K.
+sequences), two copies of a plain training loop with ``torch.optim.Adam(fused=True)`` run S steps on the
+same batches, one step of each in turn (so that the load of a shared machine falls on both alike): one
+bare, one with ``NoiseMonitor(model, loss_fn, every=K)`` measuring on the loop's own batch with its
+defaults (B_simple on every measurement; B_noise, eps_max and the validity batch size on every 4th; no
+curves). Reported: seconds per step of each, the overhead (monitored / bare - 1) in percent at the
+default interval K, and the cost of one measurement in bare steps, so the overhead at any other interval
+is about (cost of one measurement) / K. The first measurement includes torch.func's one-time warm-up.
 
-Usage: ``python benchmarks/monitor.py [--json] [--steps S] [--every K] [--threads T]``. Prints times,
-asserts none. The machine is shared: compare the ratio, measured side by side (best of 2 repeats each).
+Usage: ``python benchmarks/monitor.py [--json] [--steps S] [--every K] [--threads T] [--workload NAME]``.
+Prints times, asserts none.
 """
 
 from __future__ import annotations
@@ -34,60 +35,61 @@ def _batches(wl, batch: int, steps: int, seed: int = 0):
     return [(wl.train_inputs[i], wl.train_targets[i]) for i in idx]
 
 
-def _loop(wl, batches, monitor_every: int | None) -> tuple[float, float, int]:
-    torch.manual_seed(0)
-    model = wl.make_model()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    mon = NoiseMonitor(model, wl.loss_fn, every=monitor_every) if monitor_every else None
-    t0 = time.perf_counter()
-    for x, y in batches:
-        loss = wl.loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if mon is not None:
-            mon.step(x, y, loss=loss)
-    wall = time.perf_counter() - t0
-    return wall, (mon.seconds if mon else 0.0), (len(mon.series) if mon else 0)
-
-
-def bench(name: str, batch: int, steps: int, every: int, repeats: int = 2) -> dict:
+def bench(name: str, batch: int, steps: int, every: int) -> dict:
+    """Two copies of the same model and optimizer trained on the same batches, one step of each in turn
+    (so a busy machine slows both alike); the second copy calls ``NoiseMonitor.step`` after its update."""
     wl = get_workload(name)
     batches = _batches(wl, batch, steps)
-    _loop(wl, batches[: min(5, steps)], None)  # warm-up
-    bare, mon, meas_s, n_meas = [], [], [], 0
-    for _ in range(repeats):
-        bare.append(_loop(wl, batches, None)[0])
-        w, s, n_meas = _loop(wl, batches, every)
-        mon.append(w)
-        meas_s.append(s / max(n_meas, 1))
-    b, m = min(bare), min(mon)
-    step_s = b / steps
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = wl.make_model()
+        runs.append((model, torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)))
+    mon = NoiseMonitor(runs[1][0], wl.loss_fn, every=every)
+    for model, opt in runs:  # warm-up of the plain step
+        loss = wl.loss_fn(model(batches[0][0]), batches[0][1])
+        loss.backward()
+        opt.zero_grad(set_to_none=True)
+    t_bare = t_mon = 0.0
+    for x, y in batches:
+        for i, (model, opt) in enumerate(runs):
+            t0 = time.perf_counter()
+            loss = wl.loss_fn(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if i == 1:
+                mon.step(x, y, loss=loss)
+                t_mon += time.perf_counter() - t0
+            else:
+                t_bare += time.perf_counter() - t0
+    step_s = t_bare / steps
+    n_meas = len(mon.series)
+    n_hess = sum(1 for _, e in mon.estimates if e.n_hvp > 0)
     return {
         "workload": name, "batch_size": batch, "batch_unit": wl.batch_unit, "steps": steps, "every": every,
-        "measurements": n_meas, "bare_seconds_per_step": step_s, "monitored_seconds_per_step": m / steps,
-        "overhead_percent": 100.0 * (m / b - 1.0), "ratio": m / b,
-        "seconds_per_measurement": min(meas_s), "measurement_in_steps": min(meas_s) / step_s,
-        "overhead_percent_at_every_1000": 100.0 * min(meas_s) / step_s / 1000,
+        "measurements": n_meas, "with_hessian": n_hess, "bare_seconds_per_step": step_s,
+        "monitored_seconds_per_step": t_mon / steps, "overhead_percent": 100.0 * (t_mon / t_bare - 1.0),
+        "ratio": t_mon / t_bare, "seconds_per_measurement": mon.seconds / max(n_meas, 1),
+        "measurement_in_steps": mon.seconds / max(n_meas, 1) / step_s,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--steps", type=int, default=None, help="steps per loop (default: 2 x every, so 2 measurements)")
+    ap.add_argument("--steps", type=int, default=None, help="steps per loop (default: 4 x every: 4 measurements, 1 with the Hessian)")
     ap.add_argument("--every", type=int, default=DEFAULT_EVERY)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--repeats", type=int, default=2, help="alternating repeats; the best of each counts")
     ap.add_argument("--workload", action="append", default=None, help="default: cnn-mnist-sample and gpt2-pydoc")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    steps = args.steps or 2 * args.every
+    steps = args.steps or 4 * args.every
     rows = []
     for name in args.workload or list(WORKLOADS):
         print(f"benchmarking {name} ...", file=sys.stderr)
-        rows.append(bench(name, WORKLOADS.get(name, 32), steps, args.every, args.repeats))
+        rows.append(bench(name, WORKLOADS.get(name, 32), steps, args.every))
     if args.json:
         print(json.dumps({"torch_threads": torch.get_num_threads(), "results": rows}))
         return 0

@@ -41,7 +41,7 @@ def measure(
     """Train one run and measure gradient noise along it: B_simple, B_noise (Eq 14), eps_max, the validity batch
     size, and the optimal-lr curve over batch size (Eq 9 and Lemma 1) at chosen points; writes measure.json,
     series.csv and measure.png in --out."""
-    from surge.monitor.run import MeasureConfig, check_config, check_out_dir, measure_run, write_measure
+    from surge.monitor.run import MeasureConfig, check_config, check_out_dir, check_workload, measure_run, write_measure
 
     cfg = check_config(MeasureConfig(
         workload=workload, optimizer=optimizer, betas=_betas(betas), lr=lr, batch_size=batch_size, steps=steps, every=every,
@@ -50,6 +50,7 @@ def measure(
         window=window, n_draws=n_draws, seed=seed, data_dir=data_dir,
     ))
     check_out_dir(out)
+    check_workload(cfg)
     progress = Progress(TextColumn("[bold]measure"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
                         TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
     with progress:

@@ -5,7 +5,7 @@ Example::
     from transformers import Trainer
     from surge.monitor.hf import NoiseMonitorHFCallback
 
-    cb = NoiseMonitorHFCallback(every=500, log_path="noise.jsonl")
+    cb = NoiseMonitorHFCallback(every=1000, log_path="noise.jsonl")
     Trainer(model=model, args=args, train_dataset=ds, callbacks=[cb]).train()
     cb.series[-1]["b_noise"]
 
@@ -56,7 +56,7 @@ def _loss_is_output(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 class NoiseMonitorHFCallback(TrainerCallback):
     """transformers callback around :class:`surge.monitor.NoiseMonitor` (same keyword arguments)."""
 
-    def __init__(self, every: int = 500, **monitor_kwargs: Any) -> None:
+    def __init__(self, every: int = 1000, **monitor_kwargs: Any) -> None:
         self.every = check_every(every)
         self.monitor_kwargs = monitor_kwargs
         self.monitor: NoiseMonitor | None = None

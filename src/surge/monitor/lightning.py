@@ -5,7 +5,7 @@ Example::
     import lightning as L
     from surge.monitor.lightning import NoiseMonitorCallback
 
-    cb = NoiseMonitorCallback(loss_fn=torch.nn.functional.cross_entropy, every=500, log_path="noise.jsonl")
+    cb = NoiseMonitorCallback(loss_fn=torch.nn.functional.cross_entropy, every=1000, log_path="noise.jsonl")
     L.Trainer(max_steps=1000, callbacks=[cb]).fit(module, loader)
     cb.series[-1]["b_noise"], cb.monitor.latest.lr_at([64, 256])
 
@@ -44,7 +44,7 @@ def _default_xy(batch):
 class NoiseMonitorCallback(Callback):
     """Lightning callback around :class:`surge.monitor.NoiseMonitor` (same keyword arguments)."""
 
-    def __init__(self, loss_fn: Callable, every: int = 500, *, batch_to_xy: Callable | None = None, log_to_module: bool = True,
+    def __init__(self, loss_fn: Callable, every: int = 1000, *, batch_to_xy: Callable | None = None, log_to_module: bool = True,
                  **monitor_kwargs: Any) -> None:
         super().__init__()
         self.loss_fn = loss_fn

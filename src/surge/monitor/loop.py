@@ -2,7 +2,7 @@
 
 Usage::
 
-    monitor = NoiseMonitor(model, F.cross_entropy, every=500, log_path="noise.jsonl")
+    monitor = NoiseMonitor(model, F.cross_entropy, every=1000, log_path="noise.jsonl")
     for step, (x, y) in enumerate(loader):
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(); loss.backward(); opt.step()
@@ -123,7 +123,7 @@ class NoiseMonitor:
         The model being trained (trainable parameters are those with ``requires_grad``).
     loss_fn : callable (outputs, targets) -> scalar mean loss
     every : int
-        Measure on every K-th call of :meth:`step` (K >= 1), starting with the first. The default (500)
+        Measure on every K-th call of :meth:`step` (K >= 1), starting with the first. The default (1000)
         keeps the cost near 5 % of training on the benchmark's CNN and GPT-2 (benchmarks/monitor.py).
     hessian_every : int
         Compute the Hessian quantities (B_noise, eps_max, the validity batch size, the curves) on every
@@ -159,7 +159,7 @@ class NoiseMonitor:
         self,
         model: nn.Module,
         loss_fn: Callable,
-        every: int = 500,
+        every: int = 1000,
         *,
         hessian_every: int = 4,
         batch_sizes=None,

@@ -102,18 +102,29 @@ def _probe_loss(model, workload, torch) -> float:
     return total / count
 
 
+def check_workload(cfg: MeasureConfig):
+    """Load the workload and check it can be measured (before any progress bar or training starts)."""
+    import torch
+
+    from surge.workloads import get_workload
+
+    wl = get_workload(cfg.workload, cfg.data_dir)
+    if cfg.measure_examples is not None and cfg.measure_examples > wl.num_train:
+        raise SurgeError(f"--measure-examples {cfg.measure_examples} exceeds the {wl.num_train} training examples of {wl.name}")
+    torch.manual_seed(cfg.seed)
+    if not any(p.requires_grad for p in wl.make_model().parameters()):
+        raise SurgeError(f"workload {cfg.workload!r}: the model has no trainable parameters (nothing to measure)")
+    return wl
+
+
 def measure_run(cfg: MeasureConfig, *, progress: Callable[[int, int, dict | None], None] | None = None) -> MeasureResult:
     """Train one run and measure along it (see the module docstring). ``progress(step, steps, row)`` per step."""
     import torch
 
     from surge.monitor.estimators import pool_estimates
     from surge.monitor.loop import NoiseMonitor
-    from surge.workloads import get_workload
-
     cfg = check_config(cfg)
-    wl = get_workload(cfg.workload, cfg.data_dir)
-    if cfg.measure_examples > wl.num_train:
-        raise SurgeError(f"--measure-examples {cfg.measure_examples} exceeds the {wl.num_train} training examples of {wl.name}")
+    wl = check_workload(cfg)
     torch.manual_seed(cfg.seed)
     model = wl.make_model()
     params = [p for p in model.parameters() if p.requires_grad]
