@@ -32,6 +32,7 @@ def measure(
     measure_examples: Optional[int] = typer.Option(None, "--measure-examples", help="Examples per measurement (default max(batch size, 256))."),
     curve_points: int = typer.Option(3, "--curve-points", help="Measurements (evenly spaced) with the curves over batch size."),
     curve_batch_size: Optional[list[str]] = typer.Option(None, "--curve-batch-size", help="Batch sizes of the curves (default 1, 2, 4, ... up to half the measured examples)."),
+    curve_at_loss: Optional[list[str]] = typer.Option(None, "--curve-at-loss", help="Also compute the curves at the first measurement at or below each of these probe losses."),
     window: int = typer.Option(3, "--window", help="Measurements pooled into the smoothed series."),
     n_draws: int = typer.Option(32, "--draws", help="Resampled batches per batch size in the direct curve."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, batches and estimators."),
@@ -47,6 +48,7 @@ def measure(
         workload=workload, optimizer=optimizer, betas=_betas(betas), lr=lr, batch_size=batch_size, steps=steps, every=every,
         measure_examples=measure_examples, curve_points=curve_points,
         curve_batch_sizes=None if curve_batch_size is None else tuple(parse_number_list(curve_batch_size, "--curve-batch-size")),
+        curve_losses=() if curve_at_loss is None else tuple(parse_number_list(curve_at_loss, "--curve-at-loss")),
         window=window, n_draws=n_draws, seed=seed, data_dir=data_dir,
     ))
     check_out_dir(out)

@@ -44,6 +44,7 @@ class MeasureConfig:
     measure_examples: int | None = None  # examples per measurement (default: max(batch_size, 256))
     curve_points: int = 3  # measurements (evenly spaced) at which the curves over batch size are computed
     curve_batch_sizes: tuple[float, ...] | None = None  # default 1, 2, 4, ... up to measure_examples / 2
+    curve_losses: tuple[float, ...] = ()  # also compute the curves at the first measurement at or below each probe loss
     window: int = 3  # measurements pooled into the smoothed series
     n_draws: int = 32  # resampled batches per batch size in the direct curve
     seed: int = 0
@@ -88,6 +89,10 @@ def check_config(cfg: MeasureConfig) -> MeasureConfig:
         top = cfg.measure_examples // 2
         cfg.curve_batch_sizes = tuple(float(2**k) for k in range(int(math.log2(top)) + 1))
     cfg.curve_batch_sizes = tuple(float(b) for b in cfg.curve_batch_sizes)
+    losses = tuple(float(x) for x in cfg.curve_losses)
+    if any(not (math.isfinite(x) and x > 0) for x in losses):
+        raise SurgeError(f"--curve-at-loss must be finite numbers > 0, got {list(losses)}")
+    cfg.curve_losses = tuple(sorted(losses, reverse=True))
     return cfg
 
 
@@ -142,6 +147,7 @@ def measure_run(cfg: MeasureConfig, *, progress: Callable[[int, int, dict | None
     mgen = torch.Generator().manual_seed(cfg.seed + 1)
     order, pos = torch.randperm(wl.num_train, generator=gen), 0
     curves: list[dict] = []
+    pending = list(cfg.curve_losses)  # decreasing
     t0 = time.perf_counter()
     for step in range(cfg.steps):
         if pos + cfg.batch_size > len(order):
@@ -154,12 +160,14 @@ def measure_run(cfg: MeasureConfig, *, progress: Callable[[int, int, dict | None
             k = len(monitor.series)
             loss = _probe_loss(model, wl, torch)
             midx = torch.randperm(wl.num_train, generator=mgen)[: cfg.measure_examples]
-            bs = list(cfg.curve_batch_sizes) if k in curve_at else None
+            crossed = [t for t in pending if loss <= t]
+            pending = [t for t in pending if loss > t]
+            bs = list(cfg.curve_batch_sizes) if (k in curve_at or crossed) else None
             row = monitor.measure(wl.train_inputs[midx], wl.train_targets[midx], step=step, loss=loss, batch_sizes=bs)
             if bs is not None:
                 est = monitor.latest
                 curves.append({
-                    "step": step, "loss": loss, "batch_sizes": est.batch_sizes, "model_lr": est.model_lr,
+                    "step": step, "loss": loss, "target_losses": crossed, "batch_sizes": est.batch_sizes, "model_lr": est.model_lr,
                     "theorem3_lr": est.lr_at(est.batch_sizes), "direct_lr": est.direct_lr,
                     "direct_lr_lo": est.direct_lr_ci[:, 0], "direct_lr_hi": est.direct_lr_ci[:, 1],
                     "direct_update": est.direct_update, "b_noise": est.b_noise, "b_noise_ci": est.b_noise_ci,
