@@ -133,6 +133,54 @@ def real(sweeps: dict[str, str], measured: dict[str, str]) -> list[dict]:
     return rows
 
 
+def diagnose(workload: str, betas, lr: float, batch: int, to_loss: float, examples: int, seed: int = 0) -> dict:
+    """Why Eq 14 and the direct curve disagree on a real network: at one checkpoint, the direct curve on the
+    measured per-example gradients against the direct curve on the same gradients with every coordinate's
+    column shuffled independently across examples (same marginals, no correlation between coordinates:
+    the independence Eq 36 assumes). If the shuffled curve's peak falls to Eq 14's B_noise, correlated
+    gradient noise across coordinates is what moves the real peak."""
+    import torch
+
+    from surge.monitor.torch_grads import make_hvp, per_example_grads
+    from surge.workloads import get_workload
+
+    wl = get_workload(workload)
+    torch.manual_seed(seed)
+    model = wl.make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas))
+    g = torch.Generator().manual_seed(seed)
+    step, loss = 0, math.inf
+    while loss > to_loss and step < 5000:
+        idx = torch.randint(0, wl.num_train, (batch,), generator=g)
+        out = wl.loss_fn(model(wl.train_inputs[idx]), wl.train_targets[idx])
+        opt.zero_grad()
+        out.backward()
+        opt.step()
+        step += 1
+        if step % 5 == 0:
+            with torch.no_grad():
+                loss = float(wl.loss_fn(model(wl.probe_inputs), wl.probe_targets))
+    model.eval()
+    idx = torch.randperm(wl.num_train, generator=g)[:examples]
+    x, y = wl.train_inputs[idx], wl.train_targets[idx]
+    grads = per_example_grads(model, wl.loss_fn, x, y)[0].double().numpy()
+    hvp = make_hvp(model, wl.loss_fn, x, y)
+    grid = [float(2**k) for k in range(int(math.log2(examples // 2)) + 1)]
+    kw = dict(batch_sizes=grid, n_draws=16, seed=seed)
+    real = estimate_noise(grads, hvp, **kw)
+    shuffled = np.random.default_rng(seed).permuted(grads, axis=0)
+    indep = estimate_noise(shuffled, hvp, **kw)
+    return {
+        "workload": workload, "betas": list(betas), "lr": lr, "batch_size": batch, "step": step, "probe_loss": loss,
+        "examples": examples, "n_params": real.n_params, "b_noise": real.b_noise, "b_noise_ci": real.b_noise_ci,
+        "b_simple": real.b_simple, "validity_batch_size": real.validity_batch_size, "components": real.components,
+        "batch_sizes": grid, "direct_lr": real.direct_lr, "direct_lr_ci": real.direct_lr_ci, "model_lr": real.model_lr,
+        "direct_peak": real.direct_peak_batch_size, "shuffled_direct_lr": indep.direct_lr,
+        "shuffled_direct_peak": indep.direct_peak_batch_size, "shuffled_b_noise": indep.b_noise,
+        "theorem3_lr": real.lr_at(np.array(grid)),
+    }
+
+
 def figure(rows: list[dict], path: str) -> None:
     import matplotlib
 
@@ -181,9 +229,18 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", action="append")
     ap.add_argument("--measured", action="append")
     ap.add_argument("--figure")
+    ap.add_argument("--diagnose", metavar="WORKLOAD")
+    ap.add_argument("--betas", default="0,0")
+    ap.add_argument("--lr", type=float, default=4.8e-3)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--to-loss", type=float, default=0.8)
+    ap.add_argument("--examples", type=int, default=512)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     out = {}
+    if args.diagnose:
+        out["diagnose"] = diagnose(args.diagnose, [float(b) for b in args.betas.split(",")], args.lr, args.batch_size,
+                                   args.to_loss, args.examples)
     if args.synthetic:
         out["synthetic"] = synthetic(args.seeds)
     sweeps, measured = _pair(args.sweep, "--sweep"), _pair(args.measured, "--measured")
@@ -192,7 +249,7 @@ def main(argv=None) -> int:
         if args.figure:
             figure(out["real"], args.figure)
     if args.json:
-        print(json.dumps(out, default=lambda x: None))
+        print(json.dumps(out, default=lambda x: np.asarray(x).tolist() if hasattr(x, "__len__") else None))
         return 0
     for r in out.get("synthetic", []):
         print(f"{r['problem']:>9} b={r['micro_batch_size']}: median rel err B_noise {r['median_rel_err_b_noise']}, eps_max "
@@ -200,6 +257,8 @@ def main(argv=None) -> int:
               f"{r['coverage_eps_max']:.2f} {r['coverage_b_simple']:.2f}; direct argmax {r['direct_argmax_within_one_step']:.2f}")
     for r in out.get("real", []):
         print(json.dumps(r, default=lambda x: None))
+    if "diagnose" in out:
+        print(json.dumps(out["diagnose"], default=lambda x: np.asarray(x).tolist() if hasattr(x, "__len__") else None))
     return 0
 
 

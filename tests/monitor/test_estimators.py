@@ -238,3 +238,12 @@ def test_hvp_of_the_wrong_shape_is_bad_input():
     g = np.random.default_rng(0).normal(size=(20, 4))
     with pytest.raises(SurgeError, match=r"hvp must return an array of shape \(4,\)"):
         estimate_noise(g, lambda v: np.ones(3))
+
+
+def test_the_estimator_core_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, surge.monitor; assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr
