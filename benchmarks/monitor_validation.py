@@ -222,6 +222,34 @@ def figure(rows: list[dict], path: str) -> None:
     plt.close(fig)
 
 
+def diagnose_figure(d: dict, path: str) -> None:
+    """The direct curve on the real gradients and on column-shuffled ones, with Eq 9 and Theorem 3."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    b = np.asarray(d["batch_sizes"], dtype=float)
+    ci = np.asarray(d["direct_lr_ci"], dtype=float)
+    y = np.asarray(d["direct_lr"], dtype=float)
+    fig, ax = plt.subplots(figsize=(6.2, 4.3))
+    ax.errorbar(b, y, yerr=[np.clip(y - ci[:, 0], 0, None), np.clip(ci[:, 1] - y, 0, None)], fmt="o-", capsize=3,
+                label="direct (Lemma 1), measured gradients")
+    ax.plot(b, d["shuffled_direct_lr"], "s--", label="direct, coordinates shuffled independently")
+    ax.plot(b, d["model_lr"], ":", label="exact Eq 9, measured statistics")
+    ax.plot(b, d["theorem3_lr"], "-.", label=f"Theorem 3 (B_noise = {d['b_noise']:.2g})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (examples)")
+    ax.set_ylabel("optimal learning rate, one sign step")
+    ax.set_title(f"{d['workload']}, sign descent, probe loss {d['probe_loss']:.2f} (step {d['step']})", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synthetic", action="store_true")
@@ -235,12 +263,18 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--to-loss", type=float, default=0.8)
     ap.add_argument("--examples", type=int, default=512)
+    ap.add_argument("--diagnose-json", help="draw --diagnose-figure from an earlier --diagnose --json output")
+    ap.add_argument("--diagnose-figure")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.diagnose_json and args.diagnose_figure:
+        diagnose_figure(json.load(open(args.diagnose_json))["diagnose"], args.diagnose_figure)
     out = {}
     if args.diagnose:
         out["diagnose"] = diagnose(args.diagnose, [float(b) for b in args.betas.split(",")], args.lr, args.batch_size,
                                    args.to_loss, args.examples)
+        if args.diagnose_figure:
+            diagnose_figure(json.loads(json.dumps(out["diagnose"], default=lambda x: np.asarray(x).tolist())), args.diagnose_figure)
     if args.synthetic:
         out["synthetic"] = synthetic(args.seeds)
     sweeps, measured = _pair(args.sweep, "--sweep"), _pair(args.measured, "--measured")
