@@ -26,7 +26,7 @@ TINY = "surge_monitor_tiny_workload:workload"
 def measured(tmp_path_factory):
     out = tmp_path_factory.mktemp("measure")
     argv = ["measure", "--workload", TINY, "--optimizer", "adam", "--betas", "0,0", "--lr", "0.01", "--batch-size", "32",
-            "--steps", "40", "--every", "10", "--measure-examples", "256", "--curve-points", "2", "--draws", "16",
+            "--steps", "40", "--every", "10", "--measure-examples", "256", "--curve-points", "2", "--curve-at-loss", "5", "--draws", "16",
             "--out", str(out), "--json"]
     return out, argv
 
@@ -43,6 +43,7 @@ def test_measure_end_to_end_writes_series_figure_and_measure_json(measured, caps
         assert r["n_examples"] == 256 and r["b_simple"] is not None and r["validity_batch_size"] is not None
         assert r["smooth_b_noise_lo"] is not None
     assert [c["step"] for c in doc["curves"]] == [0, 30]
+    assert doc["curves"][0]["target_losses"] == [5.0] and doc["curves"][1]["target_losses"] == []  # crossed at once
     assert doc["curves"][0]["batch_sizes"] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
     assert len(doc["curves"][0]["direct_lr"]) == 8 and doc["curves"][0]["direct_update"] == "sign"
     for name in ("measure.json", "series.csv", "measure.png"):
