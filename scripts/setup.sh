@@ -14,6 +14,6 @@ pip() { "$VENV/bin/python" -m pip "$@"; }
 pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 # torch + torchvision as a matching pair (torchvision refuses to import beside a mismatched torch).
 pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v "is ignored" || true
-pip install -q -e ".[torch,data,parquet,lm,ray,test,docs]" 2>&1 | grep -v "is ignored" || true
+pip install -q -e ".[torch,data,parquet,lm,ray,lightning,hf,test,docs]" 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "import surge, torch, torchvision" >/dev/null
 echo "$want" > "$stamp"

@@ -37,6 +37,7 @@ app.command("analyze")(analyze.analyze)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(sweep.app, name="sweep")
 app.add_typer(simulate.app, name="simulate")
+app.command("measure")(__import__("surge.cli.measure", fromlist=["measure"]).measure)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,83 @@
+"""A PyTorch Lightning ``Callback`` that measures gradient noise every K training steps (extra ``surge[lightning]``).
+
+Example::
+
+    import lightning as L
+    from surge.monitor.lightning import NoiseMonitorCallback
+
+    cb = NoiseMonitorCallback(loss_fn=torch.nn.functional.cross_entropy, every=1000, log_path="noise.jsonl")
+    L.Trainer(max_steps=1000, callbacks=[cb]).fit(module, loader)
+    cb.series[-1]["b_noise"], cb.monitor.latest.lr_at([64, 256])
+
+The batch of each measured step is split by ``batch_to_xy`` (default: ``batch[0], batch[1]``) and
+``loss_fn(module(x), y)`` must be the module's mean training loss. The values are also logged with
+``module.log`` (``surge/b_noise``, ``surge/b_simple``, ``surge/eps_max`` and their smoothed versions) so
+that any Lightning logger records them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+try:
+    from lightning.pytorch.callbacks import Callback
+except ImportError:  # pragma: no cover - the older package name
+    try:
+        from pytorch_lightning.callbacks import Callback
+    except ImportError as exc:
+        raise ImportError("surge.monitor.lightning needs PyTorch Lightning: pip install 'surge[lightning]'") from exc
+
+from surge.errors import SurgeTypeError
+from surge.monitor.loop import NoiseMonitor, check_every
+
+__all__ = ["NoiseMonitorCallback"]
+
+
+def _default_xy(batch):
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise SurgeTypeError(
+        f"NoiseMonitorCallback: the batch is a {type(batch).__name__}; give batch_to_xy=lambda batch: (inputs, targets)"
+    )
+
+
+class NoiseMonitorCallback(Callback):
+    """Lightning callback around :class:`surge.monitor.NoiseMonitor` (same keyword arguments)."""
+
+    def __init__(self, loss_fn: Callable, every: int = 1000, *, batch_to_xy: Callable | None = None, log_to_module: bool = True,
+                 **monitor_kwargs: Any) -> None:
+        super().__init__()
+        self.loss_fn = loss_fn
+        self.every = check_every(every)
+        self.batch_to_xy = batch_to_xy or _default_xy
+        self.log_to_module = log_to_module
+        self.monitor_kwargs = monitor_kwargs
+        self.monitor: NoiseMonitor | None = None
+
+    @property
+    def series(self) -> list[dict]:
+        return [] if self.monitor is None else self.monitor.series
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.monitor is None:
+            self.monitor = NoiseMonitor(pl_module, self.loss_fn, self.every, **self.monitor_kwargs)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.monitor is None:
+            self.on_train_start(trainer, pl_module)
+        step = trainer.global_step
+        if (step - 1) % self.every != 0:  # global_step counts optimizer steps already taken
+            return
+        x, y = self.batch_to_xy(batch)
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        row = self.monitor.measure(x, y, step=step, loss=loss)
+        if self.log_to_module:
+            values = {f"surge/{k}": row[k] for k in ("b_noise", "b_simple", "eps_max", "smooth_b_noise", "smooth_b_simple")
+                      if row.get(k) is not None and math.isfinite(row[k])}
+            if values:
+                pl_module.log_dict(values, on_step=True, on_epoch=False)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.monitor is not None:
+            self.monitor.close()

@@ -1,0 +1,259 @@
+"""``surge measure``'s library side: train one run of a workload and measure gradient noise along it.
+
+:func:`measure_run` trains the workload's model with Adam (any betas; (0, 0) is sign descent) or SGD at
+one batch size and learning rate, and every ``every`` steps measures, at the current parameters and
+before that step's update: the probe loss (the workload's fixed subset of the training set, the loss the
+sweeps' target losses refer to), and :class:`~surge.monitor.NoiseMonitor`'s statistics on
+``measure_examples`` training examples. At ``curve_points`` of the measurements it also computes the
+optimal-lr curves over ``curve_batch_sizes`` (exact Eq 9 with the estimates, and Lemma 1 direct).
+
+:func:`write_measure` writes ``measure.json`` (the ``MEASURE_KIND`` document :func:`load_measure` reads),
+``series.csv`` and ``measure.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from surge._json import to_jsonable
+from surge._validation import check_int
+from surge.errors import InputFileError, OutputError, SurgeError
+
+MEASURE_KIND = "surge-measure"
+MEASURE_VERSION = 1
+OPTIMIZERS = ("adam", "sgd")  # what `surge measure` trains with (a subset of surge.records.OPTIMIZERS)
+
+
+@dataclass
+class MeasureConfig:
+    """What ``surge measure`` trains and measures."""
+
+    workload: str  # built-in name or "package.module:attribute"
+    optimizer: str = "adam"  # "adam" (torch.optim.Adam; betas (0, 0) = sign descent) or "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's betas
+    lr: float = 1e-3  # learning rate
+    batch_size: int = 32  # examples (sequences for a language model) per step
+    steps: int = 200  # optimizer steps
+    every: int = 20  # measure every K steps (from step 0)
+    measure_examples: int | None = None  # examples per measurement (default: max(batch_size, 256))
+    curve_points: int = 3  # measurements (evenly spaced) at which the curves over batch size are computed
+    curve_batch_sizes: tuple[float, ...] | None = None  # default 1, 2, 4, ... up to measure_examples / 2
+    curve_losses: tuple[float, ...] = ()  # also compute the curves at the first measurement at or below each probe loss
+    window: int = 3  # measurements pooled into the smoothed series
+    n_draws: int = 32  # resampled batches per batch size in the direct curve
+    seed: int = 0
+    data_dir: str | None = None
+
+
+@dataclass
+class MeasureResult:
+    config: MeasureConfig
+    series: list[dict]  # one row per measurement (surge.monitor.loop.SERIES_FIELDS)
+    curves: list[dict]  # the curves over batch size at the chosen measurements
+    final: dict  # the last smoothed estimate (NoiseEstimate.to_dict())
+    batch_unit: str
+    n_params: int
+    wall_seconds: float
+    monitor_seconds: float
+    files: dict = field(default_factory=dict)
+
+
+def check_config(cfg: MeasureConfig) -> MeasureConfig:
+    def pos_int(name, value, low=1):
+        check_int(value, f"--{name.replace('_', '-')}", minimum=low)
+
+    if cfg.optimizer not in OPTIMIZERS:
+        raise SurgeError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
+    if len(cfg.betas) != 2 or not all(0 <= b < 1 for b in cfg.betas):
+        raise SurgeError(f"--betas must be two numbers in [0, 1), got {list(cfg.betas)}")
+    if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise SurgeError(f"--lr must be a finite number > 0, got {cfg.lr!r}")
+    pos_int("every", cfg.every)
+    pos_int("batch_size", cfg.batch_size, 2)
+    pos_int("steps", cfg.steps)
+    pos_int("curve_points", cfg.curve_points, 0)
+    pos_int("window", cfg.window)
+    pos_int("n_draws", cfg.n_draws, 2)
+    if cfg.measure_examples is None:
+        cfg.measure_examples = max(cfg.batch_size, 256)
+    pos_int("measure_examples", cfg.measure_examples, 8)
+    if cfg.curve_batch_sizes is None:
+        top = cfg.measure_examples // 2
+        cfg.curve_batch_sizes = tuple(float(2**k) for k in range(int(math.log2(top)) + 1))
+    cfg.curve_batch_sizes = tuple(float(b) for b in cfg.curve_batch_sizes)
+    losses = tuple(float(x) for x in cfg.curve_losses)
+    if any(not (math.isfinite(x) and x > 0) for x in losses):
+        raise SurgeError(f"--curve-at-loss must be finite numbers > 0, got {list(losses)}")
+    cfg.curve_losses = tuple(sorted(losses, reverse=True))
+    return cfg
+
+
+def _probe_loss(model, workload, torch) -> float:
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(workload.probe_inputs), workload.probe_chunk):
+            x = workload.probe_inputs[i : i + workload.probe_chunk]
+            y = workload.probe_targets[i : i + workload.probe_chunk]
+            total += float(workload.loss_fn(model(x), y)) * len(x)
+            count += len(x)
+    return total / count
+
+
+def check_workload(cfg: MeasureConfig):
+    """Load the workload and check it can be measured (before any progress bar or training starts)."""
+    import torch
+
+    from surge.workloads import get_workload
+
+    wl = get_workload(cfg.workload, cfg.data_dir)
+    if cfg.measure_examples is not None and cfg.measure_examples > wl.num_train:
+        raise SurgeError(f"--measure-examples {cfg.measure_examples} exceeds the {wl.num_train} training examples of {wl.name}")
+    torch.manual_seed(cfg.seed)
+    if not any(p.requires_grad for p in wl.make_model().parameters()):
+        raise SurgeError(f"workload {cfg.workload!r}: the model has no trainable parameters (nothing to measure)")
+    return wl
+
+
+def measure_run(cfg: MeasureConfig, *, progress: Callable[[int, int, dict | None], None] | None = None) -> MeasureResult:
+    """Train one run and measure along it (see the module docstring). ``progress(step, steps, row)`` per step."""
+    import torch
+
+    from surge.monitor.estimators import pool_estimates
+    from surge.monitor.loop import NoiseMonitor
+    cfg = check_config(cfg)
+    wl = check_workload(cfg)
+    torch.manual_seed(cfg.seed)
+    model = wl.make_model()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise SurgeError(f"workload {cfg.workload!r}: the model has no trainable parameters")
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas))
+    else:
+        opt = torch.optim.SGD(params, lr=cfg.lr)
+    n_meas = len(range(0, cfg.steps, cfg.every))
+    curve_at = set(np.unique(np.round(np.linspace(0, n_meas - 1, cfg.curve_points)).astype(int)).tolist()) if cfg.curve_points else set()
+    monitor = NoiseMonitor(model, wl.loss_fn, every=cfg.every, window=cfg.window, optimizer=opt if cfg.optimizer == "adam" else None,
+                           n_draws=cfg.n_draws, seed=cfg.seed, hessian_every=1, n_groups=16, n_probes=8, sketch_size=4)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    mgen = torch.Generator().manual_seed(cfg.seed + 1)
+    order, pos = torch.randperm(wl.num_train, generator=gen), 0
+    curves: list[dict] = []
+    pending = list(cfg.curve_losses)  # decreasing
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        if pos + cfg.batch_size > len(order):
+            order, pos = torch.randperm(wl.num_train, generator=gen), 0
+        idx = order[pos : pos + cfg.batch_size]
+        pos += cfg.batch_size
+        x, y = wl.train_inputs[idx], wl.train_targets[idx]
+        row = None
+        if step % cfg.every == 0:
+            k = len(monitor.series)
+            loss = _probe_loss(model, wl, torch)
+            midx = torch.randperm(wl.num_train, generator=mgen)[: cfg.measure_examples]
+            crossed = [t for t in pending if loss <= t]
+            pending = [t for t in pending if loss > t]
+            bs = list(cfg.curve_batch_sizes) if (k in curve_at or crossed) else None
+            row = monitor.measure(wl.train_inputs[midx], wl.train_targets[midx], step=step, loss=loss, batch_sizes=bs)
+            if bs is not None:
+                est = monitor.latest
+                curves.append({
+                    "step": step, "loss": loss, "target_losses": crossed, "batch_sizes": est.batch_sizes, "model_lr": est.model_lr,
+                    "theorem3_lr": est.lr_at(est.batch_sizes), "direct_lr": est.direct_lr,
+                    "direct_lr_lo": est.direct_lr_ci[:, 0], "direct_lr_hi": est.direct_lr_ci[:, 1],
+                    "direct_update": est.direct_update, "b_noise": est.b_noise, "b_noise_ci": est.b_noise_ci,
+                    "eps_max": est.eps_max, "validity_batch_size": est.validity_batch_size,
+                    "model_peak_batch_size": est.model_peak_batch_size, "direct_peak_batch_size": est.direct_peak_batch_size,
+                })
+        model.train()
+        out = wl.loss_fn(model(x), y)
+        if not torch.isfinite(out):
+            raise SurgeError(f"the training loss became {float(out)} at step {step}: lower --lr (the run diverged)")
+        opt.zero_grad(set_to_none=True)
+        out.backward()
+        opt.step()
+        if progress is not None:
+            progress(step + 1, cfg.steps, row)
+    wall = time.perf_counter() - t0
+    final = pool_estimates([e for _, e in monitor.estimates[-cfg.window :]]).to_dict()
+    return MeasureResult(
+        config=cfg, series=monitor.series, curves=to_jsonable(curves), final=to_jsonable(final), batch_unit=wl.batch_unit,
+        n_params=sum(p.numel() for p in params), wall_seconds=wall, monitor_seconds=monitor.seconds,
+    )
+
+
+def check_out_dir(out: Path) -> Path:
+    """Create ``out`` (before any work) or fail with one line."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".surge-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"--out {str(out)!r} cannot be written: {exc.strerror or exc}") from None
+    return out
+
+
+def result_dict(res: MeasureResult) -> dict:
+    cfg = res.config
+    return to_jsonable({
+        "kind": MEASURE_KIND, "version": MEASURE_VERSION,
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "batch_unit": res.batch_unit, "n_params": res.n_params, "series": res.series, "curves": res.curves,
+        "final": res.final, "wall_seconds": res.wall_seconds, "monitor_seconds": res.monitor_seconds,
+        "monitor_fraction": res.monitor_seconds / res.wall_seconds if res.wall_seconds > 0 else None,
+        "files": res.files,
+    })
+
+
+def write_measure(res: MeasureResult, out: Path) -> dict:
+    """Write measure.json, series.csv and measure.png into ``out``; returns the measure.json object."""
+    import csv
+
+    from surge.monitor.loop import SERIES_FIELDS
+    from surge.monitor.plots import plot_measure
+
+    out = check_out_dir(out)
+    files = {"measure_json": out / "measure.json", "series_csv": out / "series.csv", "figure": out / "measure.png"}
+    with files["series_csv"].open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(SERIES_FIELDS)
+        for row in res.series:
+            w.writerow(["" if row.get(k) is None else row.get(k) for k in SERIES_FIELDS])
+    res.files = {k: str(v) for k, v in files.items()}
+    doc = result_dict(res)
+    plot_measure(doc, files["figure"])
+    files["measure_json"].write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
+def load_measure(path) -> dict:
+    """Read a ``measure.json`` written by ``surge measure``; one clear line if it is not one."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"--measured {str(p)!r} does not exist or is not a file (give DIR/measure.json from 'surge measure')")
+    try:
+        doc = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SurgeError(f"--measured {str(p)!r} is not JSON ({type(exc).__name__}: {exc}); expected measure.json from 'surge measure'") from None
+    if not isinstance(doc, dict) or doc.get("kind") != MEASURE_KIND:
+        raise SurgeError(f"--measured {str(p)!r} is not a surge measure.json (its \"kind\" is not {MEASURE_KIND!r})")
+    if doc.get("version") != MEASURE_VERSION:
+        raise SurgeError(f"--measured {str(p)!r} has version {doc.get('version')!r}; this surge reads version {MEASURE_VERSION}")
+    series = doc.get("series")
+    if not isinstance(series, list) or not series or not all(isinstance(r, dict) and "step" in r for r in series):
+        raise SurgeError(f"--measured {str(p)!r} has no measurements (an empty or malformed \"series\")")
+    return doc
+
+
+def _num(x: Any) -> float:
+    return math.nan if x is None else float(x)
