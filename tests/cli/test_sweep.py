@@ -13,7 +13,7 @@ SWEEP_TESTS = Path(__file__).resolve().parents[1] / "sweep"
 if str(SWEEP_TESTS) not in sys.path:
     sys.path.insert(0, str(SWEEP_TESTS))
 
-import surge_sweep_fakes as fakes
+import surge_sweep_fakes as fakes  # noqa: E402  (found through the path set above)
 
 SPEC = """
 name = "tiny"

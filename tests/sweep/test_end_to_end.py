@@ -33,7 +33,7 @@ def test_ok_diverged_and_failed_trials_on_the_real_engine(tmp_path):
     # lr = 3 diverges under plain SGD: recorded as diverged, its targets censored.
     diverged = trials[trials.status == "diverged"]
     assert set(diverged.index.get_level_values("lr")) == {3.0}
-    assert (diverged.reached == False).all() and diverged.diverged_at_step.notna().all()
+    assert (~diverged.reached.astype(bool)).all() and diverged.diverged_at_step.notna().all()
     # The batch size the model refuses fails with the error; the sweep went on to batch size 32.
     failed = trials[trials.status == "failed"]
     assert set(failed.index.get_level_values("batch_size")) == {16}
