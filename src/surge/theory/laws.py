@@ -128,6 +128,17 @@ def adam_optimal_lr(batch_size, eps_max: float, b_noise: float) -> np.ndarray:
     Symmetric in log B about ``b_noise``, where it equals ``eps_max``. Valid only where Theorem 3
     applies (B well below the validity batch size); past that the true curve tends to the non-zero
     Eq 17 plateau instead of decaying like 1/sqrt(B).
+
+    Args:
+        batch_size: (...) batch sizes B, > 0 (examples per step).
+        eps_max: the peak learning rate, > 0 (Eq 16).
+        b_noise: B_noise, > 0, in the unit of ``batch_size`` (Eq 14).
+
+    Returns:
+        (...) the optimal learning rate at each batch size.
+
+    Raises:
+        SurgeError: a non-positive or non-finite argument.
     """
     return ADAM_LAW.lr(batch_size, eps_max, b_noise)
 
@@ -136,6 +147,18 @@ def sgd_optimal_lr(batch_size, eps_max: float, b_noise: float, alpha: float = 1.
     """McCandlish et al.'s SGD law (Eq 1), and with ``alpha`` the curve implied by Eq 24.
 
     eps_opt(B) = eps_max / (1 + B_noise / B) ** alpha. The exponent applies to (1 + B_noise / B).
+
+    Args:
+        batch_size: (...) batch sizes B, > 0 (examples per step).
+        eps_max: the large-batch learning rate, > 0.
+        b_noise: B_noise, > 0, in the unit of ``batch_size``.
+        alpha: the exponent, > 0 (1 is McCandlish's SGD law; 0.5 their Adam heuristic).
+
+    Returns:
+        (...) the optimal learning rate at each batch size.
+
+    Raises:
+        SurgeError: a non-positive or non-finite argument.
     """
     return SGDLaw(alpha).lr(batch_size, eps_max, b_noise)
 
