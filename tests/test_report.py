@@ -59,7 +59,7 @@ def test_markdown_states_the_answers_per_stage(awkward, written):
     assert f"Adam (Eq 23) {st.eps_max['adam']:.4g}" in md
     assert "SGD, alpha = 1 (Eq 24)" in md and "SGD, alpha = 0.5 (Eq 24)" in md
     assert f"best is **{st.best_law}**" in md
-    assert "| law | eps_max | B_noise | alpha | k | RMS log residual | AIC | ΔAIC |" in md
+    assert "| law | eps_max | B_noise | alpha | k | RMS log residual | AICc | ΔAICc | status |" in md
     assert (
         "**Does the optimal learning rate fall past B_noise?** "
         + {"yes": "yes", "no": "no", "inconclusive": "inconclusive", "untestable": "cannot tell"}[st.falls.verdict]

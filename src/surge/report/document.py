@@ -127,10 +127,10 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
         how = f"B_noise fixed at {_f(comp.b_noise_given)} (Eq 22)" if comp.b_noise_given is not None else "B_noise free"
         out.append(
             Paragraph(
-                f"**Law comparison** (least squares in log lr, {how}, lowest AIC wins): best is **{comp.best.name}**.",
+                f"**Law comparison** (least squares in log lr, {how}, lowest AICc wins): best is **{comp.best.name}**.",
             )
         )
-        best_aic = comp.best.aic
+        best_aic = comp.best.aicc
         rows = []
         for lf in comp.laws:
             rows.append(
@@ -141,11 +141,12 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
                     _f(lf.params.get("alpha")),
                     str(lf.n_params),
                     _f(lf.rms_log_residual, 3),
-                    _f(lf.aic, 4),
-                    _f(lf.aic - best_aic, 3),
+                    _f(lf.aicc, 4),
+                    _f(lf.aicc - best_aic, 3),
+                    lf.status,
                 ]
             )
-        out.append(Table(["law", "eps_max", "B_noise", "alpha", "k", "RMS log residual", "AIC", "ΔAIC"], rows))
+        out.append(Table(["law", "eps_max", "B_noise", "alpha", "k", "RMS log residual", "AICc", "ΔAICc", "status"], rows))
         free = st.law_comparison_free
         if free is not None and comp.b_noise_given is not None:
             out.append(
