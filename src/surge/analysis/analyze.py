@@ -92,7 +92,7 @@ def _analyze_stage(
     b_noise_fit = None
     s_pts = [(r.batch_size, r.steps) for r in rows if math.isfinite(r.steps)]
     if n_reached > 0:
-        if len(s_pts) >= 3 and len({p[0] for p in s_pts}) >= 2:
+        if len(s_pts) >= 2 and len({p[0] for p in s_pts}) >= 2:
             b_noise_fit = fit_b_noise(
                 [p[0] for p in s_pts], [p[1] for p in s_pts], method=st.b_noise_method, confidence=st.confidence
             )
@@ -101,8 +101,10 @@ def _analyze_stage(
             elif b_noise_fit.message != "ok":
                 msgs.append(f"Eq 22 fit: {b_noise_fit.message}")
         else:
-            msgs.append(f"only {len(s_pts)} batch size(s) have S(B): the Eq 22 fit needs at least 3")
+            msgs.append(f"only {len(s_pts)} batch size(s) have S(B): the Eq 22 fit needs at least 2")
     b_noise = b_noise_fit.b_noise if b_noise_fit is not None and b_noise_fit.success else math.nan
+    if math.isinf(b_noise):  # no loss of data efficiency: a lower bound, nothing to fix the laws at
+        b_noise = math.inf
 
     # Eq 23 / 24 and the law comparison
     b, lr = _lr_points(rows_t, st.lr_estimate)
@@ -131,7 +133,14 @@ def _analyze_stage(
                 surge = fit_surge(b, lr, confidence=st.confidence)
             except (OverflowError, FloatingPointError) as exc:  # an unbounded peak can make the interval overflow
                 msgs.append(f"the Adam law fitted alone (B_noise free) did not give a usable answer: {exc}")
-    falls = _fall_evidence(rows_t, b_noise, st.confidence)
+    tried = grid.n_trials > 0  # (nL, nB)
+    top_of_grid = frozenset(
+        r.batch_size
+        for j, r in enumerate(rows_t)
+        if math.isfinite(r.optimal_lr) and tried[:, j].any() and r.optimal_lr >= lrs_all[tried[:, j]].max()
+    )
+    lower_bound = b_noise_fit.b_noise_lower_bound if b_noise_fit is not None and b_noise_fit.success else math.nan
+    falls = _fall_evidence(rows_t, b_noise, st.confidence, top_of_grid=top_of_grid, b_noise_lower_bound=lower_bound)
     return StageAnalysis(
         target_loss=float(target),
         rows=rows_t,

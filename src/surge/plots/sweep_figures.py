@@ -337,7 +337,7 @@ def b_noise_figure(analysis: SweepAnalysis) -> Figure:
         0.03,
         tr.message
         if len(tr.message) < 70
-        else ("grows as the target falls" if tr.grows else "does not grow at every stage" if tr.grows is False else ""),
+        else ("grows as the target falls" if tr.grows else "does not grow" if tr.grows is False else tr.verdict),
         transform=ax.transAxes,
         ha="right",
         va="bottom",

@@ -49,7 +49,7 @@ _VERDICT = {
     "yes": "yes",
     "no": "no",
     "inconclusive": "inconclusive",
-    "untestable": "cannot tell",
+    "untestable": "untestable",
 }
 
 
@@ -215,6 +215,18 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
     return out
 
 
+def _cannot_test(a: SweepAnalysis) -> str:
+    """The report's first line when the sweep cannot test the paper's claim that the optimal lr falls past
+    B_noise (every stage "untestable"), in plain words; "" when at least one stage can test it."""
+    if not a.stages or any(st.falls.verdict != "untestable" for st in a.stages):
+        return ""
+    reasons = sorted({st.falls.message for st in a.stages})
+    return (
+        "**This sweep cannot test the paper's claim** that the optimal learning rate falls for batch sizes past "
+        "B_noise: " + "; ".join(reasons) + "."
+    )
+
+
 def report_blocks(analysis: SweepAnalysis) -> list[Block]:
     """The report as a list of blocks (headings, paragraphs, tables, figures) in reading order."""
     a = analysis
@@ -222,6 +234,9 @@ def report_blocks(analysis: SweepAnalysis) -> list[Block]:
     s = a.settings
     n = f"{a.extra_steps:g}" if math.isfinite(a.extra_steps) else "N"
     blocks: list[Block] = [Heading(1, f"Sweep analysis: {a.config}")]
+    cannot = _cannot_test(a)
+    if cannot:
+        blocks.append(Paragraph(cannot))
     blocks.append(
         Paragraph(
             f"{a.n_trials} trials ({a.n_failed} failed) over {len(a.stages)} stage(s); batch sizes count "
@@ -289,9 +304,12 @@ def report_blocks(analysis: SweepAnalysis) -> list[Block]:
                 "B_noise: Eq 22, least squares of 1/S on 1/E (slope -B_noise, intercept 1/S_min). eps_max: Eq 23 "
                 "(Adam) and "
                 "Eq 24 (SGD, alpha 1 and 0.5), the mean over batch sizes of the inverted law at that B_noise. The law "
-                "comparison fits each law by least squares in log lr and ranks them by AIC.",
+                "comparison fits each law by least squares in log lr and ranks them by AICc.",
                 "'Does the lr fall past B_noise': yes when the optimal lr at the largest batch size past both B_noise "
-                "and the peak has an interval entirely below the peak's; inconclusive when the intervals overlap.",
+                "and the peak has an interval entirely below the peak's; inconclusive when the intervals overlap; "
+                "untestable when there is no B_noise, no batch size past it, or the optima it rests on are the "
+                "largest learning rate tried (only lower bounds). B_noise grows across stages only when the first "
+                "and last stages' intervals are apart.",
             ]
         )
     )
