@@ -108,7 +108,7 @@ def _fall_evidence(
             far_lr_ci=far_.optimal_lr_ci if far_ else _NAN_CI,
             message=f"the optimal learning rate at {which} is the largest learning rate tried, only a lower bound, "
             "so whether it falls cannot be tested; extend the learning-rate grid upward",
-            **common,
+            **{k: v for k, v in common.items() if not k.startswith("far_")},
         )
 
     if not beyond:

@@ -111,6 +111,10 @@ def analyze(
         extra_steps=extra_steps,
     )
     files = write_report(result, out, normalize=normalize)
+    from surge.cli._output import err_console
+
+    for note in files.figure_errors:
+        err_console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
     if as_json:
         emit_json(summary_dict(result, files))
         return

@@ -58,6 +58,10 @@ else:  # pragma: no cover - Python 3.10
 
 RANGE_TOLERANCE = 1e-6  # in units of ``step``: how far off the grid ``stop`` may be and still count
 LR_DIGITS = 12  # significant digits kept of each learning rate formed from a range
+# Sizes are computed from the spec and refused before anything is materialised. The paper's sweeps have
+# 10 x 12 grid points and 100 rounds (12,000 trials); the limits leave room for far larger ones.
+MAX_AXIS_POINTS = 10_000  # points of one axis (learning rates, or batch sizes)
+MAX_TRIALS = 1_000_000  # trials of a whole sweep (lrs x batch sizes x rounds)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,6 +147,19 @@ class _Grid:
         if self.stop < self.start:
             raise SurgeError(f"{k} range is reversed: stop {_show(self.stop)} < start {_show(self.start)}; "
                              f"swap them")
+        if self.step <= 0:
+            raise SurgeError(f"{k}.step must be > 0, got {_show(self.step)}")
+        n = self.count()
+        if n > MAX_AXIS_POINTS:
+            raise SurgeError(f"{k} range {_show(self.start)}..{_show(self.stop)} by {_show(self.step)} has {n:.4g} "
+                             f"points; the limit is {MAX_AXIS_POINTS} per axis: use a larger step")
+
+    def count(self) -> float:
+        """The number of points, computed without forming them (a float: a range may give an enormous count)."""
+        if self.values is not None:
+            return len(self.values)
+        n = math.floor((self.stop - self.start) / self.step + RANGE_TOLERANCE) + 1
+        return n
 
     def _number(self, value: object, key: str):
         if self._integer:
@@ -269,6 +286,12 @@ class SweepSpec:
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", _as_str(self.data_dir, "data_dir"))
         object.__setattr__(self, "group_size", _as_int(self.group_size, "group_size"))
+        n_trials = self.lr.count() * self.batch_size.count() * self.rounds
+        if n_trials > MAX_TRIALS:
+            raise SurgeError(
+                f"the sweep has {self.lr.count()} learning rates x {self.batch_size.count()} batch sizes x "
+                f"{self.rounds} rounds = {n_trials:.4g} trials; the limit is {MAX_TRIALS:,}: fewer rounds or a coarser grid"
+            )
 
     # -- views ------------------------------------------------------------------------------------
 
