@@ -24,8 +24,26 @@ PRESET = typer.Option(None, "--preset", "-p", help=f"A named sweep instead of a 
 STORE = typer.Option(..., "--store", "-s", help="SQLite store file (created if missing).")
 ROUNDS = typer.Option(None, "--rounds", help="Override the spec's number of rounds (seeds).")
 JSON = typer.Option(False, "--json", help="Print one JSON object instead of tables.")
+WORKLOAD_PATH = typer.Option(
+    None, "--workload-path", help="A folder to import a 'module:attribute' workload from, besides the current folder "
+    "(repeat for several)."
+)
 DATA_DIR = typer.Option(None, "--data-dir", help="Where the workload finds (or downloads) its data (overrides the spec; "
                         "default: $SURGE_DATA_DIR or ~/.cache/surge/data).")
+
+
+def _add_workload_path(folders: list[Path] | None) -> None:
+    """Put --workload-path folders on $SURGE_WORKLOAD_PATH, where this process and its workers look."""
+    import os
+
+    from surge.workloads import WORKLOAD_PATH_ENV
+
+    for folder in folders or []:
+        if not folder.is_dir():
+            raise SurgeError(f"--workload-path {str(folder)!r} is not a folder")
+    if folders:
+        old = os.environ.get(WORKLOAD_PATH_ENV, "")
+        os.environ[WORKLOAD_PATH_ENV] = os.pathsep.join([*(str(f.resolve()) for f in folders), *([old] if old else [])])
 
 
 def _spec(spec_file: Path | None, preset: str | None, rounds: int | None, device: str | None = None,
@@ -46,7 +64,7 @@ def _spec(spec_file: Path | None, preset: str | None, rounds: int | None, device
     return spec.replace(**changes) if changes else spec
 
 
-def _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir=None) -> str:
+def _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir=None, workload_path=None) -> str:
     parts = ["surge", "sweep", "run"]
     parts += [str(spec_file)] if spec_file is not None else ["--preset", preset]
     parts += ["--store", str(store)]
@@ -60,6 +78,8 @@ def _resume_command(spec_file, preset, store, rounds, device, workers, workload,
         parts += ["--workload", workload]
     if data_dir is not None:
         parts += ["--data-dir", str(data_dir)]
+    for folder in workload_path or []:
+        parts += ["--workload-path", str(folder)]
     return shlex.join(parts)
 
 
@@ -82,6 +102,7 @@ def run(
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (overrides the spec)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Worker processes, each training one group at a time."),
     workload: str | None = typer.Option(None, "--workload", help="Override the spec's workload (same grid)."),
+    workload_path: list[Path] | None = WORKLOAD_PATH,
     data_dir: Path | None = DATA_DIR,
     retry_failed: bool = typer.Option(True, "--retry-failed/--no-retry-failed",
                                       help="Retrain trials whose earlier attempt failed."),
@@ -93,11 +114,12 @@ def run(
     from surge.sweep.executor import run_sweep
     from surge.sweep.plan import plan_sweep
 
+    _add_workload_path(workload_path)
     spec = _spec(spec_file, preset, rounds, device, workload, data_dir)
     if workers < 1:
         raise SurgeError(f"--workers must be >= 1, got {workers}")
     plan = plan_sweep(spec)
-    resume = _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir)
+    resume = _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir, workload_path)
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
@@ -187,8 +209,12 @@ def export(
     as_json: bool = JSON,
 ) -> None:
     """Write the store's trials as a tidy table, one row per (trial, target loss)."""
+    from surge._validation import check_output_file
     from surge.sweep.store import SweepStore
 
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise SurgeError(f"--out must end in .csv or .parquet, got {str(out)!r}")
+    check_output_file(out)
     with SweepStore(store, create=False) as st:
         path = st.export(out)
         frame = st.trials_frame()
@@ -206,6 +232,7 @@ def plan(
     preset: str | None = PRESET,
     rounds: int | None = ROUNDS,
     workload: str | None = typer.Option(None, "--workload", help="Override the spec's workload (same grid)."),
+    workload_path: list[Path] | None = WORKLOAD_PATH,
     data_dir: Path | None = DATA_DIR,
     as_toml: bool = typer.Option(False, "--toml", help="Print the spec as TOML (a starting point for a file)."),
     as_json: bool = JSON,
@@ -213,6 +240,7 @@ def plan(
     """Show the grid, the targets and the trial groups without training (a dry run)."""
     from surge.sweep.plan import plan_sweep
 
+    _add_workload_path(workload_path)
     spec = _spec(spec_file, preset, rounds, workload=workload, data_dir=data_dir)
     if as_toml:
         print(spec.to_toml(), end="")
