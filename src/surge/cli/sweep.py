@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from surge.cli._output import console, emit_json, err_console, fmt
+from surge.cli._output import LineProgress, console, emit_json, err_console, fmt
 from surge.sweep.presets import PRESETS, get_preset, list_presets
 from surge.sweep.spec import SweepSpec, load_spec
 from surge.errors import SurgeError
@@ -124,9 +124,12 @@ def run(
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
         TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=err_console, disable=as_json, transient=False, speed_estimate_period=3600.0,
+        console=err_console, disable=as_json or not err_console.is_terminal, transient=False,
+        speed_estimate_period=3600.0,
     )
     task = progress.add_task(spec.name, total=plan.n_trials, note="")
+    # progress goes to stderr in every mode: plain lines where the bar cannot be drawn (--json, a log file)
+    lines = LineProgress(f"sweep {spec.name}", plan.n_trials) if progress.disable else None
 
     def on_event(ev) -> None:
         running = ev.group_fraction * len(ev.group.trials) if ev.event == "step" and ev.group is not None else 0.0
@@ -134,6 +137,9 @@ def run(
         if ev.trials_failed:
             note = f"[red]{ev.trials_failed} failed[/red] " + note
         progress.update(task, completed=ev.trials_done + ev.trials_failed + running, note=note)
+        if lines is not None and ev.event != "step":
+            plain = f"{ev.trials_failed} failed" if ev.trials_failed else ""
+            lines.update(ev.trials_done + ev.trials_failed, plain)
 
     old_term = signal.getsignal(signal.SIGTERM)
     try:
