@@ -139,7 +139,9 @@ def _points(batch_sizes, values, values_name: str, min_points: int) -> tuple[np.
 
 def _exp(x: float) -> float:
     """exp that saturates to inf instead of raising OverflowError (for intervals with huge errors)."""
-    return math.exp(x) if x < 700.0 else math.inf
+    if math.isnan(x):
+        return math.nan
+    return math.exp(x) if x < 709.0 else math.inf
 
 
 def _t(confidence: float, dof: int) -> float:
@@ -452,17 +454,25 @@ def fit_eps_max(
     b, lr = _points(batch_sizes, optimal_lrs, "optimal_lrs", 2)
     n = b.size
     log_g = law.log_g(b, b_noise)
-    per_point = lr * np.exp(log_g)
+    logs = np.log(lr) + log_g  # per-point inversions in logs, scaled below so that nothing overflows
+    top = float(logs.max())
     t = _t(confidence, n - 1)
     if method == "mean":
-        est = float(per_point.mean())
-        half = t * float(per_point.std(ddof=1)) / math.sqrt(n)
+        scaled = np.exp(logs - top)
+        mean, sd = float(scaled.mean()), float(scaled.std(ddof=1))
+        est = _exp(top + math.log(mean))
+        half = _exp(top + math.log(sd)) * t / math.sqrt(n) if sd > 0 else 0.0
         ci = (est - half, est + half)
     else:
-        logs = np.log(per_point)
-        est = float(math.exp(logs.mean()))
+        est = _exp(float(logs.mean()))
         half = t * float(logs.std(ddof=1)) / math.sqrt(n)
         ci = (est * _exp(-half), est * _exp(half))
+    if not math.isfinite(est) or est == 0.0:
+        raise EstimationError(
+            f"eps_max overflows a 64-bit float (log eps_max ~ {top:.4g}); give learning rates in other units"
+            if not math.isfinite(est)
+            else "eps_max underflows to 0 in a 64-bit float; give learning rates in other units"
+        )
     resid = np.log(lr) - (math.log(est) - log_g)
     return EpsMaxFit(
         eps_max=est,
@@ -497,7 +507,7 @@ def _fit_log_law(law: Law, b: np.ndarray, lr: np.ndarray, b_noise: float | None)
         i = 1
         bn = b_noise
         if free_b:
-            bn = math.exp(p[i])
+            bn = _exp(p[i])
             i += 1
         al = p[i] if free_a else a_fixed
         return bn, al
@@ -528,7 +538,13 @@ def _fit_log_law(law: Law, b: np.ndarray, lr: np.ndarray, b_noise: float | None)
             if best is None or res.cost < best.cost:
                 best = res
     bn, al = unpack(best.x)
-    params = {"eps_max": float(math.exp(best.x[0])), "b_noise": float(bn)}
+    eps = _exp(float(best.x[0]))
+    if not math.isfinite(eps) or eps == 0.0 or not math.isfinite(bn):
+        raise EstimationError(
+            f"the {law.name} law's eps_max or B_noise does not fit in a 64-bit float (log eps_max ~ {best.x[0]:.4g}); "
+            "give learning rates and batch sizes in other units"
+        )
+    params = {"eps_max": eps, "b_noise": float(bn)}
     if law.family == "sgd":
         params["alpha"] = float(al)
     r = resid(best.x)

@@ -106,7 +106,7 @@ def test_fit_csv_errors(run_cli, tmp_path):
     bad_value = tmp_path / "b.csv"
     bad_value.write_text("batch_size,steps\n1,2\n2,oops\n4,1\n")
     code, _, err = run_cli("fit", "b-noise", str(bad_value))
-    assert code == 2 and "column 'steps' row 2 is not a number: 'oops'" in err
+    assert code == 2 and "line 3 column 'steps' is not a finite number: 'oops'" in err
     few = tmp_path / "c.csv"
     few.write_text("batch_size,steps\n1,2\n")
     code, _, err = run_cli("fit", "b-noise", str(few))
