@@ -150,15 +150,17 @@ def renamed(new_value, old_value, new: str, old: str, default):
     return old_value
 
 
-def _writable_dir(path: Path, name: str, what: str) -> None:
-    """Create ``path`` as a folder if needed and prove it takes a file (written and removed)."""
+def _writable_dir(path: Path, name: str, what: str, shown: Path | None = None) -> None:
+    """Create ``path`` as a folder if needed and prove it takes a file (written and removed); errors show
+    ``shown`` (the path the user gave) when it differs from ``path``."""
     from surge.errors import OutputError
 
+    shown = path if shown is None else shown
     for parent in [path, *path.parents]:
         if parent.exists():
             if not parent.is_dir():
-                where = "is a file" if parent == path else f"lies under {str(parent)!r}, which is a file"
-                raise OutputError(f"{name} {str(path)!r} {where}; {what}")
+                where = "is a file" if parent == shown else f"lies under {str(parent)!r}, which is a file"
+                raise OutputError(f"{name} {str(shown)!r} {where}; {what}")
             break
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -167,7 +169,7 @@ def _writable_dir(path: Path, name: str, what: str) -> None:
         probe.unlink()
     except OSError as exc:
         raise OutputError(
-            f"{name} {str(path)!r} cannot be written ({exc.strerror or type(exc).__name__}); {what}"
+            f"{name} {str(shown)!r} cannot be written ({exc.strerror or type(exc).__name__}); {what}"
         ) from None
 
 
@@ -190,7 +192,7 @@ def check_output_file(path, name: str = "--out") -> Path:
     p = Path(path)
     if p.is_dir():
         raise OutputError(f"{name} {str(p)!r} is a folder; give a file name")
-    _writable_dir(p.parent if str(p.parent) else Path("."), name, "give a file in a folder that can be written")
+    _writable_dir(p.parent if str(p.parent) else Path("."), name, "give a file in a folder that can be written", shown=p)
     if p.exists() and not os.access(p, os.W_OK):
         raise OutputError(f"{name} {str(p)!r} exists and cannot be written; give another file")
     return p
