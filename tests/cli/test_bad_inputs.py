@@ -150,3 +150,32 @@ def test_a_figure_that_cannot_be_drawn_loses_no_results(tmp_path, run_cli):
     assert code == 0, err
     assert (out / "trials.csv").is_file() and (out / "result.json").is_file() and (out / "report.html").is_file()
     assert "could not be drawn" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", ["objects", "single", "text"])
+def test_an_npz_problem_that_is_not_numeric_arrays_never_advises_allow_pickle(tmp_path, run_cli, content):
+    f = tmp_path / "p.npz"
+    if content == "objects":
+        np.savez(f, mu=np.array([1, "a", None], dtype=object), sigma=np.ones(3), hessian=np.eye(3))
+    elif content == "single":
+        with open(f, "wb") as fh:
+            np.save(fh, np.ones(3))
+    else:
+        f.write_text("hello")
+    code, _, err = run_cli("simulate", "figure1", "--problem", str(f), "--out", str(tmp_path / "f.png"))
+    assert code == 2 and "is not a readable .npz file of numeric arrays" in err
+    assert "allow_pickle" not in err
+
+
+def test_numpy_warnings_do_not_reach_stderr(tmp_path):
+    """In a real process (pytest would capture warnings itself): one line, no RuntimeWarning text."""
+    import subprocess
+    import sys
+
+    f = tmp_path / "lr.csv"
+    f.write_text("batch_size,lr\n64,1e308\n128,1.5e308\n256,1.7e308\n512,1e308\n")
+    env = {k: v for k, v in os.environ.items() if k != "SURGE_DEBUG"}
+    env["PYTHONWARNINGS"] = "default"
+    proc = subprocess.run([sys.executable, "-m", "surge.cli.main", "fit", "lr", str(f), "--b-noise", "64"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and "Warning" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
