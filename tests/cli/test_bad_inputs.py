@@ -179,3 +179,21 @@ def test_numpy_warnings_do_not_reach_stderr(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "surge.cli.main", "fit", "lr", str(f), "--b-noise", "64"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 1 and "Warning" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_a_spec_with_several_errors_reports_all_of_them(tmp_path, run_cli):
+    f = tmp_path / "b.toml"
+    f.write_text('name = "x"\nworkload = "cnn-mnist-sample"\nrounds = 0\nmax_steps = -5\ndevice = "tpu"\n'
+                 "[lr]\nvalues = [-1e-3]\n[batch_size]\nvalues = [4]\n")
+    code, _, err = run_cli("sweep", "plan", str(f))
+    assert code == 2 and err.count("\n") == 1
+    assert "4 problems in the spec" in err
+    for part in ("lr.values[0] must be > 0", "rounds must be positive", "max_steps must be positive", "device must be"):
+        assert part in err
+
+
+def test_a_top_level_key_after_a_table_header_is_reported_as_landing_in_that_table(tmp_path, run_cli):
+    f = tmp_path / "a.toml"
+    f.write_text('name = "x"\n[lr]\nvalues = [1e-3]\nworkload = "cnn-mnist-sample"\n[batch_size]\nvalues = [4]\n')
+    code, _, err = run_cli("sweep", "plan", str(f))
+    assert code == 2 and "key 'workload' is inside the [lr] table" in err and "lacks" not in err
