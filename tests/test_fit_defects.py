@@ -162,3 +162,10 @@ def test_trend_with_overlapping_intervals_is_inconclusive_not_does_not_grow():
     assert down.verdict == "does not grow" and down.grows is False
     one = _trend((St(2.0, math.nan, (math.nan, math.nan)),))
     assert one.verdict == "untestable"
+
+
+def test_equal_steps_do_not_fall_and_say_so():
+    res = fit_b_noise([1, 8], [3.0, 3.0])
+    assert not res.success and "steps do not fall" in res.message and "below the batch sizes" in res.message
+    res = fit_b_noise([1, 8, 64], [3.0, 3.0, 3.0])
+    assert not res.success and math.isnan(res.b_noise)

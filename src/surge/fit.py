@@ -212,7 +212,7 @@ def _steps_shape(b: np.ndarray, s: np.ndarray) -> str:
     >= 0), "no_loss" when the examples E = B S do not grow with it (slope of E on B <= 0: no loss of
     data efficiency, B_noise above the batch sizes), "falls" otherwise (Eq 20 applies)."""
     lb = np.log(b)
-    if np.polyfit(lb, np.log(s), 1)[0] >= 0:
+    if np.polyfit(lb, np.log(s), 1)[0] >= -1e-9:  # flat to rounding counts as not falling
         return "rising"
     e = b * s
     scale = float(np.abs(e).max())
@@ -364,7 +364,8 @@ def _b_noise_result(raw: dict, b, s, b_scale, s_scale, method, confidence) -> BN
     kind = raw["kind"]
     if kind == "rising":
         msg = (
-            "steps do not fall as the batch size grows (the fit needs B_noise <= 0): "
+            "steps do not fall as the batch size grows (the fit needs B_noise <= 0; equal steps mean B_noise "
+            "lies below the batch sizes tried): "
             "these points cannot give B_noise; check that each S(B) is the steps to the same target loss"
         )
         return BNoiseFit(nan, _NAN_CI, nan, _NAN_CI, nan, _NAN_CI, success=False, message=msg, **common)
@@ -384,6 +385,9 @@ def _b_noise_result(raw: dict, b, s, b_scale, s_scale, method, confidence) -> BN
             math.inf, (bound, math.inf), nan, _NAN_CI, e_min, _NAN_CI,
             success=True, message=msg, b_noise_lower_bound=bound, **common,
         )
+    if not (raw["b_noise"] > 0 and raw["s_min"] > 0):
+        msg = f"the Eq 22 fit gives B_noise {raw['b_noise'] * b_scale:.4g} and S_min {raw['s_min'] * s_scale:.4g}: not both > 0"
+        return BNoiseFit(nan, _NAN_CI, nan, _NAN_CI, nan, _NAN_CI, success=False, message=msg, **common)
     # scale back; E_min = B_noise S_min is formed in logs so that an overflow is seen, not printed
     b_noise = raw["b_noise"] * b_scale
     s_min = raw["s_min"] * s_scale
