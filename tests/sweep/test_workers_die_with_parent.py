@@ -82,3 +82,19 @@ def test_workers_and_resource_tracker_die_with_a_sigkilled_parent(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)  # only our own session, if anything is left
         except ProcessLookupError:
             pass
+
+
+def test_json_mode_shows_progress_on_stderr(tmp_path):
+    """Issue 11 item 15: in --json mode progress goes to stderr as plain lines; stdout holds one JSON object."""
+    import json
+
+    spec = tmp_path / "p.toml"
+    spec.write_text(SPEC)
+    args = ["sweep", "run", str(spec), "--store", str(tmp_path / "p.db"), "--runner", "surge_sweep_fakes:run_group",
+            "--json"]
+    proc = subprocess.run([sys.executable, "-c", DRIVER.format(here=str(HERE)), *args], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["done"] == 24
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("sweep orphans: ")]
+    assert lines[0].startswith("sweep orphans: 0/24") and lines[-1].startswith("sweep orphans: 24/24 (100%)")

@@ -123,9 +123,15 @@ def analyze(
     for col in ("target", f"B_noise [{conf}]", "eps_max adam", "best law", "falls past B_noise", "div / cens"):
         table.add_column(col, justify="right")
     for st in result.stages:
+        bn = f"{fmt(st.b_noise)} {fmt_ci(st.b_noise_ci, 3)}"
+        fit = st.b_noise_fit
+        if fit is not None and fit.success and fit.b_noise == float("inf"):
+            bn = f"> {fmt(fit.b_noise_lower_bound)}"
+        elif st.b_noise != st.b_noise and st.surge_fit is not None and st.surge_fit.success:
+            bn = f"{fmt(st.surge_fit.b_noise)} {fmt_ci(st.surge_fit.b_noise_ci, 3)} (Adam law fit)"
         table.add_row(
             fmt(st.target_loss),
-            f"{fmt(st.b_noise)} {fmt_ci(st.b_noise_ci, 3)}",
+            bn,
             fmt(st.eps_max["adam"], 3),
             st.best_law or "-",
             st.falls.verdict,
