@@ -380,7 +380,7 @@ def save_sweep_figures(
     for st in analysis.stages:
         stem = stage_stem(st.target_loss)
         got, why = draw_safely(
-            lambda: save_figure(stage_figure(analysis, st, normalize=normalize), out / stem),
+            lambda st=st, stem=stem: save_figure(stage_figure(analysis, st, normalize=normalize), out / stem),
             f"the figure of stage {st.target_loss:g}",
         )
         if got is not None:
