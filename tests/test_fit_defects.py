@@ -128,8 +128,13 @@ def _frame(steps_of_b, best_lr_of_b, lrs=(1e-3, 2e-3, 4e-3, 8e-3), batch_sizes=(
     return pd.DataFrame(rows)
 
 
-def test_analyze_a_stage_with_perfect_scaling_reports_the_bound_and_an_untestable_verdict():
+def test_analyze_a_stage_with_perfect_scaling_reports_the_bound_and_an_untestable_verdict(tmp_path):
+    from surge.report import write_report
+
     res = analyze(_frame(lambda b: 256000 / b, lambda b: 2e-3), n_boot=50)
+    files = write_report(res, tmp_path)  # the report is written (issue 11 item 1: it used to die here)
+    md = files.markdown.read_text()
+    assert "| 1 | > 512 |" in md and "**B_noise (Eq 22)** > 512 examples" in md
     st = res.stages[0]
     assert math.isinf(st.b_noise) and st.b_noise_fit.b_noise_lower_bound == 512
     assert st.falls.verdict == "untestable" and "B_noise > 512" in st.falls.message

@@ -99,7 +99,9 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
     if reached_none:
         out.append(Paragraph(f"**Nothing to estimate at this stage.** {st.messages[0] if st.messages else ''}"))
     fit = st.b_noise_fit
-    if fit is not None and fit.success:
+    if fit is not None and fit.success and math.isinf(fit.b_noise):
+        out.append(Paragraph(f"**B_noise (Eq 22)** > {_f(fit.b_noise_lower_bound)} {unit}: {fit.message}."))
+    elif fit is not None and fit.success:
         out.append(
             Paragraph(
                 f"**B_noise (Eq 22)** = {_f(fit.b_noise)} {unit}, {conf} interval {_ci(fit.b_noise_ci)}; "
@@ -110,7 +112,7 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
     elif fit is not None:
         out.append(Paragraph(f"**B_noise (Eq 22)**: the fit failed: {fit.message}."))
     elif not reached_none:
-        out.append(Paragraph("**B_noise (Eq 22)**: not estimated: fewer than 3 batch sizes have S(B)."))
+        out.append(Paragraph("**B_noise (Eq 22)**: not estimated: fewer than 2 batch sizes have S(B)."))
     if st.eps_max_fits:
         parts = [f"{_EPS_TITLES[name]} {_f(st.eps_max[name])} {_ci(st.eps_max_ci[name])}" for name in (law.name for law in EPS_LAWS)]
         out.append(
@@ -264,7 +266,11 @@ def report_blocks(analysis: SweepAnalysis) -> list[Block]:
         rows.append(
             [
                 f"{st.target_loss:g}",
-                _f(st.b_noise),
+                (
+                    f"> {_f(st.b_noise_fit.b_noise_lower_bound)}"
+                    if math.isinf(st.b_noise) and st.b_noise_fit is not None
+                    else _f(st.b_noise)
+                ),
                 _ci(st.b_noise_ci),
                 _f(em["adam"]),
                 _f(em["sgd(alpha=1)"]),
