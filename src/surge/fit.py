@@ -7,7 +7,7 @@ points used, residual statistics and ``success`` / ``message``. Input that canno
 a fit that runs but gives no meaningful answer (a negative B_noise, a peak outside the data) returns
 ``success=False`` with the reason, and its estimates are NaN rather than a silent wrong number.
 
-Why one module of ~470 lines: the Eq 22-24 estimators and the law comparison share the input checks
+Why one module of ~670 lines: the Eq 22-24 estimators and the law comparison share the input checks
 and interval helpers at its top.
 """
 

@@ -31,8 +31,13 @@ The TOML layout::
 Ranges include ``stop``: the points are ``start + i * step`` for ``i = 0 .. n - 1`` with
 ``n = floor((stop - start) / step + 1e-6) + 1``; the tolerance makes ``stop`` count when float error puts
 it a hair off the grid (``(1e-3 - 1e-4) / 1e-4`` is 8.999999999999998), and a ``stop`` that lies off the
-grid (Table 1's ResNet-18 row) ends the range at the last point not past it. Learning rates are rounded
-to 12 significant digits, so that the fourth point of 1e-4..1e-3 is 0.0004 and not 0.00040000000000000002.
+grid ends the range at the last point not past it. Learning rates are rounded to 12 significant digits,
+so that the fourth point of 1e-4..1e-3 is 0.0004 and not 0.00040000000000000002. Sizes are computed
+before any point is formed and refused past ``MAX_AXIS_POINTS`` per axis and ``MAX_TRIALS`` in all; a
+spec with several bad fields reports all of them in one error.
+
+Why one module of ~465 lines: the field checks, the two grid axes, the spec and its TOML reading and
+writing are one vocabulary that every sweep command shares.
 """
 
 from __future__ import annotations
