@@ -25,8 +25,8 @@ def test_warning_when_the_move_crosses_b_noise_or_grows_above_it():
     assert above.lr < 3e-4
     below = recommend_lr(16, 1e-4, 64, 512)
     assert below.warning is None and below.regime == "below" and below.lr > 1e-4
-    shrinking = recommend_lr(4096, 1e-4, 1024, 512)
-    assert shrinking.warning is None and shrinking.lr > 1e-4
+    shrinking = recommend_lr(4096, 1e-4, 1024, 512)  # down, above B_noise: lr rises, the rules say it falls
+    assert shrinking.warning and "rises as the batch size shrinks" in shrinking.warning and shrinking.lr > 1e-4
 
 
 def test_sgd_recommendation_and_regime_at_b_noise():
@@ -50,3 +50,35 @@ def test_recommend_errors(kwargs, match):
     args = dict(from_batch_size=256, from_lr=3e-4, to_batch_size=2048, b_noise=512) | kwargs
     with pytest.raises(ValueError, match=match):
         recommend_lr(**args)
+
+
+def test_moving_down_across_b_noise_warns_as_moving_up_does():
+    down = recommend_lr(512, 1e-3, 1, 64)  # issue 11 item 18
+    assert down.warning and "crosses B_noise=64" in down.warning
+    assert down.lr == pytest.approx(1e-3 * float(adam_optimal_lr(1, 1, 64) / adam_optimal_lr(512, 1, 64)))
+    assert recommend_lr(32, 1e-3, 8, 64).warning is None  # staying below: the rules point the right way
+
+
+def test_beta2_rule_keeps_the_second_moment_half_life_in_examples():
+    rec = recommend_lr(256, 3e-4, 32, 512, beta2=0.999)
+    assert rec.beta2 == pytest.approx(0.999 ** (32 / 256))
+    half_life = lambda b2, bs: bs * math.log(0.5) / math.log(b2)  # noqa: E731  examples
+    assert half_life(rec.beta2, 32) == pytest.approx(half_life(0.999, 256))
+    with pytest.raises(ValueError, match=r"beta2 must be in \(0, 1\), got 1"):
+        recommend_lr(256, 3e-4, 32, 512, beta2=1.0)
+
+
+def test_without_b_noise_the_rules_of_thumb_and_where_to_get_it():
+    rec = recommend_lr(256, 3e-4, 1024, beta2=0.95)
+    assert math.isnan(rec.lr) and rec.regime == "unknown"
+    assert rec.linear_lr == pytest.approx(1.2e-3) and rec.sqrt_lr == pytest.approx(6e-4)
+    assert "surge analyze --table" in rec.warning and "fit b-noise" in rec.warning
+    assert rec.beta2 == pytest.approx(0.95**4)
+
+
+def test_recommend_cli_both_ways_and_without_b_noise(run_cli):
+    code, out, err = run_cli("recommend", "--from-batch-size", "512", "--from-lr", "1e-3", "--to-batch-size", "1", "--b-noise", "64")
+    assert code == 0 and "crosses B_noise=64" in " ".join(err.split())
+    code, out, err = run_cli("recommend", "--from-batch-size", "256", "--from-lr", "3e-4", "--to-batch-size", "1024", "--beta2", "0.999")
+    assert code == 0 and "linear rule" in out and "adam law" not in out and "0.996" in out
+    assert "no B_noise given" in " ".join(err.split())

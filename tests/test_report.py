@@ -59,10 +59,10 @@ def test_markdown_states_the_answers_per_stage(awkward, written):
     assert f"Adam (Eq 23) {st.eps_max['adam']:.4g}" in md
     assert "SGD, alpha = 1 (Eq 24)" in md and "SGD, alpha = 0.5 (Eq 24)" in md
     assert f"best is **{st.best_law}**" in md
-    assert "| law | eps_max | B_noise | alpha | k | RMS log residual | AIC | ΔAIC |" in md
+    assert "| law | eps_max | B_noise | alpha | k | RMS log residual | AICc | ΔAICc | status |" in md
     assert (
         "**Does the optimal learning rate fall past B_noise?** "
-        + {"yes": "yes", "no": "no", "inconclusive": "inconclusive", "untestable": "cannot tell"}[st.falls.verdict]
+        + {"yes": "yes", "no": "no", "inconclusive": "inconclusive", "untestable": "untestable"}[st.falls.verdict]
         in md
     )
     assert st.falls.message in md  # the evidence: the intervals and the slope
@@ -78,7 +78,7 @@ def test_report_explains_the_all_diverged_batch_size_and_the_unreached_stage(awk
     assert "B = 4: all 51 trials diverged: no optimal learning rate" in md
     assert "**Nothing to estimate at this stage.** no trial reached target loss 1" in md
     assert "raise the budget (max_steps) or pick a higher target" in md
-    assert "cannot tell" in md  # the unreached stage cannot say whether the lr falls
+    assert "untestable" in md  # the unreached stage cannot say whether the lr falls
     assert "never averaged in" in md
 
 

@@ -9,8 +9,10 @@ This is the one place where integers, numbers, ranges and choices are checked.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from numbers import Real
+from pathlib import Path
 
 import numpy as np
 from surge.errors import SurgeError, SurgeTypeError
@@ -146,3 +148,51 @@ def renamed(new_value, old_value, new: str, old: str, default):
     warnings.warn(f"{old} is renamed {new}; the old name goes in the next release", DeprecationWarning,
                   stacklevel=3)
     return old_value
+
+
+def _writable_dir(path: Path, name: str, what: str, shown: Path | None = None) -> None:
+    """Create ``path`` as a folder if needed and prove it takes a file (written and removed); errors show
+    ``shown`` (the path the user gave) when it differs from ``path``."""
+    from surge.errors import OutputError
+
+    shown = path if shown is None else shown
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                where = "is a file" if parent == shown else f"lies under {str(parent)!r}, which is a file"
+                raise OutputError(f"{name} {str(shown)!r} {where}; {what}")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".surge-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"{name} {str(shown)!r} cannot be written ({exc.strerror or type(exc).__name__}); {what}"
+        ) from None
+
+
+def check_output_dir(path, name: str = "--out") -> Path:
+    """Check, before any work starts, that ``path`` is (or can be made) a folder that takes files.
+
+    Creates the folder. Raises :class:`surge.errors.OutputError` (exit code 2) naming ``name`` and the
+    path when it is a file, lies under a file, or cannot be written (read-only place, no permission).
+    """
+    p = Path(path)
+    _writable_dir(p, name, "give a folder that can be written")
+    return p
+
+
+def check_output_file(path, name: str = "--out") -> Path:
+    """Check, before any work starts, that the file ``path`` can be written: its folder is (or can be made)
+    a writable folder and ``path`` is not a folder. Raises :class:`surge.errors.OutputError`."""
+    from surge.errors import OutputError
+
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{name} {str(p)!r} is a folder; give a file name")
+    _writable_dir(p.parent if str(p.parent) else Path("."), name, "give a file in a folder that can be written", shown=p)
+    if p.exists() and not os.access(p, os.W_OK):
+        raise OutputError(f"{name} {str(p)!r} exists and cannot be written; give another file")
+    return p

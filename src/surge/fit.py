@@ -7,7 +7,7 @@ points used, residual statistics and ``success`` / ``message``. Input that canno
 a fit that runs but gives no meaningful answer (a negative B_noise, a peak outside the data) returns
 ``success=False`` with the reason, and its estimates are NaN rather than a silent wrong number.
 
-Why one module of ~470 lines: the Eq 22-24 estimators and the law comparison share the input checks
+Why one module of ~670 lines: the Eq 22-24 estimators and the law comparison share the input checks
 and interval helpers at its top.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from surge._validation import check_array, check_choice, check_same_length, check_scalar
-from surge.errors import SurgeError
+from surge.errors import EstimationError, SurgeError
 from surge.theory.laws import ADAM_LAW, Law, SGDLaw, get_law
 
 Interval = tuple[float, float]
@@ -40,13 +40,16 @@ class BNoiseFit:
     s_min_ci: Interval
     e_min: float  # fewest examples, reached as B -> 0
     e_min_ci: Interval
-    method: str  # "linear" (Eq 22, least squares of 1/S on 1/E) or "nonlinear" (log S = log S_min (1 + B_noise/B))
+    method: str  # "linear" (Eq 22, least squares of 1/S on 1/E), "nonlinear" (log S = log S_min (1 + B_noise/B)), "exact" (2 points)
     confidence: float  # nominal coverage of the intervals
     n_points: int  # (B, S) points used
     rms_residual: float  # root mean square residual of the fit, in its own space (1/S, or log S)
     r_squared: float  # coefficient of determination of the fit, in its own space
     success: bool
     message: str
+    # one-sided lower confidence bound on B_noise when the steps show no loss of data efficiency
+    # (b_noise is then inf); NaN otherwise
+    b_noise_lower_bound: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,10 @@ class LawFit:
     rms_log_residual: float
     aic: float  # n log(RSS/n) + 2k
     bic: float  # n log(RSS/n) + k log n
-    success: bool
+    success: bool  # the least-squares fit converged
     message: str
+    aicc: float = math.nan  # AIC + 2k(k+1)/(n-k-1), the small-sample criterion; inf when n <= k + 1
+    status: str = "ok"  # "ok", "extrapolated" (a parameter at its bound or B_noise far outside the data) or "failed"
 
     def predict(self, batch_size) -> np.ndarray:
         """The fitted law's learning rate at ``batch_size``."""
@@ -112,8 +117,8 @@ class LawComparison:
     """Adam law against SGD laws on the same (batch size, optimal lr) points."""
 
     laws: tuple[LawFit, ...]
-    best: LawFit  # lowest AIC among the laws that fitted; ties go to fewer parameters
-    criterion: str  # "aic"
+    best: LawFit  # lowest AICc among the laws that fitted; ties go to fewer parameters
+    criterion: str  # "aicc"
     n_points: int
     b_noise_given: float | None = field(default=None)
 
@@ -134,7 +139,9 @@ def _points(batch_sizes, values, values_name: str, min_points: int) -> tuple[np.
 
 def _exp(x: float) -> float:
     """exp that saturates to inf instead of raising OverflowError (for intervals with huge errors)."""
-    return math.exp(x) if x < 700.0 else math.inf
+    if math.isnan(x):
+        return math.nan
+    return math.exp(x) if x < 709.0 else math.inf
 
 
 def _t(confidence: float, dof: int) -> float:
@@ -154,116 +161,255 @@ def _confidence(confidence: float) -> float:
 def fit_b_noise(batch_sizes, steps, *, method: str = "linear", confidence: float = 0.95) -> BNoiseFit:
     """Estimate B_noise, S_min and E_min from the steps S needed at each batch size (Eq 20-22).
 
-    ``method="linear"`` is the paper's Eq 22: ordinary least squares of 1/S on 1/E with E = B S;
-    B_noise = -slope, S_min = 1/intercept, E_min = B_noise S_min. The B_noise interval is the
-    t-interval of the slope, the S_min interval the inverted t-interval of the intercept, and the
-    E_min interval a delta-method interval. Noise in S enters both axes, which biases B_noise slightly
-    low (about -1 % at 5 % noise).
+    Parameters
+    ----------
+    batch_sizes : array (n,), n >= 2, positive, at least 2 distinct values (examples, or tokens).
+    steps : array (n,), positive: the optimizer steps S(B) to reach one target loss.
+    method : ``"linear"`` is the paper's Eq 22: ordinary least squares of 1/S on 1/E with E = B S;
+        B_noise = -slope, S_min = 1/intercept, E_min = B_noise S_min. The B_noise interval is the
+        t-interval of the slope, the S_min interval the inverted t-interval of the intercept, and the
+        E_min interval a delta-method interval. Noise in S enters both axes, which biases B_noise
+        slightly low (about -1 % at 5 % noise). ``"nonlinear"`` fits
+        log S = log S_min + log(1 + B_noise / B), the right model for multiplicative noise, with
+        (log S_min, log B_noise) as parameters and intervals from the Jacobian.
+    confidence : nominal coverage of the intervals, in (0, 1).
 
-    ``method="nonlinear"`` fits log S = log S_min + log(1 + B_noise / B), the right model for
-    multiplicative noise, with (log S_min, log B_noise) as parameters and intervals from the Jacobian.
+    Returns
+    -------
+    BNoiseFit. Two points determine Eq 22 exactly: the estimates come without intervals. Steps that
+    fall as fast as 1/B (no loss of data efficiency: E = B S does not grow with B) give
+    ``b_noise = inf`` with ``b_noise_lower_bound``, a one-sided lower confidence bound on B_noise from
+    the regression E = E_min + S_min B (Eq 20), and ``success=True``. Steps that do not fall give
+    ``success=False`` with the reason and NaN estimates.
+
+    Raises
+    ------
+    SurgeError: bad input (fewer than 2 points, non-positive or non-finite values, one batch size).
+    EstimationError: valid input whose estimates overflow the largest float (steps near 1e308).
     """
     method = check_choice(method, "method", ("linear", "nonlinear"))
     confidence = _confidence(confidence)
-    b, s = _points(batch_sizes, steps, "steps", 3)
-    if method == "linear":
-        return _fit_b_noise_linear(b, s, confidence)
-    return _fit_b_noise_nonlinear(b, s, confidence)
+    b, s = _points(batch_sizes, steps, "steps", 2)
+    # fit on values scaled to order 1, so that products such as B*S cannot overflow
+    b_scale, s_scale = float(np.exp(np.mean(np.log(b)))), float(np.exp(np.mean(np.log(s))))
+    bn, sn = b / b_scale, s / s_scale
+    kind = _steps_shape(bn, sn)
+    if kind != "falls":
+        raw = dict(kind=kind, rss=0.0, r2=math.nan, ci=True)
+        if method == "linear" and kind == "no_loss" and b.size > 2:
+            raw.update(_b_noise_linear_stats(bn, sn))
+    elif b.size == 2:
+        raw = _b_noise_exact(bn, sn)
+    elif method == "linear":
+        raw = _b_noise_linear(bn, sn, confidence)
+    else:
+        raw = _b_noise_nonlinear(bn, sn, confidence)
+    return _b_noise_result(raw, b, s, b_scale, s_scale, method, confidence)
 
 
-def _fit_b_noise_linear(b: np.ndarray, s: np.ndarray, confidence: float) -> BNoiseFit:
+def _steps_shape(b: np.ndarray, s: np.ndarray) -> str:
+    """"rising" when the steps do not fall with the batch size (least-squares slope of log S on log B
+    >= 0), "no_loss" when the examples E = B S do not grow with it (slope of E on B <= 0: no loss of
+    data efficiency, B_noise above the batch sizes), "falls" otherwise (Eq 20 applies)."""
+    lb = np.log(b)
+    if np.polyfit(lb, np.log(s), 1)[0] >= -1e-9:  # flat to rounding counts as not falling
+        return "rising"
+    e = b * s
+    scale = float(np.abs(e).max())
+    if np.polyfit(b, e / scale, 1)[0] <= 1e-12:
+        return "no_loss"
+    return "falls"
+
+
+def _b_noise_exact(b: np.ndarray, s: np.ndarray) -> dict:
+    """Eq 22 through two points whose steps fall and whose examples grow: exact, no interval."""
+    x, y = 1.0 / (b * s), 1.0 / s
+    slope = (y[1] - y[0]) / (x[1] - x[0])
+    intercept = y[0] - slope * x[0]
+    return dict(kind="ok", b_noise=-slope, s_min=1.0 / intercept, rss=0.0, r2=math.nan, ci=False)
+
+
+def _b_noise_linear_stats(b: np.ndarray, s: np.ndarray) -> dict:
+    """RSS and R^2 of the Eq 22 line, for the record, when the points do not give B_noise."""
+    x, y = 1.0 / (b * s), 1.0 / s
+    if np.ptp(x) <= 1e-12 * float(np.abs(x).max()):
+        return dict(rss=0.0, r2=math.nan)
+    slope, intercept = np.polyfit(x, y, 1)
+    r = y - (intercept + slope * x)
+    tss = float(np.sum((y - y.mean()) ** 2))
+    rss = float(r @ r)
+    return dict(rss=rss, r2=1.0 - rss / tss if tss > 0 else math.nan)
+
+
+def _b_noise_linear(b: np.ndarray, s: np.ndarray, confidence: float) -> dict:
     n = b.size
     x = 1.0 / (b * s)
     y = 1.0 / s
     xbar, ybar = x.mean(), y.mean()
     sxx = float(np.sum((x - xbar) ** 2))
+    tss = float(np.sum((y - ybar) ** 2))
     slope = float(np.sum((x - xbar) * (y - ybar)) / sxx)
     intercept = float(ybar - slope * xbar)
     resid = y - (intercept + slope * x)
     rss = float(resid @ resid)
-    s2 = rss / (n - 2) if n > 2 else math.nan
+    r2 = 1.0 - rss / tss if tss > 0 else math.nan
+    out = dict(rss=rss, r2=r2, ci=True, slope=slope, intercept=intercept)
+    if slope >= 0 or intercept <= 0:
+        what = f"slope {slope:.4g} >= 0, which gives B_noise <= 0" if slope >= 0 else f"intercept {intercept:.4g} <= 0, which gives S_min <= 0"
+        return dict(
+            out,
+            kind="failed",
+            detail=f"the Eq 22 line of 1/S on 1/E has {what} (in units scaled to the geometric means of B and S): "
+            "the steps are too noisy to give B_noise; try --method nonlinear or more rounds",
+        )
+    s2 = rss / (n - 2)
     var_slope = s2 / sxx
     var_int = s2 * (1.0 / n + xbar**2 / sxx)
     cov = -xbar * s2 / sxx
     t = _t(confidence, n - 2)
-    tss = float(np.sum((y - ybar) ** 2))
-    r2 = 1.0 - rss / tss if tss > 0 else math.nan
-    common = dict(method="linear", confidence=confidence, n_points=n, rms_residual=math.sqrt(rss / n), r_squared=r2)
-    if slope >= 0 or intercept <= 0:
-        what = (
-            f"slope of 1/S on 1/E is {slope:.4g} >= 0, which would give B_noise <= 0: steps do not fall as batch size grows"
-            if slope >= 0
-            else f"intercept of 1/S on 1/E is {intercept:.4g} <= 0, which would give S_min <= 0"
-        )
-        return BNoiseFit(math.nan, _NAN_CI, math.nan, _NAN_CI, math.nan, _NAN_CI, success=False, message=what, **common)
-    b_noise = -slope
-    s_min = 1.0 / intercept
-    e_min = b_noise * s_min
+    b_noise, s_min = -slope, 1.0 / intercept
     half = t * math.sqrt(var_slope)
-    b_noise_ci = (max(b_noise - half, 0.0), b_noise + half)
     int_half = t * math.sqrt(var_int)
     int_lo, int_hi = intercept - int_half, intercept + int_half
-    s_min_ci = (1.0 / int_hi, 1.0 / int_lo if int_lo > 0 else math.inf)
     # e_min = -slope / intercept: gradient (-1/intercept, slope/intercept^2)
     g = np.array([-1.0 / intercept, slope / intercept**2])
     var_e = float(g @ np.array([[var_slope, cov], [cov, var_int]]) @ g)
+    e_min = b_noise * s_min
     e_half = t * math.sqrt(max(var_e, 0.0))
-    e_min_ci = (max(e_min - e_half, 0.0), e_min + e_half)
-    message = "ok"
-    if b_noise_ci[0] == 0.0:
-        message = "the B_noise interval reaches 0: the data barely constrain B_noise"
-    return BNoiseFit(b_noise, b_noise_ci, s_min, s_min_ci, e_min, e_min_ci, success=True, message=message, **common)
+    return dict(
+        out,
+        kind="ok",
+        b_noise=b_noise,
+        b_noise_ci=(max(b_noise - half, 0.0), b_noise + half),
+        s_min=s_min,
+        s_min_ci=(1.0 / int_hi, 1.0 / int_lo if int_lo > 0 else math.inf),
+        e_min_ci=(max(e_min - e_half, 0.0), e_min + e_half),
+    )
 
 
-def _fit_b_noise_nonlinear(b: np.ndarray, s: np.ndarray, confidence: float) -> BNoiseFit:
+def _b_noise_nonlinear(b: np.ndarray, s: np.ndarray, confidence: float) -> dict:
     n = b.size
     logs = np.log(s)
 
     def model(p):
         return p[0] + np.log1p(np.exp(p[1]) / b)
 
-    starts = [np.log(np.median(b)) + k for k in (-4.0, -2.0, 0.0, 2.0, 4.0)]
     best = None
-    for lb in starts:
+    for lb in (-4.0, -2.0, 0.0, 2.0, 4.0):  # log B_noise starts around the (scaled) batch sizes
         p0 = np.array([math.log(s.min()), lb])
-        res = optimize.least_squares(lambda p: model(p) - logs, p0, method="lm")
+        with np.errstate(over="ignore", invalid="ignore"):
+            res = optimize.least_squares(lambda p: model(p) - logs, p0, method="lm")
         if best is None or res.cost < best.cost:
             best = res
     p = best.x
     resid = model(p) - logs
     rss = float(resid @ resid)
     tss = float(np.sum((logs - logs.mean()) ** 2))
-    cov = _lsq_covariance(best.jac, rss, n)
-    t = _t(confidence, n - 2)
+    out = dict(rss=rss, r2=1.0 - rss / tss if tss > 0 else math.nan, ci=True)
     log_s_min, log_b = float(p[0]), float(p[1])
-    b_noise, s_min = math.exp(log_b), math.exp(log_s_min)
-    e_min = b_noise * s_min
+    if not best.success:
+        return dict(out, kind="failed", detail=f"least squares stopped without converging ({best.message})")
+    if log_b < math.log(1e-3 * b.min()):
+        return dict(out, kind="rising")
+    if log_b > math.log(1e3 * b.max()):
+        return dict(out, kind="no_loss")
+    cov = _lsq_covariance(best.jac, rss, n)
+    if not np.isfinite(cov).all():
+        return dict(out, kind="failed", detail="the points do not determine S_min and B_noise separately (singular fit)")
+    t = _t(confidence, n - 2)
     se_ls, se_lb = math.sqrt(cov[0, 0]), math.sqrt(cov[1, 1])
     se_le = math.sqrt(max(cov[0, 0] + cov[1, 1] + 2 * cov[0, 1], 0.0))
+    log_e = log_s_min + log_b
+    return dict(
+        out,
+        kind="ok",
+        b_noise=math.exp(log_b),
+        b_noise_ci=(_exp(log_b - t * se_lb), _exp(log_b + t * se_lb)),
+        s_min=math.exp(log_s_min),
+        s_min_ci=(_exp(log_s_min - t * se_ls), _exp(log_s_min + t * se_ls)),
+        e_min_ci=(_exp(log_e - t * se_le), _exp(log_e + t * se_le)),
+    )
+
+
+def _no_loss_bound(b: np.ndarray, s: np.ndarray, confidence: float) -> float:
+    """One-sided lower confidence bound on B_noise when E = B S does not grow with B.
+
+    Eq 20 in examples is E = E_min + S_min B, a straight line in B with B_noise = E_min / S_min. The
+    bound is E_min / (upper confidence limit of S_min), from ordinary least squares of E on B; it is
+    the largest batch size tried when the line is exact (no residual to make an interval from) or the
+    upper limit is not positive. ``b`` and ``s`` are the unscaled points.
+    """
+    n = b.size
+    e = b * s
+    if n < 3 or not np.isfinite(e).all():
+        return float(b.max())
+    res = stats.linregress(b, e)
+    upper = float(res.slope) + float(stats.t.ppf(confidence, n - 2)) * float(res.stderr)
+    intercept = float(res.intercept)
+    if not (upper > 0 and intercept > 0) or not math.isfinite(upper):
+        return float(b.max())
+    return intercept / upper
+
+
+def _b_noise_result(raw: dict, b, s, b_scale, s_scale, method, confidence) -> BNoiseFit:
+    nan = math.nan
+    n = b.size
     common = dict(
-        method="nonlinear",
+        method=method if n > 2 else "exact",
         confidence=confidence,
         n_points=n,
-        rms_residual=math.sqrt(rss / n),
-        r_squared=1.0 - rss / tss if tss > 0 else math.nan,
+        rms_residual=math.sqrt(raw["rss"] / n),
+        r_squared=raw["r2"],
     )
-    ok = bool(best.success) and bool(np.isfinite(cov).all())
-    message = "ok" if ok else f"least squares did not converge: {best.message}"
-    if ok and b_noise > 1e3 * b.max():
-        ok, message = False, f"B_noise ran off to {b_noise:.3g}, far beyond the largest batch size {b.max():g}"
-    if ok and b_noise < 1e-3 * b.min():
-        ok, message = False, f"B_noise ran down to {b_noise:.3g}, far below the smallest batch size {b.min():g}"
-    return BNoiseFit(
-        b_noise,
-        (_exp(log_b - t * se_lb), _exp(log_b + t * se_lb)),
-        s_min,
-        (_exp(log_s_min - t * se_ls), _exp(log_s_min + t * se_ls)),
-        e_min,
-        (_exp(math.log(e_min) - t * se_le), _exp(math.log(e_min) + t * se_le)),
-        success=ok,
-        message=message,
-        **common,
-    )
+    kind = raw["kind"]
+    if kind == "rising":
+        msg = (
+            "steps do not fall as the batch size grows (the fit needs B_noise <= 0; equal steps mean B_noise "
+            "lies below the batch sizes tried): "
+            "these points cannot give B_noise; check that each S(B) is the steps to the same target loss"
+        )
+        return BNoiseFit(nan, _NAN_CI, nan, _NAN_CI, nan, _NAN_CI, success=False, message=msg, **common)
+    if kind == "failed":
+        return BNoiseFit(nan, _NAN_CI, nan, _NAN_CI, nan, _NAN_CI, success=False, message=raw["detail"], **common)
+    if kind == "no_loss":
+        with np.errstate(over="ignore", invalid="ignore"):
+            bound = _no_loss_bound(b, s, confidence)
+        e = b * s
+        e_min = float(e.min()) if np.isfinite(e).all() else nan
+        msg = (
+            f"no loss of data efficiency: steps fall as fast as 1/B across the batch sizes tried "
+            f"({b.min():g} to {b.max():g}), so B_noise lies above them: B_noise > {bound:.4g} "
+            + (f"(one-sided {confidence:.0%} bound)" if bound != float(b.max()) else "(the largest batch size tried)")
+        )
+        return BNoiseFit(
+            math.inf, (bound, math.inf), nan, _NAN_CI, e_min, _NAN_CI,
+            success=True, message=msg, b_noise_lower_bound=bound, **common,
+        )
+    if not (raw["b_noise"] > 0 and raw["s_min"] > 0):
+        msg = f"the Eq 22 fit gives B_noise {raw['b_noise'] * b_scale:.4g} and S_min {raw['s_min'] * s_scale:.4g}: not both > 0"
+        return BNoiseFit(nan, _NAN_CI, nan, _NAN_CI, nan, _NAN_CI, success=False, message=msg, **common)
+    # scale back; E_min = B_noise S_min is formed in logs so that an overflow is seen, not printed
+    b_noise = raw["b_noise"] * b_scale
+    s_min = raw["s_min"] * s_scale
+    log_e = math.log(raw["b_noise"]) + math.log(raw["s_min"]) + math.log(b_scale) + math.log(s_scale)
+    if not (math.isfinite(b_noise) and math.isfinite(s_min)) or log_e >= math.log(np.finfo(float).max):
+        raise EstimationError(
+            f"the Eq 22 estimates overflow a 64-bit float (B_noise {b_noise:.4g}, S_min {s_min:.4g}, "
+            f"E_min = B_noise * S_min ~ 10^{log_e / math.log(10):.0f}); give steps and batch sizes in larger units"
+        )
+    e_min = math.exp(log_e)
+    if not raw["ci"] or n == 2:
+        msg = "two points determine Eq 22 exactly: no interval"
+        return BNoiseFit(b_noise, _NAN_CI, s_min, _NAN_CI, e_min, _NAN_CI, success=True, message=msg, **common)
+    bs, ss = b_scale, s_scale
+    b_ci = (raw["b_noise_ci"][0] * bs, raw["b_noise_ci"][1] * bs)
+    s_ci = (raw["s_min_ci"][0] * ss, raw["s_min_ci"][1] * ss)
+    with np.errstate(over="ignore"):
+        e_ci = (float(np.float64(raw["e_min_ci"][0]) * bs * ss), float(np.float64(raw["e_min_ci"][1]) * bs * ss))
+    message = "ok"
+    if b_ci[0] == 0.0:
+        message = "the B_noise interval reaches 0: the data barely constrain B_noise"
+    return BNoiseFit(b_noise, b_ci, s_min, s_ci, e_min, e_ci, success=True, message=message, **common)
 
 
 def _lsq_covariance(jac: np.ndarray, rss: float, n: int) -> np.ndarray:
@@ -312,17 +458,25 @@ def fit_eps_max(
     b, lr = _points(batch_sizes, optimal_lrs, "optimal_lrs", 2)
     n = b.size
     log_g = law.log_g(b, b_noise)
-    per_point = lr * np.exp(log_g)
+    logs = np.log(lr) + log_g  # per-point inversions in logs, scaled below so that nothing overflows
+    top = float(logs.max())
     t = _t(confidence, n - 1)
     if method == "mean":
-        est = float(per_point.mean())
-        half = t * float(per_point.std(ddof=1)) / math.sqrt(n)
+        scaled = np.exp(logs - top)
+        mean, sd = float(scaled.mean()), float(scaled.std(ddof=1))
+        est = _exp(top + math.log(mean))
+        half = _exp(top + math.log(sd)) * t / math.sqrt(n) if sd > 0 else 0.0
         ci = (est - half, est + half)
     else:
-        logs = np.log(per_point)
-        est = float(math.exp(logs.mean()))
+        est = _exp(float(logs.mean()))
         half = t * float(logs.std(ddof=1)) / math.sqrt(n)
         ci = (est * _exp(-half), est * _exp(half))
+    if not math.isfinite(est) or est == 0.0:
+        raise EstimationError(
+            f"eps_max overflows a 64-bit float (log eps_max ~ {top:.4g}); give learning rates in other units"
+            if not math.isfinite(est)
+            else "eps_max underflows to 0 in a 64-bit float; give learning rates in other units"
+        )
     resid = np.log(lr) - (math.log(est) - log_g)
     return EpsMaxFit(
         eps_max=est,
@@ -357,7 +511,7 @@ def _fit_log_law(law: Law, b: np.ndarray, lr: np.ndarray, b_noise: float | None)
         i = 1
         bn = b_noise
         if free_b:
-            bn = math.exp(p[i])
+            bn = _exp(p[i])
             i += 1
         al = p[i] if free_a else a_fixed
         return bn, al
@@ -388,7 +542,13 @@ def _fit_log_law(law: Law, b: np.ndarray, lr: np.ndarray, b_noise: float | None)
             if best is None or res.cost < best.cost:
                 best = res
     bn, al = unpack(best.x)
-    params = {"eps_max": float(math.exp(best.x[0])), "b_noise": float(bn)}
+    eps = _exp(float(best.x[0]))
+    if not math.isfinite(eps) or eps == 0.0 or not math.isfinite(bn):
+        raise EstimationError(
+            f"the {law.name} law's eps_max or B_noise does not fit in a 64-bit float (log eps_max ~ {best.x[0]:.4g}); "
+            "give learning rates and batch sizes in other units"
+        )
+    params = {"eps_max": eps, "b_noise": float(bn)}
     if law.family == "sgd":
         params["alpha"] = float(al)
     r = resid(best.x)
@@ -433,13 +593,30 @@ def fit_surge(batch_sizes, optimal_lrs, *, confidence: float = 0.95) -> SurgeFit
 
 COMPARED_LAWS: tuple[Law, ...] = (ADAM_LAW, SGDLaw(1.0), SGDLaw(0.5), SGDLaw(None))  # what compare_laws fits
 
+# log-lr residuals below this (0.01 %) are finer than any measured optimal learning rate: the mean squared
+# residual is floored at its square so that rounding noise in the inputs cannot choose between laws
+RESIDUAL_FLOOR = 1e-4
+EXTRAPOLATION_FACTOR = 10.0  # a free B_noise beyond [min B / 10, max B * 10] is flagged "extrapolated"
+
 
 def compare_laws(batch_sizes, optimal_lrs, b_noise: float | None = None) -> LawComparison:
     """Fit the Adam law and the SGD laws (alpha = 1, 0.5 and free) to (batch size, optimal lr) points.
 
-    Each law is fitted by least squares in log lr, with B_noise free unless ``b_noise`` is given. The
-    best law has the lowest AIC (n log(RSS/n) + 2k, k the number of free parameters); near-ties
-    within 1e-9 go to the law with fewer parameters.
+    Parameters
+    ----------
+    batch_sizes, optimal_lrs : arrays (n,), positive; n >= 3 with ``b_noise`` given, else n >= 4.
+    b_noise : B_noise to fix for every law (Eq 22's estimate), or None to fit it per law.
+
+    Each law is fitted by least squares in log lr. The best law has the lowest AICc, the small-sample
+    Akaike criterion n log(MSE) + 2k + 2k(k+1)/(n-k-1) (k free parameters; inf when n <= k + 1), with the
+    mean squared log residual floored at ``RESIDUAL_FLOOR``^2 so that rounding in the inputs cannot pick a
+    law; near-ties within 1e-9 go to the law with fewer parameters. A fit whose B_noise sits at its bound
+    or lies more than ``EXTRAPOLATION_FACTOR`` outside the batch sizes, or whose free alpha sits at its
+    bound, has ``status="extrapolated"``: the data show one side of the law only.
+
+    Raises
+    ------
+    SurgeError: too few points, non-positive values, one batch size, a non-positive ``b_noise``.
     """
     if b_noise is not None:
         b_noise = check_scalar(b_noise, "b_noise", positive=True)
@@ -450,19 +627,44 @@ def compare_laws(batch_sizes, optimal_lrs, b_noise: float | None = None) -> LawC
     for law in COMPARED_LAWS:
         params, _, rss, ok, msg = _fit_log_law(law, b, lr, b_noise)
         k = 1 + (b_noise is None) + (law.family == "sgd" and law.alpha is None)
-        mse = max(rss / n, 1e-300)
+        mse = max(rss / n, RESIDUAL_FLOOR**2)
+        aic = n * math.log(mse) + 2 * k
+        aicc = aic + 2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else math.inf
+        status, message = ("ok", "ok") if ok else ("failed", f"least squares did not converge: {msg}")
+        if ok:
+            why = _extrapolated(params, b, b_noise is None, law.family == "sgd" and law.alpha is None)
+            if why:
+                status, message = "extrapolated", why
         fits.append(
             LawFit(
                 name=law.name,
                 params=params,
                 n_params=k,
                 rms_log_residual=math.sqrt(rss / n),
-                aic=n * math.log(mse) + 2 * k,
+                aic=aic,
                 bic=n * math.log(mse) + k * math.log(n),
                 success=ok,
-                message="ok" if ok else f"least squares did not converge: {msg}",
+                message=message,
+                aicc=aicc,
+                status=status,
             )
         )
     candidates = [f for f in fits if f.success] or fits
-    best = min(candidates, key=lambda f: (round(f.aic, 9), f.n_params))
-    return LawComparison(laws=tuple(fits), best=best, criterion="aic", n_points=n, b_noise_given=b_noise)
+    best = min(candidates, key=lambda f: (round(f.aicc, 9), f.n_params))
+    return LawComparison(laws=tuple(fits), best=best, criterion="aicc", n_points=n, b_noise_given=b_noise)
+
+
+def _extrapolated(params: dict, b: np.ndarray, free_b: bool, free_a: bool) -> str:
+    """Why a law fit's parameters are extrapolated ("" when they are not)."""
+    why = []
+    if free_b:
+        bn = params["b_noise"]
+        lo, hi = b.min() / EXTRAPOLATION_FACTOR, b.max() * EXTRAPOLATION_FACTOR
+        if not lo <= bn <= hi:
+            why.append(
+                f"B_noise {bn:.3g} lies far outside the batch sizes of the data [{b.min():g}, {b.max():g}]: "
+                "only one side of the law is seen, so B_noise and eps_max are not separately determined"
+            )
+    if free_a and not 1e-3 * 1.001 < params["alpha"] < 10.0 * 0.999:
+        why.append(f"alpha {params['alpha']:.3g} sits at its bound")
+    return "; ".join(why)

@@ -132,4 +132,4 @@ def test_training_out_must_be_a_directory(run_cli, tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
     code, _, err = run_cli("simulate", "training", "--out", str(f))
-    assert code == 2 and "--out must be a directory" in err
+    assert code == 2 and "is a file; give a folder that can be written" in err

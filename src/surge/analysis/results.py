@@ -173,8 +173,9 @@ class BNoiseTrend:
     b_noise: tuple[float, ...]  # NaN where the stage's fit failed
     b_noise_ci: tuple[Interval, ...]
     spearman_rho: float  # rank correlation of B_noise with the target (negative when B_noise grows)
-    grows: bool | None  # B_noise rises at every step to a lower target; None with fewer than 2 fitted stages
+    grows: bool | None  # True: "grows", False: "does not grow", None: "inconclusive" / "untestable"
     message: str
+    verdict: str = "untestable"  # "grows", "does not grow", "inconclusive" (the intervals overlap) or "untestable"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ def stage_to_dict(st: StageAnalysis, files: list[Path] | None = None) -> dict[st
                     "n_params": lf.n_params,
                     "rms_log_residual": lf.rms_log_residual,
                     "aic": lf.aic,
+                    "aicc": lf.aicc,
+                    "status": lf.status,
+                    "message": lf.message,
                     "bic": lf.bic,
                     "success": lf.success,
                 }

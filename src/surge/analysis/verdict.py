@@ -11,7 +11,18 @@ from scipy import stats
 from surge.analysis.results import _NAN_CI, BatchOptimum, BNoiseTrend, FallEvidence, StageAnalysis
 
 
-def _fall_evidence(rows: tuple[BatchOptimum, ...], b_noise: float, confidence: float) -> FallEvidence:
+def _fall_evidence(
+    rows: tuple[BatchOptimum, ...],
+    b_noise: float,
+    confidence: float,
+    *,
+    top_of_grid: frozenset = frozenset(),
+    b_noise_lower_bound: float = math.nan,
+) -> FallEvidence:
+    """The verdict on "does the optimal lr fall past B_noise": "yes", "no", "inconclusive" (intervals
+    overlap) or "untestable" (the sweep cannot answer: no B_noise, none of the batch sizes past it, or
+    the optima the answer rests on sit at the top of the learning-rate grid, where they are only lower
+    bounds). ``top_of_grid`` holds the batch sizes whose optimal lr is the largest lr tried there."""
     pts = [r for r in rows if math.isfinite(r.optimal_lr)]
     nan = math.nan
     empty = dict(
@@ -24,6 +35,24 @@ def _fall_evidence(rows: tuple[BatchOptimum, ...], b_noise: float, confidence: f
         slope=nan,
         slope_ci=_NAN_CI,
     )
+    if math.isinf(b_noise):
+        return FallEvidence(
+            "untestable",
+            None,
+            n_above=0,
+            message=f"B_noise lies above every batch size tried (B_noise > {b_noise_lower_bound:.4g}: no loss of "
+            "data efficiency), so no batch size lies past it; add larger batch sizes",
+            **empty,
+        )
+    if pts and all(r.batch_size in top_of_grid for r in pts):
+        return FallEvidence(
+            "untestable",
+            None,
+            n_above=0,
+            message="every optimal learning rate is the largest learning rate tried, so the grid does not reach the "
+            "optimum at any batch size and whether it falls cannot be tested; extend the learning-rate grid upward",
+            **empty,
+        )
     if not math.isfinite(b_noise):
         return FallEvidence(
             "untestable", None, n_above=0, message="no B_noise estimate, so nothing to test past it", **empty
@@ -68,7 +97,24 @@ def _fall_evidence(rows: tuple[BatchOptimum, ...], b_noise: float, confidence: f
             **common,
         )
     beyond = [r for r in above if r.batch_size > peak.batch_size]
+
+    def untestable(which: str) -> FallEvidence:
+        far_ = beyond[-1] if beyond else None
+        return FallEvidence(
+            "untestable",
+            None,
+            far_batch_size=float(far_.batch_size) if far_ else nan,
+            far_lr=far_.optimal_lr if far_ else nan,
+            far_lr_ci=far_.optimal_lr_ci if far_ else _NAN_CI,
+            message=f"the optimal learning rate at {which} is the largest learning rate tried, only a lower bound, "
+            "so whether it falls cannot be tested; extend the learning-rate grid upward",
+            **{k: v for k, v in common.items() if not k.startswith("far_")},
+        )
+
     if not beyond:
+        others = [r for r in above if r is not peak and r.batch_size in top_of_grid]
+        if peak.batch_size in top_of_grid and others:
+            return untestable(f"B = {peak.batch_size} and B = {others[0].batch_size}")
         return FallEvidence(
             "no",
             False,
@@ -87,6 +133,10 @@ def _fall_evidence(rows: tuple[BatchOptimum, ...], b_noise: float, confidence: f
         f"optimal lr {far.optimal_lr:.3g} at B = {far.batch_size} against the peak {peak.optimal_lr:.3g} "
         f"at B = {peak.batch_size}"
     )
+    if far.optimal_lr >= peak.optimal_lr and peak.batch_size in top_of_grid:
+        return untestable(f"the peak B = {peak.batch_size}")
+    if far.optimal_lr < peak.optimal_lr and far.batch_size in top_of_grid:
+        return untestable(f"B = {far.batch_size}")
     if far.optimal_lr >= peak.optimal_lr:
         return FallEvidence("no", False, message=f"{head}: it does not fall{slope_txt}", **common)
     if not (math.isfinite(pk_lo) and math.isfinite(far_hi)):
@@ -114,10 +164,18 @@ def _fall_evidence(rows: tuple[BatchOptimum, ...], b_noise: float, confidence: f
 
 
 def _trend(stages: tuple[StageAnalysis, ...]) -> BNoiseTrend:
+    """Does B_noise grow as the target loss falls? Judged with the Eq 22 intervals, not the point estimates:
+
+    - "grows": the point estimates rise at every step to a lower target and the first fitted stage's
+      interval lies entirely below the last one's;
+    - "does not grow": at some step B_noise falls with the two intervals apart;
+    - "inconclusive": neither (the intervals overlap, or a stage has no interval);
+    - "untestable": fewer than 2 stages with a finite B_noise estimate.
+    """
     targets = tuple(s.target_loss for s in stages)
     bn = tuple(s.b_noise for s in stages)
     cis = tuple(s.b_noise_ci for s in stages)
-    ok = [(t, v) for t, v in zip(targets, bn) if math.isfinite(v)]
+    ok = [(t, v, ci) for t, v, ci in zip(targets, bn, cis) if math.isfinite(v)]
     if len(ok) < 2:
         return BNoiseTrend(
             targets,
@@ -125,20 +183,49 @@ def _trend(stages: tuple[StageAnalysis, ...]) -> BNoiseTrend:
             cis,
             math.nan,
             None,
-            f"{len(ok)} stage(s) with a B_noise estimate: no trend across target losses",
+            f"{len(ok)} stage(s) with a B_noise estimate: no trend across target losses can be tested",
+            "untestable",
         )
-    ts, vs = zip(*ok)
+    ts, vs, cs = zip(*ok)
     rho = (
         float(stats.spearmanr(ts, vs).statistic)
         if len(ok) >= 3
         else float(np.sign(vs[1] - vs[0]) * np.sign(ts[1] - ts[0]))
     )
-    grows = all(b2 > b1 for b1, b2 in zip(vs, vs[1:]))  # stages are ordered by descending target
-    pairs = ", ".join(f"{v:.4g} at {t:g}" for t, v in ok)
-    if grows:
-        msg = f"B_noise grows as the target loss falls ({pairs}), as the paper predicts"
-    else:
-        msg = f"B_noise does not grow at every step as the target loss falls ({pairs})"
-    return BNoiseTrend(targets, bn, cis, rho, grows, msg)
+    pairs = ", ".join(f"{v:.4g} {_ci_text(c)} at {t:g}" for t, v, c in ok)
+    rises = all(b2 > b1 for b1, b2 in zip(vs, vs[1:]))  # stages are ordered by descending target
+    apart_up = math.isfinite(cs[0][1]) and math.isfinite(cs[-1][0]) and cs[-1][0] > cs[0][1]
+    falls_apart = any(
+        v2 < v1 and math.isfinite(c2[1]) and math.isfinite(c1[0]) and c2[1] < c1[0]
+        for (v1, c1), (v2, c2) in zip(zip(vs, cs), zip(vs[1:], cs[1:]))
+    )
+    if rises and apart_up:
+        return BNoiseTrend(
+            targets, bn, cis, rho, True, f"B_noise grows as the target loss falls ({pairs}), as the paper predicts", "grows"
+        )
+    if falls_apart:
+        return BNoiseTrend(
+            targets,
+            bn,
+            cis,
+            rho,
+            False,
+            f"B_noise falls between stages with intervals that do not overlap ({pairs}), against the paper's prediction",
+            "does not grow",
+        )
+    return BNoiseTrend(
+        targets,
+        bn,
+        cis,
+        rho,
+        None,
+        f"whether B_noise grows as the target loss falls cannot be told: the intervals overlap ({pairs})",
+        "inconclusive",
+    )
 
 
+def _ci_text(ci) -> str:
+    lo, hi = ci
+    if not (math.isfinite(lo) or math.isfinite(hi)):
+        return "(no interval)"
+    return f"[{lo:.3g}, {hi:.3g}]"

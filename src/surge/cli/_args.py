@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 from surge.errors import SurgeError
 
 
@@ -26,25 +25,44 @@ def parse_number_list(values: list[str] | None, name: str) -> list[float]:
 
 
 def read_columns(path: Path, columns: tuple[str, ...]) -> dict[str, list[float]]:
-    """Read the named numeric columns of a CSV file, with errors that name the file and the column."""
+    """Read the named numeric columns of a CSV file, with errors that name the file, the line and the column.
+
+    Line numbers count the file's lines (the header is line 1), as an editor shows them; a value is
+    shown as written in the file.
+    """
+    import csv
+    import math
+
     if not path.is_file():
         raise SurgeError(f"FILE {str(path)!r} does not exist or is not a file")
     try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            lines = [(n, row) for n, row in enumerate(csv.reader(fh), start=1) if any(c.strip() for c in row)]
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise SurgeError(f"FILE {str(path)!r} is not a readable CSV file: {exc}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in columns if c not in frame.columns]
+    if not lines:
+        raise SurgeError(f"FILE {str(path)!r} is empty; expected a header line: {','.join(columns)}")
+    header = [c.strip() for c in lines[0][1]]
+    missing = [c for c in columns if c not in header]
     if missing:
         raise SurgeError(
-            f"FILE {str(path)!r} lacks column(s) {', '.join(missing)}; it has {', '.join(frame.columns) or 'none'} "
+            f"FILE {str(path)!r} lacks column(s) {', '.join(missing)}; it has {', '.join(header) or 'none'} "
             f"(expected a header line: {','.join(columns)})"
         )
-    result = {}
-    for c in columns:
-        col = pd.to_numeric(frame[c], errors="coerce")
-        if col.isna().any():
-            row = int(col.isna().to_numpy().nonzero()[0][0])
-            raise SurgeError(f"FILE {str(path)!r} column {c!r} row {row + 1} is not a number: {frame[c].iloc[row]!r}")
-        result[c] = col.astype(float).tolist()
+    result: dict[str, list[float]] = {c: [] for c in columns}
+    where = {c: header.index(c) for c in columns}
+    for n, row in lines[1:]:
+        if len(row) != len(header):
+            raise SurgeError(
+                f"FILE {str(path)!r} line {n} has {len(row)} field(s) but the header has {len(header)}: {','.join(row)!r}"
+            )
+        for c in columns:
+            text = row[where[c]].strip()
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise SurgeError(f"FILE {str(path)!r} line {n} column {c!r} is not a finite number: {text!r}")
+            result[c].append(value)
     return result

@@ -19,3 +19,29 @@ def emit_json(obj: dict[str, Any]) -> None:
     """Print exactly one JSON object on stdout."""
     sys.stdout.write(json.dumps(to_jsonable(obj)) + "\n")
     sys.stdout.flush()
+
+
+class LineProgress:
+    """Progress as plain lines on stderr, for --json mode and for a stderr that is not a terminal (a log
+    file, CI): one line at each tenth of the work and at most every ``every`` seconds in between."""
+
+    def __init__(self, label: str, total: float, every: float = 30.0):
+        import time
+
+        self._time = time.monotonic
+        self.label, self.total, self.every = label, float(total), float(every)
+        self.start = self._time()
+        self.last_time = self.start
+        self.last_tenth = -1
+
+    def update(self, done: float, note: str = "") -> None:
+        now = self._time()
+        frac = done / self.total if self.total > 0 else 1.0
+        tenth = int(frac * 10 + 1e-9)
+        if tenth > self.last_tenth or now - self.last_time >= self.every:
+            self.last_tenth, self.last_time = max(tenth, self.last_tenth), now
+            extra = f"; {note}" if note else ""
+            sys.stderr.write(
+                f"{self.label}: {done:.0f}/{self.total:.0f} ({frac:.0%}), {now - self.start:.0f} s elapsed{extra}\n"
+            )
+            sys.stderr.flush()

@@ -13,8 +13,26 @@ from surge.cli._output import console, emit_json, fmt, fmt_ci
 
 
 def analyze(
-    store: Path = typer.Option(
-        ..., "--store", help="Sweep store (SQLite), or a .csv / .parquet export of it.", show_default=False
+    store: Optional[Path] = typer.Option(
+        None, "--store", help="Sweep store (SQLite), or a .csv / .parquet export of it.", show_default=False
+    ),
+    table: Optional[Path] = typer.Option(
+        None,
+        "--table",
+        help="Instead of --store: a table with one row per run (.csv, .tsv, .parquet: a W&B, Ray Tune or Optuna "
+        "export, or written by hand); name its columns with --lr-column, --batch-size-column, --loss-column.",
+        show_default=False,
+    ),
+    lr_column: Optional[str] = typer.Option(None, "--lr-column", help="--table: the learning-rate column."),
+    batch_size_column: Optional[str] = typer.Option(None, "--batch-size-column", help="--table: the batch-size column."),
+    loss_column: Optional[str] = typer.Option(
+        None, "--loss-column", help="--table: the final or evaluation loss column (lower is better)."
+    ),
+    seed_column: Optional[str] = typer.Option(
+        None, "--seed-column", help="--table: the seed column (runs of one seed form a round; intervals over seeds)."
+    ),
+    extra_steps: Optional[float] = typer.Option(
+        None, "--extra-steps", help="Analyse the trials measured with this N (when the store holds several)."
     ),
     out: Path = typer.Option(
         ...,
@@ -55,11 +73,31 @@ def analyze(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Optimal lr per batch size, B_noise (Eq 22), eps_max (Eq 23/24), the law comparison, figures and a report."""
+    from surge._validation import check_output_dir
     from surge.analysis import analyze as run_analysis
     from surge.analysis import load_store
+    from surge.analysis.table import load_table
+    from surge.errors import SurgeError
     from surge.report import summary_dict, write_report
 
-    frame = load_store(store)
+    if (store is None) == (table is None):
+        raise SurgeError("give exactly one of --store (a sweep store or its export) and --table (one row per run)")
+    table_opts = {"--lr-column": lr_column, "--batch-size-column": batch_size_column, "--loss-column": loss_column}
+    if table is not None:
+        missing = [k for k, v in table_opts.items() if v is None]
+        if missing:
+            raise SurgeError(f"--table needs {', '.join(missing)} (the names of its columns)")
+    else:
+        given = [k for k, v in {**table_opts, "--seed-column": seed_column}.items() if v is not None]
+        if given:
+            raise SurgeError(f"{', '.join(given)} go with --table, not --store")
+    check_output_dir(out)
+    if table is not None:
+        frame = load_table(
+            table, lr_column=lr_column, batch_size_column=batch_size_column, loss_column=loss_column, seed_column=seed_column
+        )
+    else:
+        frame = load_store(store)
     result = run_analysis(
         frame,
         stages=stage,
@@ -70,8 +108,13 @@ def analyze(
         max_diverged_fraction=max_diverged,
         steps_statistic=steps_statistic,
         lr_estimate=lr_estimate,
+        extra_steps=extra_steps,
     )
     files = write_report(result, out, normalize=normalize)
+    from surge.cli._output import err_console
+
+    for note in files.figure_errors:
+        err_console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
     if as_json:
         emit_json(summary_dict(result, files))
         return
@@ -80,9 +123,15 @@ def analyze(
     for col in ("target", f"B_noise [{conf}]", "eps_max adam", "best law", "falls past B_noise", "div / cens"):
         table.add_column(col, justify="right")
     for st in result.stages:
+        bn = f"{fmt(st.b_noise)} {fmt_ci(st.b_noise_ci, 3)}"
+        fit = st.b_noise_fit
+        if fit is not None and fit.success and fit.b_noise == float("inf"):
+            bn = f"> {fmt(fit.b_noise_lower_bound)}"
+        elif st.b_noise != st.b_noise and st.surge_fit is not None and st.surge_fit.success:
+            bn = f"{fmt(st.surge_fit.b_noise)} {fmt_ci(st.surge_fit.b_noise_ci, 3)} (Adam law fit)"
         table.add_row(
             fmt(st.target_loss),
-            f"{fmt(st.b_noise)} {fmt_ci(st.b_noise_ci, 3)}",
+            bn,
             fmt(st.eps_max["adam"], 3),
             st.best_law or "-",
             st.falls.verdict,

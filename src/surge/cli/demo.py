@@ -38,8 +38,18 @@ def demo(
         running = ev.group_fraction * len(ev.group.trials) if ev.event == "step" and ev.group is not None else 0.0
         progress.update(task, completed=ev.trials_done + ev.trials_failed + running)
 
-    with progress:
-        result = run_demo(out, quick=quick, stage=on_stage, sweep_progress=on_sweep)
+    try:
+        with progress:
+            result = run_demo(out, quick=quick, stage=on_stage, sweep_progress=on_sweep)
+    except KeyboardInterrupt:
+        import shlex
+
+        again = shlex.join(["surge", "demo", *(["--quick"] if quick else []), "--out", str(out)])
+        err_console.print(
+            f"interrupted: the trials finished so far are saved in {Path(out) / 'sweep.sqlite'}; "
+            f"resume with: {again}", markup=False, highlight=False, soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
 
     summary = summary_dict(result.analysis, result.files)
     if as_json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from surge.cli._args import read_columns
 from surge.cli._output import console, emit_json, fmt, fmt_ci
+from surge.errors import EstimationError
 from surge.fit import compare_laws, fit_b_noise, fit_eps_max
 
 app = typer.Typer(help="Fit B_noise (Eq 22), eps_max (Eq 23/24) or compare laws, from a CSV file.", no_args_is_help=True)
@@ -19,10 +21,8 @@ FILE = typer.Argument(..., help="CSV file with a header line.", show_default=Fal
 JSON = typer.Option(False, "--json", help="Print one JSON object instead of a table.")
 
 
-def _status_line(success: bool, message: str) -> None:
-    if not success:
-        console.print(f"[red]fit failed:[/red] {message}")
-    elif message != "ok":
+def _note(message: str) -> None:
+    if message != "ok":
         console.print(f"[yellow]note:[/yellow] {message}")
 
 
@@ -36,18 +36,27 @@ def b_noise(
     """B_noise, S_min and E_min from the steps to a target loss at each batch size (columns batch_size,steps)."""
     cols = read_columns(file, ("batch_size", "steps"))
     res = fit_b_noise(cols["batch_size"], cols["steps"], method=method, confidence=confidence)
+    if not res.success:  # a failed fit has no estimate to print: one line, exit 1
+        raise EstimationError(f"B_noise could not be estimated from {file.name}: {res.message}")
     if as_json:
         emit_json(dataclasses.asdict(res))
         return
     table = Table(title=f"B_noise from {file.name} ({res.method} fit, {res.n_points} points)")
     for col in ("quantity", "estimate", f"{res.confidence:.0%} interval"):
         table.add_column(col, justify="right")
+    if math.isinf(res.b_noise):  # no loss of data efficiency: a bound, not an estimate
+        table.add_row("B_noise", f"> {fmt(res.b_noise_lower_bound)}", "-")
+        table.add_row("S_min", "-", "-")
+        table.add_row("E_min", "-", "-")
+        console.print(table)
+        _note(res.message)
+        return
     table.add_row("B_noise", fmt(res.b_noise), fmt_ci(res.b_noise_ci))
     table.add_row("S_min", fmt(res.s_min), fmt_ci(res.s_min_ci))
     table.add_row("E_min", fmt(res.e_min), fmt_ci(res.e_min_ci))
     console.print(table)
     console.print(f"R^2 = {fmt(res.r_squared)}, RMS residual = {fmt(res.rms_residual)}")
-    _status_line(res.success, res.message)
+    _note(res.message)
 
 
 @app.command("lr")
@@ -88,7 +97,7 @@ def compare(
         emit_json({"laws": laws, "best": res.best.name, "criterion": res.criterion, "n_points": res.n_points, "b_noise_given": res.b_noise_given})
         return
     table = Table(title=f"law comparison on {file.name} ({res.n_points} points, best by {res.criterion.upper()})")
-    for col in ("law", "eps_max", "B_noise", "alpha", "k", "RMS log resid", "AIC", "BIC"):
+    for col in ("law", "eps_max", "B_noise", "alpha", "k", "RMS log resid", "AICc", "BIC", "status"):
         table.add_column(col, justify="right")
     for f in res.laws:
         mark = "[bold green]" if f is res.best else ""
@@ -100,8 +109,12 @@ def compare(
             fmt(f.params.get("alpha")),
             str(f.n_params),
             fmt(f.rms_log_residual, 3),
-            fmt(f.aic, 4),
+            fmt(f.aicc, 4),
             fmt(f.bic, 4),
+            f.status,
         )
     console.print(table)
-    console.print(f"best: [bold]{res.best.name}[/bold]")
+    console.print(f"best: [bold]{res.best.name}[/bold]" + (f" ({res.best.status})" if res.best.status != "ok" else ""))
+    for f in res.laws:
+        if f.status != "ok":
+            console.print(f"[yellow]{f.name}:[/yellow] {f.message}")

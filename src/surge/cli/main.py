@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 
@@ -77,6 +78,9 @@ def _one_line(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code (also used by the tests)."""
     debug = os.environ.get("SURGE_DEBUG") == "1"
+    if not debug:  # numeric and plotting warnings are not for users: results are checked for finiteness
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="matplotlib")
     try:
         result = app(args=argv, prog_name="surge", standalone_mode=False)
     except typer.Exit as exc:

@@ -11,6 +11,7 @@ from rich import box
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from surge._validation import check_output_dir, check_output_file
 from surge.cli._args import parse_number_list
 from surge.cli._output import console, emit_json, err_console, fmt, fmt_ci, to_jsonable
 from surge.errors import SurgeError
@@ -43,9 +44,14 @@ def figure1(
     from surge.theory.problems import make_problem
 
     _check_suffix(out, ".png", "--out")
+    check_output_file(out)
     batch = DEFAULT_FIGURE1_BATCH_SIZES if batch_size is None else parse_number_list(batch_size, "--batch-size")
     res = figure1_data(make_problem(problem), batch_sizes=batch, samples=samples, seed=seed)
-    plot_figure1(res, out)
+    from surge.plots._safe import draw_safely
+
+    _, why = draw_safely(lambda: plot_figure1(res, out), f"the figure {out.name}")
+    if why:
+        err_console.print(f"[yellow]warning:[/yellow] {why}", highlight=False, soft_wrap=True)
     if as_json:
         emit_json({**res.to_dict(), "out": str(out)})
         return
@@ -111,8 +117,7 @@ def training(
     target_values = DEFAULT_TARGETS if target_loss is None else parse_number_list(target_loss + extra, "--target-loss")
     batch = DEFAULT_BATCH_SIZES if batch_size is None else parse_number_list(batch_size, "--batch-size")
     lr_values = None if lrs is None else parse_number_list(lrs, "--lr")
-    if out.exists() and not out.is_dir():
-        raise SurgeError(f"--out must be a directory; {str(out)!r} is a file")
+    check_output_dir(out)
 
     bar: Progress | None = None  # started on the first report, after the arguments have been checked
 
@@ -145,8 +150,15 @@ def training(
     files = {"figure": str(figure), "result": str(result_file), "trials": str(trials)}
     payload = {**res.to_dict(), "files": files}
     result_file.write_text(json.dumps(to_jsonable(payload), indent=1) + "\n")
-    plot_training(res, figure)
+    from surge.plots._safe import draw_safely
+
+    drawn, why = draw_safely(lambda: plot_training(res, figure), f"{figure.name}")
+    if why:
+        err_console.print(f"[yellow]warning:[/yellow] {why}", highlight=False, soft_wrap=True)
+        files.pop("figure")
     report = write_report(res.analysis, out)
+    for note in report.figure_errors:
+        err_console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
     files.update({"report_markdown": str(report.markdown), "report_html": str(report.html),
                   "analysis": str(report.json)})
     payload = {**res.to_dict(), "files": files}
@@ -167,7 +179,8 @@ def training(
                       f"exact Eq 9 peak at B = {fmt(th.local_peak_batch_size)}")
         for msg in st.messages:
             console.print(f"[yellow]note:[/yellow] {msg}")
-    console.print(f"wrote {trials}, {result_file}, {figure}, {report.html} (and report.md, analysis.json, "
+    fig_txt = f"{figure}, " if "figure" in files else ""
+    console.print(f"wrote {trials}, {result_file}, {fig_txt}{report.html} (and report.md, analysis.json, "
                   f"stage figures in {out})")
 
 

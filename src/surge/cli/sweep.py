@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from surge.cli._output import console, emit_json, err_console, fmt
+from surge.cli._output import LineProgress, console, emit_json, err_console, fmt
 from surge.sweep.presets import PRESETS, get_preset, list_presets
 from surge.sweep.spec import SweepSpec, load_spec
 from surge.errors import SurgeError
@@ -30,8 +30,26 @@ GPU_MEMORY = typer.Option(None, "--gpu-memory", metavar="GB", help="Size the gro
                           "this machine's GPU; needed when it has none, e.g. a Ray driver).")
 GPUS_PER_GROUP = typer.Option(None, "--gpus-per-group", help="Ray: GPUs each group's task asks for (default 1 on CUDA; "
                               "a fraction such as 0.25 lets groups share a GPU and its memory).")
+WORKLOAD_PATH = typer.Option(
+    None, "--workload-path", help="A folder to import a 'module:attribute' workload from, besides the current folder "
+    "(repeat for several)."
+)
 DATA_DIR = typer.Option(None, "--data-dir", help="Where the workload finds (or downloads) its data (overrides the spec; "
                         "default: $SURGE_DATA_DIR or ~/.cache/surge/data).")
+
+
+def _add_workload_path(folders: list[Path] | None) -> None:
+    """Put --workload-path folders on $SURGE_WORKLOAD_PATH, where this process and its workers look."""
+    import os
+
+    from surge.workloads import WORKLOAD_PATH_ENV
+
+    for folder in folders or []:
+        if not folder.is_dir():
+            raise SurgeError(f"--workload-path {str(folder)!r} is not a folder")
+    if folders:
+        old = os.environ.get(WORKLOAD_PATH_ENV, "")
+        os.environ[WORKLOAD_PATH_ENV] = os.pathsep.join([*(str(f.resolve()) for f in folders), *([old] if old else [])])
 
 
 def _spec(spec_file: Path | None, preset: str | None, rounds: int | None, device: str | None = None,
@@ -52,7 +70,8 @@ def _spec(spec_file: Path | None, preset: str | None, rounds: int | None, device
     return spec.replace(**changes) if changes else spec
 
 
-def _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir=None, extra=()) -> str:
+def _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir=None, extra=(),
+                    workload_path=None) -> str:
     parts = ["surge", "sweep", "run"]
     parts += [str(spec_file)] if spec_file is not None else ["--preset", preset]
     parts += ["--store", str(store)]
@@ -67,6 +86,8 @@ def _resume_command(spec_file, preset, store, rounds, device, workers, workload,
     if data_dir is not None:
         parts += ["--data-dir", str(data_dir)]
     parts += list(extra)
+    for folder in workload_path or []:
+        parts += ["--workload-path", str(folder)]
     return shlex.join(parts)
 
 
@@ -89,6 +110,7 @@ def run(
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (overrides the spec)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Worker processes, each training one group at a time."),
     workload: str | None = typer.Option(None, "--workload", help="Override the spec's workload (same grid)."),
+    workload_path: list[Path] | None = WORKLOAD_PATH,
     data_dir: Path | None = DATA_DIR,
     retry_failed: bool = typer.Option(True, "--retry-failed/--no-retry-failed",
                                       help="Retrain trials whose earlier attempt failed."),
@@ -110,6 +132,7 @@ def run(
     from surge.sweep.executor import run_sweep
     from surge.sweep.plan import plan_sweep
 
+    _add_workload_path(workload_path)
     spec = _spec(spec_file, preset, rounds, device, workload, data_dir)
     if workers < 1:
         raise SurgeError(f"--workers must be >= 1, got {workers}")
@@ -131,14 +154,18 @@ def run(
                         ("--gpu-memory", gpu_memory)]:
         if value is not None:
             extra += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    resume = _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir, extra)
+    resume = _resume_command(spec_file, preset, store, rounds, device, workers, workload, data_dir, extra,
+                             workload_path)
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
         TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=err_console, disable=as_json, transient=False, speed_estimate_period=3600.0,
+        console=err_console, disable=as_json or not err_console.is_terminal, transient=False,
+        speed_estimate_period=3600.0,
     )
     task = progress.add_task(spec.name, total=plan.n_trials, note="")
+    # progress goes to stderr in every mode: plain lines where the bar cannot be drawn (--json, a log file)
+    lines = LineProgress(f"sweep {spec.name}", plan.n_trials) if progress.disable else None
 
     def on_event(ev) -> None:
         running = ev.group_fraction * len(ev.group.trials) if ev.event == "step" and ev.group is not None else 0.0
@@ -146,6 +173,9 @@ def run(
         if ev.trials_failed:
             note = f"[red]{ev.trials_failed} failed[/red] " + note
         progress.update(task, completed=ev.trials_done + ev.trials_failed + running, note=note)
+        if lines is not None and ev.event != "step":
+            plain = f"{ev.trials_failed} failed" if ev.trials_failed else ""
+            lines.update(ev.trials_done + ev.trials_failed, plain)
 
     old_term = signal.getsignal(signal.SIGTERM)
     try:
@@ -224,8 +254,12 @@ def export(
     as_json: bool = JSON,
 ) -> None:
     """Write the store's trials as a tidy table, one row per (trial, target loss)."""
+    from surge._validation import check_output_file
     from surge.sweep.store import SweepStore
 
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise SurgeError(f"--out must end in .csv or .parquet, got {str(out)!r}")
+    check_output_file(out)
     with SweepStore(store, create=False) as st:
         path = st.export(out)
         frame = st.trials_frame()
@@ -243,6 +277,7 @@ def plan(
     preset: str | None = PRESET,
     rounds: int | None = ROUNDS,
     workload: str | None = typer.Option(None, "--workload", help="Override the spec's workload (same grid)."),
+    workload_path: list[Path] | None = WORKLOAD_PATH,
     data_dir: Path | None = DATA_DIR,
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (overrides the spec); on CUDA the "
                                       "groups are sized to the GPU's memory."),
@@ -255,6 +290,7 @@ def plan(
     """Show the grid, the targets and the trial groups without training (a dry run)."""
     from surge.sweep.plan import plan_sweep
 
+    _add_workload_path(workload_path)
     spec = _spec(spec_file, preset, rounds, device=device, workload=workload, data_dir=data_dir)
     if as_toml:
         print(spec.to_toml(), end="")

@@ -7,11 +7,13 @@ import atexit
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import signal
 import threading
 import time
 
 import torch
 
+from surge._parent_watch import die_with_parent
 from surge.engine._alloc import configure_allocator
 from surge.engine.bisect import _Chunk, _Record
 from surge.engine.schedule import _chunks
@@ -26,7 +28,10 @@ _POOL_LOCK = threading.Lock()
 
 
 def _worker_init(q) -> None:
+    """Worker start-up: one torch thread, Ctrl-C handled by the parent alone, death with the parent."""
     global _WORKER_QUEUE
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
     configure_allocator()
     torch.set_num_threads(1)
     _WORKER_QUEUE = q

@@ -337,7 +337,7 @@ def b_noise_figure(analysis: SweepAnalysis) -> Figure:
         0.03,
         tr.message
         if len(tr.message) < 70
-        else ("grows as the target falls" if tr.grows else "does not grow at every stage" if tr.grows is False else ""),
+        else ("grows as the target falls" if tr.grows else "does not grow" if tr.grows is False else tr.verdict),
         transform=ax.transAxes,
         ha="right",
         va="bottom",
@@ -365,16 +365,31 @@ def stage_stem(target_loss: float) -> str:
 
 
 def save_sweep_figures(
-    analysis: SweepAnalysis, out_dir: str | Path, *, normalize: bool = False
+    analysis: SweepAnalysis, out_dir: str | Path, *, normalize: bool = False, errors: list[str] | None = None
 ) -> dict[str, list[Path]]:
     """Every figure of an analysis into ``out_dir``: one per stage and the B_noise trend.
 
     Returns ``{"stage_<t>": [png, pdf], ..., "b_noise_vs_target": [png, pdf]}``.
+    A figure that cannot be drawn is left out; ``errors``, when given, gets a sentence for each.
     """
+    from surge.plots._safe import draw_safely
+
     out = Path(out_dir)
     files: dict[str, list[Path]] = {}
+    notes = errors if errors is not None else []
     for st in analysis.stages:
         stem = stage_stem(st.target_loss)
-        files[stem] = save_figure(stage_figure(analysis, st, normalize=normalize), out / stem)
-    files["b_noise_vs_target"] = save_figure(b_noise_figure(analysis), out / "b_noise_vs_target")
+        got, why = draw_safely(
+            lambda st=st, stem=stem: save_figure(stage_figure(analysis, st, normalize=normalize), out / stem),
+            f"the figure of stage {st.target_loss:g}",
+        )
+        if got is not None:
+            files[stem] = got
+        if why:
+            notes.append(why)
+    got, why = draw_safely(lambda: save_figure(b_noise_figure(analysis), out / "b_noise_vs_target"), "the B_noise figure")
+    if got is not None:
+        files["b_noise_vs_target"] = got
+    if why:
+        notes.append(why)
     return files

@@ -40,6 +40,7 @@ class ReportFiles:
     html: Path
     json: Path
     figures: dict[str, list[Path]]  # "stage_<t>" and "b_noise_vs_target" -> [png, pdf]
+    figure_errors: tuple[str, ...] = ()  # one sentence per figure that could not be drawn (left out)
 
     def stage_files(self, target_loss: float) -> list[Path]:
         from surge.plots.sweep_figures import stage_stem
@@ -59,12 +60,13 @@ def write_report(analysis: SweepAnalysis, out_dir: str | Path, *, normalize: boo
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figures = save_sweep_figures(analysis, out, normalize=normalize)
+    errors: list[str] = []
+    figures = save_sweep_figures(analysis, out, normalize=normalize, errors=errors)
     md = out / "report.md"
     md.write_text(render_markdown(analysis, figures, base=out), encoding="utf-8")
     page = out / "report.html"
     page.write_text(render_html(analysis, figures), encoding="utf-8")
     js = out / "analysis.json"
-    files = ReportFiles(markdown=md, html=page, json=js, figures=figures)
+    files = ReportFiles(markdown=md, html=page, json=js, figures=figures, figure_errors=tuple(errors))
     js.write_text(json.dumps(analysis_to_dict(analysis, files), indent=1) + "\n", encoding="utf-8")
     return files

@@ -50,7 +50,7 @@ _VERDICT = {
     "yes": "yes",
     "no": "no",
     "inconclusive": "inconclusive",
-    "untestable": "cannot tell",
+    "untestable": "untestable",
 }
 
 
@@ -91,7 +91,9 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
     if reached_none:
         out.append(Paragraph(f"**Nothing to estimate at this stage.** {st.messages[0] if st.messages else ''}"))
     fit = st.b_noise_fit
-    if fit is not None and fit.success:
+    if fit is not None and fit.success and math.isinf(fit.b_noise):
+        out.append(Paragraph(f"**B_noise (Eq 22)** > {_f(fit.b_noise_lower_bound)} {unit}: {fit.message}."))
+    elif fit is not None and fit.success:
         out.append(
             Paragraph(
                 f"**B_noise (Eq 22)** = {_f(fit.b_noise)} {unit}, {conf} interval {_ci(fit.b_noise_ci)}; "
@@ -102,7 +104,7 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
     elif fit is not None:
         out.append(Paragraph(f"**B_noise (Eq 22)**: the fit failed: {fit.message}."))
     elif not reached_none:
-        out.append(Paragraph("**B_noise (Eq 22)**: not estimated: fewer than 3 batch sizes have S(B)."))
+        out.append(Paragraph("**B_noise (Eq 22)**: not estimated: fewer than 2 batch sizes have S(B)."))
     if st.eps_max_fits:
         parts = [f"{_EPS_TITLES[name]} {_f(st.eps_max[name])} {_ci(st.eps_max_ci[name])}" for name in (law.name for law in EPS_LAWS)]
         out.append(
@@ -119,10 +121,10 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
         how = f"B_noise fixed at {_f(comp.b_noise_given)} (Eq 22)" if comp.b_noise_given is not None else "B_noise free"
         out.append(
             Paragraph(
-                f"**Law comparison** (least squares in log lr, {how}, lowest AIC wins): best is **{comp.best.name}**.",
+                f"**Law comparison** (least squares in log lr, {how}, lowest AICc wins): best is **{comp.best.name}**.",
             )
         )
-        best_aic = comp.best.aic
+        best_aic = comp.best.aicc
         rows = []
         for lf in comp.laws:
             rows.append(
@@ -133,11 +135,12 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
                     _f(lf.params.get("alpha")),
                     str(lf.n_params),
                     _f(lf.rms_log_residual, 3),
-                    _f(lf.aic, 4),
-                    _f(lf.aic - best_aic, 3),
+                    _f(lf.aicc, 4),
+                    _f(lf.aicc - best_aic, 3),
+                    lf.status,
                 ]
             )
-        out.append(Table(["law", "eps_max", "B_noise", "alpha", "k", "RMS log residual", "AIC", "ΔAIC"], rows))
+        out.append(Table(["law", "eps_max", "B_noise", "alpha", "k", "RMS log residual", "AICc", "ΔAICc", "status"], rows))
         free = st.law_comparison_free
         if free is not None and comp.b_noise_given is not None:
             out.append(
@@ -206,6 +209,18 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
     return out
 
 
+def _cannot_test(a: SweepAnalysis) -> str:
+    """The report's first line when the sweep cannot test the paper's claim that the optimal lr falls past
+    B_noise (every stage "untestable"), in plain words; "" when at least one stage can test it."""
+    if not a.stages or any(st.falls.verdict != "untestable" for st in a.stages):
+        return ""
+    reasons = sorted({st.falls.message for st in a.stages})
+    return (
+        "**This sweep cannot test the paper's claim** that the optimal learning rate falls for batch sizes past "
+        "B_noise: " + "; ".join(reasons) + "."
+    )
+
+
 def report_blocks(analysis: SweepAnalysis) -> list[Block]:
     """The report as a list of blocks (headings, paragraphs, tables, figures) in reading order."""
     a = analysis
@@ -213,6 +228,9 @@ def report_blocks(analysis: SweepAnalysis) -> list[Block]:
     s = a.settings
     n = f"{a.extra_steps:g}" if math.isfinite(a.extra_steps) else "N"
     blocks: list[Block] = [Heading(1, f"Sweep analysis: {a.config}")]
+    cannot = _cannot_test(a)
+    if cannot:
+        blocks.append(Paragraph(cannot))
     blocks.append(
         Paragraph(
             f"{a.n_trials} trials ({a.n_failed} failed) over {len(a.stages)} stage(s); batch sizes count "
@@ -240,7 +258,11 @@ def report_blocks(analysis: SweepAnalysis) -> list[Block]:
         rows.append(
             [
                 f"{st.target_loss:g}",
-                _f(st.b_noise),
+                (
+                    f"> {_f(st.b_noise_fit.b_noise_lower_bound)}"
+                    if math.isinf(st.b_noise) and st.b_noise_fit is not None
+                    else _f(st.b_noise)
+                ),
                 _ci(st.b_noise_ci),
                 _f(em["adam"]),
                 _f(em["sgd(alpha=1)"]),
@@ -280,9 +302,12 @@ def report_blocks(analysis: SweepAnalysis) -> list[Block]:
                 "B_noise: Eq 22, least squares of 1/S on 1/E (slope -B_noise, intercept 1/S_min). eps_max: Eq 23 "
                 "(Adam) and "
                 "Eq 24 (SGD, alpha 1 and 0.5), the mean over batch sizes of the inverted law at that B_noise. The law "
-                "comparison fits each law by least squares in log lr and ranks them by AIC.",
+                "comparison fits each law by least squares in log lr and ranks them by AICc.",
                 "'Does the lr fall past B_noise': yes when the optimal lr at the largest batch size past both B_noise "
-                "and the peak has an interval entirely below the peak's; inconclusive when the intervals overlap.",
+                "and the peak has an interval entirely below the peak's; inconclusive when the intervals overlap; "
+                "untestable when there is no B_noise, no batch size past it, or the optima it rests on are the "
+                "largest learning rate tried (only lower bounds). B_noise grows across stages only when the first "
+                "and last stages' intervals are apart.",
             ]
         )
     )

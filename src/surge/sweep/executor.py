@@ -104,10 +104,13 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _init_worker() -> None:
-    """Worker start-up: one thread per worker, Ctrl-C handled by the parent alone."""
+    """Worker start-up: one thread per worker, Ctrl-C handled by the parent alone, death with the parent."""
+    from surge._parent_watch import die_with_parent
+
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
 
 
 def _worker_run(runner: Runner, config: Any) -> tuple:

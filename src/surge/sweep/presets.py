@@ -7,9 +7,12 @@ workload's defaults (0.7, 0.6, 0.5) and N = 10, the paper's for the CNN. ``smoke
 tests and quick checks.
 
 ``resnet18-sign`` is Table 1's ResNet-18 / Tiny-ImageNet row: Adam with betas (0, 0) (sign descent),
-learning rates 1e-4..7.876e-4 by 7.65e-5 and batch sizes 16..376 by 33 as printed, 100 rounds. Neither
-printed stop lies on its grid, so the ranges end at the last point not past it: 9 learning rates
-(1e-4..7.12e-4) and 11 batch sizes (16..346). Targets: the ``resnet18-tiny-imagenet`` defaults; N = 50.
+100 rounds. Every other row of Table 1 is 10 learning rates by 12 batch sizes, and this row's printed
+steps are the rounded spacings of exactly such a grid: 10 learning rates evenly spaced from 1e-4 to
+7.876e-4 (spacing 7.64e-5, printed 7.65e-5) and 12 batch sizes evenly spaced from 16 to 376 (spacing
+32.7, printed 33), the batch sizes rounded to whole examples. Read as start/stop/step instead, neither
+printed stop would lie on its grid (9 x 11 points). Targets: the ``resnet18-tiny-imagenet`` defaults;
+N = 50.
 
 ``distilgpt2-adam`` and ``distilgpt2-sign`` are Table 1's two DistilGPT2 / ELI5-Category rows: Adam with
 betas (0.9, 0.999), learning rates 1e-5..1.09e-3 by 1.2e-4, and Adam with betas (0, 0), 1e-5..5.5e-4 by
@@ -31,7 +34,10 @@ SMOKE_WORKLOAD = "cnn-mnist-sample"  # the engine's offline real data set (a 5,0
 # the data (a test checks they equal the workload's) and do not move if those defaults change.
 CNN_FASHION_TARGETS = (0.7, 0.6, 0.5)
 RESNET18_TARGETS = (4.8, 4.4, 4.0)  # the resnet18-tiny-imagenet workload's default targets, likewise
-DISTILGPT2_TARGETS = (7.0, 6.5, 6.0)  # the distilgpt2-eli5 workload's default targets, likewise
+DISTILGPT2_TARGETS = (7.0, 6.5, 6.0)
+# Table 1's ResNet-18 row read as 10 x 12 evenly spaced points (see the module docstring)
+RESNET18_LRS = tuple(float(f"{1e-4 + i * (7.876e-4 - 1e-4) / 9:.12g}") for i in range(10))
+RESNET18_BATCH_SIZES = tuple(int(round(16 + i * (376 - 16) / 11)) for i in range(12))  # the distilgpt2-eli5 workload's default targets, likewise
 
 
 @dataclass(frozen=True)
@@ -96,8 +102,8 @@ def _resnet18_sign() -> SweepSpec:
         name="resnet18-sign",
         workload="resnet18-tiny-imagenet",
         optimizer=OptimizerConfig(name="adam", betas=(0.0, 0.0)),
-        lr=LRGrid(start=1e-4, stop=7.876e-4, step=7.65e-5),
-        batch_size=BatchGrid(start=16, stop=376, step=33),
+        lr=LRGrid(values=RESNET18_LRS),
+        batch_size=BatchGrid(values=RESNET18_BATCH_SIZES),
         rounds=100,
         target_loss=RESNET18_TARGETS,
         extra_steps=50,

@@ -31,12 +31,18 @@ The TOML layout::
 Ranges include ``stop``: the points are ``start + i * step`` for ``i = 0 .. n - 1`` with
 ``n = floor((stop - start) / step + 1e-6) + 1``; the tolerance makes ``stop`` count when float error puts
 it a hair off the grid (``(1e-3 - 1e-4) / 1e-4`` is 8.999999999999998), and a ``stop`` that lies off the
-grid (Table 1's ResNet-18 row) ends the range at the last point not past it. Learning rates are rounded
-to 12 significant digits, so that the fourth point of 1e-4..1e-3 is 0.0004 and not 0.00040000000000000002.
+grid ends the range at the last point not past it. Learning rates are rounded to 12 significant digits,
+so that the fourth point of 1e-4..1e-3 is 0.0004 and not 0.00040000000000000002. Sizes are computed
+before any point is formed and refused past ``MAX_AXIS_POINTS`` per axis and ``MAX_TRIALS`` in all; a
+spec with several bad fields reports all of them in one error.
+
+Why one module of ~465 lines: the field checks, the two grid axes, the spec and its TOML reading and
+writing are one vocabulary that every sweep command shares.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import hashlib
@@ -58,6 +64,10 @@ else:  # pragma: no cover - Python 3.10
 
 RANGE_TOLERANCE = 1e-6  # in units of ``step``: how far off the grid ``stop`` may be and still count
 LR_DIGITS = 12  # significant digits kept of each learning rate formed from a range
+# Sizes are computed from the spec and refused before anything is materialised. The paper's sweeps have
+# 10 x 12 grid points and 100 rounds (12,000 trials); the limits leave room for far larger ones.
+MAX_AXIS_POINTS = 10_000  # points of one axis (learning rates, or batch sizes)
+MAX_TRIALS = 1_000_000  # trials of a whole sweep (lrs x batch sizes x rounds)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,6 +109,14 @@ def _as_list(value: object, key: str) -> tuple:
     if len(value) == 0:
         raise SurgeError(f"{key} must not be empty")
     return tuple(value)
+
+
+def _raise_all(errors: list[SurgeError]) -> None:
+    """Raise the one error, or all of them in one SurgeError ("N problems: a; b; c")."""
+    if len(errors) == 1:
+        raise errors[0]
+    typ = SurgeTypeError if all(isinstance(e, SurgeTypeError) for e in errors) else SurgeError
+    raise typ(f"{len(errors)} problems in the spec: " + "; ".join(str(e) for e in errors))
 
 
 def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -143,6 +161,19 @@ class _Grid:
         if self.stop < self.start:
             raise SurgeError(f"{k} range is reversed: stop {_show(self.stop)} < start {_show(self.start)}; "
                              f"swap them")
+        if self.step <= 0:
+            raise SurgeError(f"{k}.step must be > 0, got {_show(self.step)}")
+        n = self.count()
+        if n > MAX_AXIS_POINTS:
+            raise SurgeError(f"{k} range {_show(self.start)}..{_show(self.stop)} by {_show(self.step)} has {n:.4g} "
+                             f"points; the limit is {MAX_AXIS_POINTS} per axis: use a larger step")
+
+    def count(self) -> float:
+        """The number of points, computed without forming them (a float: a range may give an enormous count)."""
+        if self.values is not None:
+            return len(self.values)
+        n = math.floor((self.stop - self.start) / self.step + RANGE_TOLERANCE) + 1
+        return n
 
     def _number(self, value: object, key: str):
         if self._integer:
@@ -233,42 +264,75 @@ class SweepSpec:
     group_size: int = 100  # most trials trained together (one batch size, several lrs x rounds)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "workload", _as_str(self.workload, "workload"))
-        object.__setattr__(self, "name", _as_str(self.name, "name"))
-        object.__setattr__(self, "lr", _grid(self.lr, LRGrid))
-        object.__setattr__(self, "batch_size", _grid(self.batch_size, BatchGrid))
-        opt = self.optimizer
-        if isinstance(opt, Mapping):
-            _check_keys(opt, tuple(f.name for f in dataclasses.fields(OptimizerConfig)), "in section [optimizer]")
-            opt = OptimizerConfig(**dict(opt))
-        elif isinstance(opt, str):
-            opt = OptimizerConfig(name=opt)
-        elif not isinstance(opt, OptimizerConfig):
-            raise SurgeTypeError(f"optimizer must be a table or a name, got {opt!r} ({_type_name(opt)})")
-        object.__setattr__(self, "optimizer", opt)
-        object.__setattr__(self, "rounds", _as_int(self.rounds, "rounds"))
-        object.__setattr__(self, "seed", _as_int(self.seed, "seed", minimum=0))
-        if self.target_loss is not None:
-            targets = _as_list(self.target_loss, "target_loss")
-            targets = tuple(_as_float(t, f"target_loss[{i}]", positive=True) for i, t in enumerate(targets))
-            for i in range(1, len(targets)):
-                if not targets[i] < targets[i - 1]:
-                    raise SurgeError(f"target_loss must be strictly decreasing (training goes on from one target "
-                                     f"to the next); got {list(targets)}")
-            object.__setattr__(self, "target_loss", targets)
-        if self.extra_steps is not None:
-            object.__setattr__(self, "extra_steps", _as_int(self.extra_steps, "extra_steps"))
-        object.__setattr__(self, "max_steps", _as_int(self.max_steps, "max_steps"))
-        if self.max_examples is not None:
-            object.__setattr__(self, "max_examples", _as_int(self.max_examples, "max_examples"))
-        device = _as_str(self.device, "device")
-        if not _DEVICE_RE.match(device):
-            raise SurgeError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
-        _as_choice(self.dtype, "dtype", DTYPES)
-        _as_choice(self.strategy, "strategy", STRATEGIES)
-        if self.data_dir is not None:
-            object.__setattr__(self, "data_dir", _as_str(self.data_dir, "data_dir"))
-        object.__setattr__(self, "group_size", _as_int(self.group_size, "group_size"))
+        errors: list[SurgeError] = []  # every bad field is reported, not only the first
+
+        @contextlib.contextmanager
+        def field_check():
+            try:
+                yield
+            except SurgeError as exc:
+                errors.append(exc)
+
+        with field_check():
+            object.__setattr__(self, "workload", _as_str(self.workload, "workload"))
+        with field_check():
+            object.__setattr__(self, "name", _as_str(self.name, "name"))
+        with field_check():
+            object.__setattr__(self, "lr", _grid(self.lr, LRGrid))
+        with field_check():
+            object.__setattr__(self, "batch_size", _grid(self.batch_size, BatchGrid))
+        with field_check():
+            opt = self.optimizer
+            if isinstance(opt, Mapping):
+                _check_keys(opt, tuple(f.name for f in dataclasses.fields(OptimizerConfig)), "in section [optimizer]")
+                opt = OptimizerConfig(**dict(opt))
+            elif isinstance(opt, str):
+                opt = OptimizerConfig(name=opt)
+            elif not isinstance(opt, OptimizerConfig):
+                raise SurgeTypeError(f"optimizer must be a table or a name, got {opt!r} ({_type_name(opt)})")
+            object.__setattr__(self, "optimizer", opt)
+        with field_check():
+            object.__setattr__(self, "rounds", _as_int(self.rounds, "rounds"))
+        with field_check():
+            object.__setattr__(self, "seed", _as_int(self.seed, "seed", minimum=0))
+        with field_check():
+            if self.target_loss is not None:
+                targets = _as_list(self.target_loss, "target_loss")
+                targets = tuple(_as_float(t, f"target_loss[{i}]", positive=True) for i, t in enumerate(targets))
+                for i in range(1, len(targets)):
+                    if not targets[i] < targets[i - 1]:
+                        raise SurgeError(f"target_loss must be strictly decreasing (training goes on from one target "
+                                         f"to the next); got {list(targets)}")
+                object.__setattr__(self, "target_loss", targets)
+        with field_check():
+            if self.extra_steps is not None:
+                object.__setattr__(self, "extra_steps", _as_int(self.extra_steps, "extra_steps"))
+        with field_check():
+            object.__setattr__(self, "max_steps", _as_int(self.max_steps, "max_steps"))
+        with field_check():
+            if self.max_examples is not None:
+                object.__setattr__(self, "max_examples", _as_int(self.max_examples, "max_examples"))
+        with field_check():
+            device = _as_str(self.device, "device")
+            if not _DEVICE_RE.match(device):
+                raise SurgeError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+        with field_check():
+            _as_choice(self.dtype, "dtype", DTYPES)
+        with field_check():
+            _as_choice(self.strategy, "strategy", STRATEGIES)
+        with field_check():
+            if self.data_dir is not None:
+                object.__setattr__(self, "data_dir", _as_str(self.data_dir, "data_dir"))
+        with field_check():
+            object.__setattr__(self, "group_size", _as_int(self.group_size, "group_size"))
+        if errors:
+            _raise_all(errors)
+        n_trials = self.lr.count() * self.batch_size.count() * self.rounds
+        if n_trials > MAX_TRIALS:
+            raise SurgeError(
+                f"the sweep has {self.lr.count()} learning rates x {self.batch_size.count()} batch sizes x "
+                f"{self.rounds} rounds = {n_trials:.4g} trials; the limit is {MAX_TRIALS:,}: fewer rounds or a coarser grid"
+            )
 
     # -- views ------------------------------------------------------------------------------------
 
@@ -356,10 +420,29 @@ def spec_from_dict(data: Mapping[str, Any], *, name: str | None = None) -> Sweep
     """A validated spec from a dict shaped like the TOML file; ``name`` is used when the dict has none."""
     if not isinstance(data, Mapping):
         raise SurgeTypeError(f"a sweep spec must be a table, got {_type_name(data)}")
-    _check_keys(data, _TOP_KEYS, "at the top level of the spec")
+    errors: list[SurgeError] = []
+    for key in data:
+        if key not in _TOP_KEYS:
+            try:
+                _check_keys({key: None}, _TOP_KEYS, "at the top level of the spec")
+            except SurgeError as exc:
+                errors.append(exc)
+    # a top-level key written after a [table] header lands inside that table (TOML's rule)
+    landed = {}
+    for section in ("lr", "batch_size", "optimizer"):
+        table = data.get(section)
+        if isinstance(table, Mapping):
+            for key in list(table):
+                if key in _TOP_KEYS and key not in ("name",):
+                    landed[key] = section
+                    errors.append(SurgeError(
+                        f"key {key!r} is inside the [{section}] table: in TOML a key written after a [table] "
+                        f"header belongs to that table; move {key!r} above the first [table] header"))
     for required in ("workload", "lr", "batch_size"):
-        if required not in data:
-            raise SurgeError(f"the spec lacks the required key {required!r}")
+        if required not in data and required not in landed:
+            errors.append(SurgeError(f"the spec lacks the required key {required!r}"))
+    if errors:
+        _raise_all(errors)
     kwargs = dict(data)
     if "name" not in kwargs and name is not None:
         kwargs["name"] = name

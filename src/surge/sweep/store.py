@@ -159,6 +159,7 @@ class SweepStore:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise SurgeError(f"store {str(self.path)!r} does not exist (create it with 'surge sweep run ... --store')")
+        existed = self.path.is_file() and self.path.stat().st_size > 0
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -173,7 +174,18 @@ class SweepStore:
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise SurgeError(f"store {str(self.path)!r} is not a SQLite database: {exc}") from None
-        self._init_schema(create)
+        try:
+            if existed:  # corrupted pages are found here, before any work, not in the middle of it
+                bad = [r[0] for r in self._conn.execute("PRAGMA quick_check(3)").fetchall() if r[0] != "ok"]
+                if bad:
+                    raise sqlite3.DatabaseError("; ".join(bad))
+            self._init_schema(create)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise SurgeError(
+                f"store {str(self.path)!r} is corrupted ({' '.join(str(exc).split())[:200]}): "
+                "restore it from a copy, or give a new --store"
+            ) from None
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -309,17 +309,27 @@ def load_problem(path) -> Problem:
     p = Path(path)
     if not p.is_file():
         raise SurgeError(f"problem file {str(p)!r} does not exist or is not a file")
+    how = "save it with np.savez(path, mu=..., sigma=..., hessian=...) from numeric arrays"
     try:
         data = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise SurgeError(f"problem file {str(p)!r} is not a readable .npz file: {exc}") from None
-    missing = [k for k in ("mu", "sigma", "hessian") if k not in data.files]
-    if missing:
-        raise SurgeError(
-            f"problem file {str(p)!r} lacks array(s) {', '.join(missing)}; it has {', '.join(data.files) or 'none'} "
-            "(save it with np.savez(path, mu=..., sigma=..., hessian=...))"
-        )
-    return custom_problem(data["mu"], data["sigma"], data["hessian"], name=p.stem, description=f"loaded from {p.name}")
+        if not hasattr(data, "files"):  # a .npy array (or text) under a .npz name
+            raise ValueError("it holds a single array, not named arrays")
+        missing = [k for k in ("mu", "sigma", "hessian") if k not in data.files]
+        if missing:
+            raise SurgeError(
+                f"problem file {str(p)!r} lacks array(s) {', '.join(missing)}; it has {', '.join(data.files) or 'none'} "
+                f"({how})"
+            )
+        arrays = {k: data[k] for k in ("mu", "sigma", "hessian")}
+    except SurgeError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        if "pickle" in str(exc):  # numpy's advice (allow_pickle) would run code from the file: not ours to give
+            why = "it is not an archive of numeric arrays: NumPy would have to unpickle it, which can run code"
+        else:
+            why = " ".join(str(exc).split())
+        raise SurgeError(f"problem file {str(p)!r} is not a readable .npz file of numeric arrays ({why}); {how}") from None
+    return custom_problem(arrays["mu"], arrays["sigma"], arrays["hessian"], name=p.stem, description=f"loaded from {p.name}")
 
 
 _BUILDERS = {

@@ -13,15 +13,20 @@ Built in:
   sizes in sequences of 128 tokens (:mod:`surge.workloads.eli5`; needs ``surge[lm]``).
 - ``gpt2-pydoc``: the same architecture, smaller, on CPython's ``pydoc_data.topics`` (offline text).
 
-A user workload is named ``package.module:attribute``. The attribute is a :class:`Workload`, or a
-function returning one; the function is called with ``data_dir=...`` when its signature takes it, else
-with no argument. See docs/engine.md ("Adding a workload").
+A user workload is named ``package.module:attribute``, the convention of tools that import user code
+(uvicorn, gunicorn, Celery): the module is imported with the current folder first on the path, then the
+folders in ``$SURGE_WORKLOAD_PATH`` (``os.pathsep``-separated; ``surge sweep run --workload-path DIR``
+sets it, and worker processes inherit it). The attribute is a :class:`Workload`, or a function returning
+one; the function is called with ``data_dir=...`` when its signature takes it, else with no argument. A
+function that raises is reported as one line naming the workload and the error. See docs/inputs.md.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -102,6 +107,8 @@ class Workload:
 
 # ---- registry -------------------------------------------------------------------------------------
 
+WORKLOAD_PATH_ENV = "SURGE_WORKLOAD_PATH"  # extra folders searched for 'module:attribute' workloads
+
 _FACTORIES: dict[str, Callable[..., Workload]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 _CACHE: dict[tuple[str, str | None], Workload] = {}
@@ -132,7 +139,16 @@ def _call_factory(factory: Callable[..., Workload], data_dir: str | None, label:
     except (TypeError, ValueError):
         params = {}
     takes_dir = "data_dir" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    result = factory(data_dir=data_dir) if takes_dir else factory()
+    try:
+        result = factory(data_dir=data_dir) if takes_dir else factory()
+    except SurgeError:
+        raise
+    except Exception as exc:  # a user's factory that raises is bad input, not a bug in surge
+        if ":" not in label:
+            raise
+        raise SurgeError(
+            f"workload {label!r} raised when called: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        ) from exc
     if not isinstance(result, Workload):
         raise SurgeTypeError(f"workload {label!r} returned {type(result).__name__}; expected surge.workloads.Workload")
     return result
@@ -142,8 +158,23 @@ def _load_user(spec: str, data_dir: str | None) -> Workload:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise SurgeError(f"a user workload is named 'package.module:attribute', got {spec!r}")
+    folders = [os.getcwd(), *(p for p in os.environ.get(WORKLOAD_PATH_ENV, "").split(os.pathsep) if p)]
+    for folder in reversed(folders):
+        folder = os.path.abspath(folder)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise SurgeError(
+                f"workload {spec!r}: no module {exc.name!r} in the current folder ({os.getcwd()}), "
+                f"${WORKLOAD_PATH_ENV} or the installed packages; run surge from the folder that holds "
+                f"{module_name.replace('.', '/')}.py, or add its folder with --workload-path DIR"
+            ) from None
+        raise SurgeError(
+            f"could not import module {module_name!r} for workload {spec!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     except Exception as exc:
         raise SurgeError(
             f"could not import module {module_name!r} for workload {spec!r}: {type(exc).__name__}: {exc}"
