@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the main job offline: `surge demo` (pass --quick for the 2-minute version).
+# Set up (if needed) and run the main job offline: `surge demo` (pass --quick for the short version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
