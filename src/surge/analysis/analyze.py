@@ -20,6 +20,7 @@ Rules for trials that give no number (stated once here, and in every report):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -28,6 +29,7 @@ import pandas as pd
 from surge._validation import check_choice, check_scalar
 from surge.analysis._frame import select_config, tidy_frame
 from surge.analysis.optimum import _batch_optimum, _stage_seed
+from surge.analysis.fitted import FIT_MODELS
 from surge.analysis.results import (
     EPS_LAWS,
     AnalysisSettings,
@@ -131,7 +133,11 @@ def _analyze_stage(
                 surge = fit_surge(b, lr, confidence=st.confidence)
             except (OverflowError, FloatingPointError) as exc:  # an unbounded peak can make the interval overflow
                 msgs.append(f"the Adam law fitted alone (B_noise free) did not give a usable answer: {exc}")
-    falls = _fall_evidence(rows_t, b_noise, st.confidence)
+    if st.lr_estimate == "fitted":  # the verdict reads the fitted optimum and its interval
+        fall_rows = tuple(dataclasses.replace(r, optimal_lr=r.fitted_lr, optimal_lr_ci=r.fitted_lr_ci) for r in rows_t)
+    else:
+        fall_rows = rows_t
+    falls = _fall_evidence(fall_rows, b_noise, st.confidence)
     return StageAnalysis(
         target_loss=float(target),
         rows=rows_t,
@@ -167,6 +173,7 @@ def analyze(
     lr_estimate: str = "grid",
     refine_halfwidth: int = 1,
     b_noise_method: str = "linear",
+    fit_model: str = "auto",
 ) -> SweepAnalysis:
     """Analyse one optimizer configuration of a trial frame (one row per trial and stage).
 
@@ -181,7 +188,9 @@ def analyze(
     ``frame`` may be raw (store columns) or already passed through :func:`tidy_frame`. ``stages`` picks
     target losses (all by default); ``config`` picks one configuration when the frame has several.
     ``lr_estimate`` says which optimal lr the fits use: ``"grid"`` (the paper's) or ``"refined"`` (the
-    quadratic vertex where there is one, else the grid value). See the module docstring for the rules on
+    quadratic vertex where there is one, else the grid value) or ``"fitted"`` (the fitted optimum of
+    :mod:`surge.analysis.fitted`, model ``fit_model``; the verdict on the fall past B_noise then reads it
+    too). Every batch size reports the fitted optimum beside the grid argmax. See the module docstring for the rules on
     failed, diverged and censored trials.
     """
     if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
@@ -204,9 +213,10 @@ def analyze(
         confidence=confidence,
         max_diverged_fraction=mdf,
         steps_statistic=check_choice(steps_statistic, "steps_statistic", ("mean", "median")),
-        lr_estimate=check_choice(lr_estimate, "lr_estimate", ("grid", "refined")),
+        lr_estimate=check_choice(lr_estimate, "lr_estimate", ("grid", "refined", "fitted")),
         refine_halfwidth=int(refine_halfwidth),
         b_noise_method=check_choice(b_noise_method, "b_noise_method", ("linear", "nonlinear")),
+        fit_model=check_choice(fit_model, "fit_model", FIT_MODELS),
     )
     df = select_config(tidy_frame(frame), config)
     label = str(df["config"].iloc[0])

@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import pandas as pd
 
+from surge.analysis.fitted import fit_optimum
 from surge.analysis.results import _NAN_CI, AnalysisSettings, BatchOptimum, Interval
 
 TIE_RTOL = 1e-9  # mean loss decreases within this relative distance of the best are ties
@@ -145,6 +146,11 @@ def _batch_optimum(
             "and are not candidates"
         )
 
+    fitted = None
+    if np.isfinite(cand_mean).any():
+        n_extra = sub["extra_steps"].dropna().unique() if "extra_steps" in sub else np.array([])
+        fitted = fit_optimum(lrs_all, V, extra_steps=int(n_extra[0]) if n_extra.size == 1 else 0, model=st.fit_model,
+                             candidate=candidate, n_boot=st.n_boot, confidence=st.confidence, rng=rng)
     steps, examples, steps_lr, why = _steps_point(sub, lr_index, failed, n_nonfailed, lrs_all, st)
     if why and n_trials > n_failed:
         notes.append(why)
@@ -169,6 +175,9 @@ def _batch_optimum(
         n_failed=n_failed,
         n_excluded_lrs=n_excluded,
         note="; ".join(notes),
+        **({} if fitted is None else dict(
+            fitted_lr=fitted.lr, fitted_lr_ci=fitted.lr_ci, fitted_width=fitted.width, fit_model=fitted.model,
+            flat_optimum=fitted.flat, fit_note=fitted.message)),
     )
     return row, col
 

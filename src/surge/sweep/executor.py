@@ -228,7 +228,9 @@ def _run(plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry
         # Fail fast (not once per group) when the engine or its config type cannot be imported.
         # With several groups at once, each group trains in its own process alone (no engine workers).
         engine_workers = None if workers == 1 else 1
-        configs = {g.index: plan.group_config(g, device=device, engine_workers=engine_workers) for g in pending}
+        checkpoints = str(store.path) + ".checkpoints" if plan.spec.protocol == "branch" else None
+        configs = {g.index: plan.group_config(g, device=device, engine_workers=engine_workers,
+                                              checkpoint_dir=checkpoints) for g in pending}
         if workers == 1:
             fn = resolve_runner(runner)
             interrupted = _run_here(fn, pending, configs, record, tally, emit)

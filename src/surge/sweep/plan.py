@@ -126,15 +126,32 @@ class SweepPlan:
             "max_steps": int(spec.max_steps),
             "max_examples": None if spec.max_examples is None else int(spec.max_examples),
             "dtype": spec.dtype,
+            **self.branch_config(),
         }
 
+    def branch_config(self) -> dict[str, Any]:
+        """The branch protocol's part of a trial key: the protocol, the trunk's configuration (which fixes
+        its checkpoints: the trunk is deterministic) and the branches' optimizer state. Empty for the
+        scratch protocol, so that scratch trial keys are those of stores written before the branch protocol."""
+        spec = self.spec
+        if spec.protocol != "branch":
+            return {}
+        return {"protocol": "branch", "trunk": spec.trunk.to_dict(),
+                "branch_optimizer_state": spec.branch_optimizer_state}
+
     def group_config(self, group: TrialGroup, *, device: str | None = None,
-                     engine_workers: int | None = None) -> GroupConfig:
+                     engine_workers: int | None = None, checkpoint_dir: str | None = None) -> GroupConfig:
         """The :class:`surge.records.GroupConfig` the engine trains a group from.
 
-        ``engine_workers`` caps the processes the engine may use for the group (None: the engine decides).
+        ``engine_workers`` caps the processes the engine may use for the group (None: the engine decides);
+        ``checkpoint_dir`` is where the branch protocol keeps its trunk checkpoints (None: not kept).
         """
-        extra = {} if engine_workers is None else {"workers": engine_workers}
+        extra: dict[str, Any] = {} if engine_workers is None else {"workers": engine_workers}
+        if self.spec.protocol == "branch":
+            trunk = self.spec.trunk
+            extra.update(protocol="branch", trunk_batch_size=trunk.batch_size, trunk_lr=trunk.lr,
+                         trunk_seed=trunk.seed, branch_optimizer_state=self.spec.branch_optimizer_state,
+                         checkpoint_dir=checkpoint_dir)
 
         spec = self.spec
         opt = spec.optimizer
@@ -180,6 +197,9 @@ class SweepPlan:
             "dtype": spec.dtype,
             "strategy": spec.strategy,
             "group_size": spec.group_size,
+            "protocol": spec.protocol,
+            "trunk": None if spec.trunk is None else spec.trunk.to_dict(),
+            "branch_optimizer_state": spec.branch_optimizer_state if spec.protocol == "branch" else None,
             "groups": len(self.groups),
             "trials": self.n_trials,
             "workload_unavailable": self.workload.unavailable,
