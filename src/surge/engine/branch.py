@@ -180,6 +180,7 @@ def _train_trunk(config: GroupConfig, workload: Workload, path: Path | None, sav
         else:
             lanes = runner.init_lanes([(0, config.trunk_seed, config.trunk_lr)])
             step = 0
+            loss = float(runner.probe(lanes)[0])
 
         def save(done: bool) -> None:
             if path is None:
@@ -189,7 +190,6 @@ def _train_trunk(config: GroupConfig, workload: Workload, path: Path | None, sav
                          "state": {"step": step, "loss": loss, "params": lanes.params, "opt": lanes.opt._asdict(),
                                    "buffers": lanes.buffers}})
 
-            loss = float(runner.probe(lanes)[0])
         while len(checkpoints) < len(targets):
             if loss is not None and math.isfinite(loss) and loss <= targets[len(checkpoints)]:
                 one = lanes.select([0])
