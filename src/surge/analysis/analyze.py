@@ -48,10 +48,14 @@ def _analyze_stage(
     stage_df: pd.DataFrame, target: float, batch_sizes: np.ndarray, st: AnalysisSettings
 ) -> StageAnalysis:
     lrs_all = np.sort(stage_df["lr"].unique())
+    reached_rows = stage_df["reached"] & (stage_df["status"] != "failed")
+    # branch trials (surge.engine.branch) reach every target the trunk reached but record no S
+    steps_measured = not reached_rows.any() or bool(np.isfinite(stage_df.loc[reached_rows, "steps"]).any())
     rows, cols = [], []
     for b in batch_sizes:
         sub = stage_df[stage_df["batch_size"] == b]
-        row, col = _batch_optimum(sub, int(b), lrs_all, st, _stage_seed(st.seed, target, int(b)))
+        row, col = _batch_optimum(sub, int(b), lrs_all, st, _stage_seed(st.seed, target, int(b)),
+                                  steps_measured=steps_measured)
         rows.append(row)
         cols.append(col)
     rows_t = tuple(rows)
@@ -102,6 +106,9 @@ def _analyze_stage(
                 msgs.append(f"Eq 22 fit failed: {b_noise_fit.message}")
             elif b_noise_fit.message != "ok":
                 msgs.append(f"Eq 22 fit: {b_noise_fit.message}")
+        elif not steps_measured:
+            msgs.append("the trials record no S(B) (branch trials start from a checkpoint of the trunk): no Eq 22 "
+                        "B_noise; the verdict on the fall uses the B_noise of the Adam law fitted to the optima")
         else:
             msgs.append(f"only {len(s_pts)} batch size(s) have S(B): the Eq 22 fit needs at least 3")
     b_noise = b_noise_fit.b_noise if b_noise_fit is not None and b_noise_fit.success else math.nan
@@ -137,7 +144,10 @@ def _analyze_stage(
         fall_rows = tuple(dataclasses.replace(r, optimal_lr=r.fitted_lr, optimal_lr_ci=r.fitted_lr_ci) for r in rows_t)
     else:
         fall_rows = rows_t
-    falls = _fall_evidence(fall_rows, b_noise, st.confidence)
+    b_noise_fall = b_noise
+    if not steps_measured and not math.isfinite(b_noise) and surge is not None and surge.success:
+        b_noise_fall = surge.b_noise  # no Eq 22 without S: the peak of the Adam law fitted to the optima
+    falls = _fall_evidence(fall_rows, b_noise_fall, st.confidence)
     return StageAnalysis(
         target_loss=float(target),
         rows=rows_t,

@@ -54,9 +54,11 @@ def _stage_seed(seed: int, target: float, batch_size: int) -> np.random.Generato
 
 
 def _batch_optimum(
-    sub: pd.DataFrame, b: int, lrs_all: np.ndarray, st: AnalysisSettings, rng
+    sub: pd.DataFrame, b: int, lrs_all: np.ndarray, st: AnalysisSettings, rng, *, steps_measured: bool = True
 ) -> tuple[BatchOptimum, dict]:
-    """Optimal lr and S/E at one batch size; also returns the per-lr columns of the heatmap."""
+    """Optimal lr and S/E at one batch size; also returns the per-lr columns of the heatmap.
+
+    ``steps_measured=False`` (branch trials, which record no S) leaves out the note on a missing S(B)."""
     n_l = lrs_all.size
     col = {k: np.zeros(n_l, dtype=int) for k in ("n_used", "n_diverged", "n_censored", "n_trials")}
     col["mean"] = np.full(n_l, np.nan)
@@ -152,7 +154,7 @@ def _batch_optimum(
         fitted = fit_optimum(lrs_all, V, extra_steps=int(n_extra[0]) if n_extra.size == 1 else 0, model=st.fit_model,
                              candidate=candidate, n_boot=st.n_boot, confidence=st.confidence, rng=rng)
     steps, examples, steps_lr, why = _steps_point(sub, lr_index, failed, n_nonfailed, lrs_all, st)
-    if why and n_trials > n_failed:
+    if why and n_trials > n_failed and steps_measured:
         notes.append(why)
     row = BatchOptimum(
         batch_size=int(b),

@@ -6,7 +6,7 @@ about the optimal learning rate at one point theta. The branch protocol measures
 
 1. **Trunk.** One run with a reference configuration (``trunk_batch_size``, ``trunk_lr``, the group's
    optimizer, ``trunk_seed``) trains until its probe loss is at or below each target loss (measured every
-   :func:`~surge.engine.schedule.probe_interval` steps) and is *checkpointed* there: flat parameters,
+   :func:`~surge.engine.schedule.probe_interval` / 8 steps, at least 1, or ``probe_interval``) and is *checkpointed* there: flat parameters,
    buffers, the optimizer state and the data position (the trunk's step). A target the trunk does not
    reach within the budget (``max_steps``, ``max_examples``) is censored for every branch.
 2. **Branches.** From each checkpoint, every trial of the group (one batch size; learning rates x rounds)
@@ -165,7 +165,9 @@ def _train_trunk(config: GroupConfig, workload: Workload, path: Path | None, sav
                             probe_examples=config.probe_examples)
         B = int(config.trunk_batch_size)
         budget = config.max_steps if config.max_examples is None else min(config.max_steps, config.max_examples // B)
-        k = config.probe_interval or probe_interval(B, len(runner.probe_x))
+        # the trunk is one lane: probing 8x as often as a scratch trial costs little and puts each
+        # checkpoint's loss close to its target
+        k = config.probe_interval or max(1, probe_interval(B, len(runner.probe_x)) // 8)
         order = DataOrder(config.trunk_seed, workload.num_train, workload.epoch_size)
         targets = config.target_losses
         checkpoints: list[Checkpoint] = []
