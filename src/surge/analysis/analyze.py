@@ -11,7 +11,9 @@ Rules for trials that give no number (stated once here, and in every report):
   the stage's target is *censored* for that stage. Both are counted per (batch size, lr) and never
   averaged in.
 * A learning rate at which more than ``max_diverged_fraction`` of the trials diverged is not a candidate
-  for the optimum (a learning rate that often diverges is not optimal, however well its survivors did).
+  for the optimum (a learning rate that often diverges is not optimal, however well its survivors did);
+  nor is one at which most trials (more than ``max(max_diverged_fraction, 0.5)``) gave no decrease,
+  censored and diverged together: censored trials are handled like diverged ones for candidacy.
 * S(B) with ``steps_statistic="mean"`` uses only learning rates at which every trial reached the target
   (a mean over the survivors of a censored cell would be too low); with ``"median"``, censored and
   diverged trials count as infinitely many steps, which is exact for the median while fewer than half
@@ -29,6 +31,7 @@ import pandas as pd
 from surge._validation import check_choice, check_scalar
 from surge.analysis._frame import select_config, tidy_frame
 from surge.analysis.optimum import _batch_optimum, _stage_seed
+from surge.analysis.bnoise import STEPS_RULES, jackknife_b_noise, steps_points
 from surge.analysis.fitted import FIT_MODELS
 from surge.analysis.results import (
     EPS_LAWS,
@@ -94,9 +97,23 @@ def _analyze_stage(
         if r.note and (n_reached > 0 or "failed" in r.note):
             msgs.append(f"B = {r.batch_size}: {r.note}")
 
-    # Eq 22
+    # Eq 22, with S(B) by the chosen rule; the other rule's fit beside it; the jackknife interval
     b_noise_fit = None
-    s_pts = [(r.batch_size, r.steps) for r in rows if math.isfinite(r.steps)]
+    opt_lrs = {r.batch_size: r.optimal_lr for r in rows}
+    s_fewest = [(r.batch_size, r.steps) for r in rows if math.isfinite(r.steps)]
+    s_optimal = sorted(steps_points(stage_df, "optimal", opt_lrs).items()) if steps_measured else []
+    s_pts = s_fewest if st.steps_rule == "fewest" else s_optimal
+    other_pts = s_optimal if st.steps_rule == "fewest" else s_fewest
+    b_noise_other = None
+    if len(other_pts) >= 3 and len({p[0] for p in other_pts}) >= 2:
+        b_noise_other = fit_b_noise([p[0] for p in other_pts], [p[1] for p in other_pts], method=st.b_noise_method,
+                                    confidence=st.confidence)
+    jackknife = None
+    if steps_measured and n_reached > 0:
+        jackknife = jackknife_b_noise(stage_df, st.steps_rule, opt_lrs, method=st.b_noise_method,
+                                      confidence=st.confidence)
+        if jackknife is not None and jackknife.message:
+            msgs.append(f"B_noise jackknife: {jackknife.message}")
     if n_reached > 0:
         if len(s_pts) >= 3 and len({p[0] for p in s_pts}) >= 2:
             b_noise_fit = fit_b_noise(
@@ -149,6 +166,8 @@ def _analyze_stage(
         b_noise_fall = surge.b_noise  # no Eq 22 without S: the peak of the Adam law fitted to the optima
     falls = _fall_evidence(fall_rows, b_noise_fall, st.confidence)
     return StageAnalysis(
+        b_noise_fit_other=b_noise_other,
+        b_noise_jackknife=jackknife,
         target_loss=float(target),
         rows=rows_t,
         grid=grid,
@@ -184,6 +203,7 @@ def analyze(
     refine_halfwidth: int = 1,
     b_noise_method: str = "linear",
     fit_model: str = "auto",
+    steps_rule: str = "fewest",
 ) -> SweepAnalysis:
     """Analyse one optimizer configuration of a trial frame (one row per trial and stage).
 
@@ -200,7 +220,10 @@ def analyze(
     ``lr_estimate`` says which optimal lr the fits use: ``"grid"`` (the paper's) or ``"refined"`` (the
     quadratic vertex where there is one, else the grid value) or ``"fitted"`` (the fitted optimum of
     :mod:`surge.analysis.fitted`, model ``fit_model``; the verdict on the fall past B_noise then reads it
-    too). Every batch size reports the fitted optimum beside the grid argmax. See the module docstring for the rules on
+    too). Every batch size reports the fitted optimum beside the grid argmax. ``steps_rule`` says which
+    S(B) feeds Eq 22: ``"fewest"`` (fewest mean steps over learning rates) or ``"optimal"`` (the mean steps
+    at the optimal learning rate, the paper's wording); the other rule's fit is reported beside it, and a
+    leave-one-round-out jackknife gives a bias-corrected B_noise and interval (:mod:`surge.analysis.bnoise`). See the module docstring for the rules on
     failed, diverged and censored trials.
     """
     if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
@@ -227,6 +250,7 @@ def analyze(
         refine_halfwidth=int(refine_halfwidth),
         b_noise_method=check_choice(b_noise_method, "b_noise_method", ("linear", "nonlinear")),
         fit_model=check_choice(fit_model, "fit_model", FIT_MODELS),
+        steps_rule=check_choice(steps_rule, "steps_rule", STEPS_RULES),
     )
     df = select_config(tidy_frame(frame), config)
     label = str(df["config"].iloc[0])

@@ -88,7 +88,11 @@ def _batch_optimum(
         V[ri, li] = g.to_numpy()
     with np.errstate(invalid="ignore"):
         frac_div = np.where(n_nonfailed > 0, col["n_diverged"] / np.maximum(n_nonfailed, 1), 0.0)
-    candidate = (col["n_used"] > 0) & (frac_div <= st.max_diverged_fraction + 1e-12)
+        # censored trials count like diverged ones: a learning rate most of whose trials did not reach the
+        # target (or blew up) is not a candidate, however well its few survivors did
+        frac_bad = np.where(n_nonfailed > 0, (col["n_diverged"] + col["n_censored"]) / np.maximum(n_nonfailed, 1), 0.0)
+    candidate = ((col["n_used"] > 0) & (frac_div <= st.max_diverged_fraction + 1e-12)
+                 & (frac_bad <= max(st.max_diverged_fraction, 0.5) + 1e-12))
     col["candidate"] = candidate
     with np.errstate(invalid="ignore"), np.errstate(divide="ignore"):
         mean = np.nansum(V, axis=0) / np.sum(np.isfinite(V), axis=0)
@@ -143,10 +147,17 @@ def _batch_optimum(
         if note:
             notes.append(note)
     if n_excluded:
-        notes.append(
-            f"{n_excluded} learning rate(s) diverged in more than {st.max_diverged_fraction:.0%} of their trials "
-            "and are not candidates"
-        )
+        n_cens_only = int(((col["n_used"] > 0) & ~candidate & (frac_div <= st.max_diverged_fraction + 1e-12)).sum())
+        if n_excluded > n_cens_only:
+            notes.append(
+                f"{n_excluded - n_cens_only} learning rate(s) diverged in more than {st.max_diverged_fraction:.0%} of "
+                "their trials and are not candidates"
+            )
+        if n_cens_only:
+            notes.append(
+                f"{n_cens_only} learning rate(s) did not reach the target (censored or diverged) in more than "
+                f"{max(st.max_diverged_fraction, 0.5):.0%} of their trials and are not candidates"
+            )
 
     fitted = None
     if np.isfinite(cand_mean).any():

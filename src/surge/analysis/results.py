@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from surge.errors import SurgeError
+from surge.analysis.bnoise import JackknifeBNoise
 from surge.fit import BNoiseFit, EpsMaxFit, LawComparison, SurgeFit
 from surge.theory.laws import ADAM_LAW, Law, SGDLaw
 
@@ -46,6 +47,7 @@ class AnalysisSettings:
     refine_halfwidth: int  # grid neighbours on each side used by the quadratic refinement
     b_noise_method: str  # fit_b_noise method: "linear" (Eq 22) or "nonlinear"
     fit_model: str = "auto"  # the fitted optimum's model (surge.analysis.fitted.FIT_MODELS)
+    steps_rule: str = "fewest"  # which S(B) feeds Eq 22: "fewest" over lrs, or at the "optimal" lr
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
@@ -132,6 +134,8 @@ class StageAnalysis:
     n_censored: int
     n_failed: int
     messages: tuple[str, ...]  # what went wrong or is worth knowing, one sentence each
+    b_noise_fit_other: BNoiseFit | None = None  # Eq 22 with the other S(B) rule (settings.steps_rule)
+    b_noise_jackknife: JackknifeBNoise | None = None  # bias-corrected B_noise and interval over rounds
 
     @property
     def b_noise(self) -> float:

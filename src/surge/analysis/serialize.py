@@ -35,6 +35,8 @@ def stage_to_dict(st: StageAnalysis, files: list[Path] | None = None) -> dict[st
         "s_min": fit.s_min if fit is not None and fit.success else None,
         "e_min": fit.e_min if fit is not None and fit.success else None,
         "b_noise_fit": fit,
+        "b_noise_fit_other": st.b_noise_fit_other,
+        "b_noise_jackknife": st.b_noise_jackknife,
         "eps_max": st.eps_max,
         "eps_max_ci": {k: list(v) for k, v in st.eps_max_ci.items()},
         "batch_size": [r.batch_size for r in rows],

@@ -127,6 +127,8 @@ class SweepPlan:
             "max_examples": None if spec.max_examples is None else int(spec.max_examples),
             "dtype": spec.dtype,
             **self.branch_config(),
+            # only when set, so that the keys of stores written before this field stay valid
+            **({} if spec.probe_examples is None else {"probe_examples": int(spec.probe_examples)}),
         }
 
     def branch_config(self) -> dict[str, Any]:
@@ -147,6 +149,8 @@ class SweepPlan:
         ``checkpoint_dir`` is where the branch protocol keeps its trunk checkpoints (None: not kept).
         """
         extra: dict[str, Any] = {} if engine_workers is None else {"workers": engine_workers}
+        if self.spec.probe_examples is not None:
+            extra["probe_examples"] = self.spec.probe_examples
         if self.spec.protocol == "branch":
             trunk = self.spec.trunk
             extra.update(protocol="branch", trunk_batch_size=trunk.batch_size, trunk_lr=trunk.lr,

@@ -279,6 +279,7 @@ class SweepSpec:
     # Adam-style branches: "reset" starts from a fresh optimizer state (the optimum of the update rule at
     # theta); "carry" takes the trunk's moments (the optimum a run that changes its lr there would see)
     branch_optimizer_state: str = "reset"
+    probe_examples: int | None = None  # measure the loss on the first this-many probe examples; None: all
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "workload", _as_str(self.workload, "workload"))
@@ -317,6 +318,8 @@ class SweepSpec:
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", _as_str(self.data_dir, "data_dir"))
         object.__setattr__(self, "group_size", _as_int(self.group_size, "group_size"))
+        if self.probe_examples is not None:
+            object.__setattr__(self, "probe_examples", _as_int(self.probe_examples, "probe_examples"))
         _as_choice(self.protocol, "protocol", PROTOCOLS)
         _as_choice(self.branch_optimizer_state, "branch_optimizer_state", BRANCH_OPTIMIZER_STATES)
         object.__setattr__(self, "trunk", _trunk(self.trunk))
