@@ -163,3 +163,24 @@ def test_planner_rounds_follow_the_square_root_rule_and_name_grid_extensions():
     assert any("largest of the grid" in w and "add" in w for w in adv.warnings)
     with pytest.raises(SurgeError, match="width must be a factor > 1"):
         advise(df, width=1.0)
+
+
+def test_selection_bias_ratio_is_decrease_over_the_local_trend():
+    rows = []
+    N = 10
+    for b, factor in ((4, 3.0), (64, 1.0)):
+        for r in range(5):
+            for lr in (1e-3, 2e-3):
+                s1, s2 = 20 + r, 60 + 2 * r
+                l1, l2 = 1.2, 0.8
+                trend = N * (l1 - l2) / (s2 - s1)
+                for t, s, l, dec in ((1.2, s1, l1, 0.05), (0.8, s2, l2, factor * trend)):
+                    rows.append(dict(batch_size=b, lr=lr, round=r, seed=r, status="ok", target_loss=t, reached=True,
+                                     steps=float(s), loss_at_target=l, loss_decrease=dec, extra_steps=N))
+    a = analyze(pd.DataFrame(rows), n_boot=20)
+    first, second = a.stages
+    assert first.selection_bias == ()
+    got = {x.batch_size: x.ratio for x in second.selection_bias}
+    assert math.isclose(got[4], 3.0, rel_tol=1e-9) and math.isclose(got[64], 1.0, rel_tol=1e-9)
+    assert any("differs across batch sizes" in m for m in second.messages)
+    assert a.to_dict()["stages"][1]["selection_bias"][0]["ratio"] == pytest.approx(3.0)

@@ -33,6 +33,7 @@ from surge.analysis._frame import select_config, tidy_frame
 from surge.analysis.optimum import _batch_optimum, _stage_seed
 from surge.analysis.bnoise import STEPS_RULES, jackknife_b_noise, steps_points
 from surge.analysis.fitted import FIT_MODELS
+from surge.analysis.selection import selection_bias, selection_message
 from surge.analysis.results import (
     EPS_LAWS,
     AnalysisSettings,
@@ -291,6 +292,22 @@ def analyze(
         _analyze_stage(df[np.isclose(df["target_loss"], t, rtol=1e-12, atol=0)], float(t), batch_sizes, settings)
         for t in chosen
     )
+    # the selection-bias diagnostic (scratch trials): each stage against the next higher target of the frame
+    n_extra_all = df["extra_steps"].dropna().unique()
+    if n_extra_all.size == 1:
+        with_bias = []
+        for st_res in stage_results:
+            higher = all_targets[all_targets > st_res.target_loss]
+            rows_sb: tuple = ()
+            if higher.size:
+                prev_t = higher.min()
+                rows_sb = selection_bias(df[np.isclose(df["target_loss"], prev_t, rtol=1e-12, atol=0)],
+                                         df[np.isclose(df["target_loss"], st_res.target_loss, rtol=1e-12, atol=0)],
+                                         float(n_extra_all[0]))
+            msg = selection_message(rows_sb)
+            with_bias.append(dataclasses.replace(st_res, selection_bias=rows_sb,
+                                                 messages=st_res.messages + ((msg,) if msg else ())))
+        stage_results = tuple(with_bias)
     first = df.iloc[0]
     betas = None
     if math.isfinite(first["beta1"]) and math.isfinite(first["beta2"]):

@@ -136,6 +136,7 @@ class StageAnalysis:
     messages: tuple[str, ...]  # what went wrong or is worth knowing, one sentence each
     b_noise_fit_other: BNoiseFit | None = None  # Eq 22 with the other S(B) rule (settings.steps_rule)
     b_noise_jackknife: JackknifeBNoise | None = None  # bias-corrected B_noise and interval over rounds
+    selection_bias: tuple = ()  # surge.analysis.selection.SelectionBias per batch size (scratch trials)
 
     @property
     def b_noise(self) -> float:

@@ -37,6 +37,7 @@ def stage_to_dict(st: StageAnalysis, files: list[Path] | None = None) -> dict[st
         "b_noise_fit": fit,
         "b_noise_fit_other": st.b_noise_fit_other,
         "b_noise_jackknife": st.b_noise_jackknife,
+        "selection_bias": list(st.selection_bias),
         "eps_max": st.eps_max,
         "eps_max_ci": {k: list(v) for k, v in st.eps_max_ci.items()},
         "batch_size": [r.batch_size for r in rows],
