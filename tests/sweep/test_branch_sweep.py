@@ -116,3 +116,50 @@ values = [2, 4, 8, 16]
     assert (a.groupby("target_loss")["loss_at_target"].nunique() == 1).all()  # one theta per stage
     pd.testing.assert_frame_equal(a, b)
     assert group_keys(store) == group_keys(clean)
+
+
+WORKLOAD_SRC = """
+import torch
+from torch import nn
+from torch.nn import functional as F
+from surge.workloads import Workload
+
+SCALE = {scale}
+
+def workload():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=g) * SCALE
+    y = x.sum(1, keepdim=True)
+    return Workload(name="fp", make_model=lambda: nn.Linear(4, 1), train_inputs=x, train_targets=y,
+                    probe_inputs=x[:16], probe_targets=y[:16], loss_fn=F.mse_loss, default_targets=(1e6,),
+                    extra_steps=1)
+"""
+
+
+@pytest.mark.skipif(not engine_available(), reason="the engine (surge.engine) is not installed")
+def test_a_changed_user_workload_is_not_silently_reused(tmp_path, monkeypatch):
+    import sys
+
+    import surge.workloads as workloads
+    from surge.sweep.executor import run_sweep
+
+    mod = tmp_path / "fp_workload_mod.py"
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def write(scale):
+        mod.write_text(WORKLOAD_SRC.format(scale=scale))
+        sys.modules.pop("fp_workload_mod", None)
+        workloads._CACHE.clear()
+
+    spec = SweepSpec(workload="fp_workload_mod:workload", lr=[1e-2, 2e-2], batch_size=[2, 4], max_steps=5)
+    write(1.0)
+    first = run_sweep(spec, tmp_path / "s.db")
+    assert first.ran == 4
+    write(1.0)
+    assert run_sweep(spec, tmp_path / "s.db").skipped == 4  # unchanged: reused
+    write(2.0)
+    again = run_sweep(spec, tmp_path / "s.db")
+    assert again.skipped == 0 and again.ran == 4  # changed data: trained again, not reused
+    plan = plan_sweep(spec)
+    assert "workload_fingerprint" in plan.trial_config(2, 1e-2, 0)
+    assert "workload_fingerprint" not in plan_sweep(spec.replace(workload="fake"), workload=INFO).trial_config(2, 1e-2, 0)

@@ -40,6 +40,8 @@ class WorkloadInfo:
     batch_unit: str  # "examples", "tokens" or "sequences": what a batch size counts ("unknown" when not loaded)
     unavailable: str | None = None  # why the workload could not be loaded (dry-run plans only), else None
     metadata: dict = field(default_factory=dict, compare=False)  # the workload's own record (data, tokenizer)
+    # SHA-256 of a user workload's data, initial model and loss (workload_fingerprint); None for built-ins
+    fingerprint: str | None = None
 
 
 class WorkloadUnavailable(ValueError):
@@ -127,6 +129,8 @@ class SweepPlan:
             "max_examples": None if spec.max_examples is None else int(spec.max_examples),
             "dtype": spec.dtype,
             **self.branch_config(),
+            # a user workload's fingerprint: trials of a changed model or data are not reused
+            **({} if self.workload.fingerprint is None else {"workload_fingerprint": self.workload.fingerprint}),
             # only when set, so that the keys of stores written before this field stay valid
             **({} if spec.probe_examples is None else {"probe_examples": int(spec.probe_examples)}),
         }
@@ -239,7 +243,36 @@ def resolve_workload(name: str, data_dir: str | None = None) -> WorkloadInfo:
         extra_steps=int(wl.extra_steps),
         batch_unit=str(getattr(wl, "batch_unit", "examples")),
         metadata=to_jsonable(dict(getattr(wl, "metadata", {}) or {})),
+        fingerprint=workload_fingerprint(wl) if ":" in name else None,
     )
+
+
+def workload_fingerprint(wl) -> str:
+    """SHA-256 (first 24 hex digits) of what decides a workload's numbers: its training and probe tensors,
+    the names, shapes and values of the model's parameters and buffers as ``make_model()`` builds them
+    under seed 0, the loss function's qualified name, ``epoch_size`` and ``batch_unit``.
+
+    A user workload ("package.module:attribute") is code the user may edit between runs of a sweep; its
+    fingerprint is part of every trial key, so that trials of a changed workload are trained again rather
+    than silently reused. Built-in workloads are versioned with surge and carry no fingerprint."""
+    import torch
+
+    h = hashlib.sha256()
+    for t in (wl.train_inputs, wl.train_targets, wl.probe_inputs, wl.probe_targets):
+        t = t.detach().contiguous().cpu()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).reshape(-1).numpy().tobytes() if t.numel() else b"")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = wl.make_model()
+    for name, t in list(model.state_dict().items()):
+        t = t.detach().contiguous().cpu()
+        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).reshape(-1).numpy().tobytes() if t.numel() else b"")
+    loss = wl.loss_fn
+    h.update(f"{getattr(loss, '__module__', '')}.{getattr(loss, '__qualname__', type(loss).__name__)}".encode())
+    h.update(f"{wl.epoch_size}|{getattr(wl, 'batch_unit', 'examples')}|{type(model).__qualname__}".encode())
+    return h.hexdigest()[:24]
 
 
 def _chunks(seq: tuple, size: int) -> list[tuple]:
