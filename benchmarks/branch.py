@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=1.2)
     ap.add_argument("--width", type=float, default=1.5, help="the common interval width (a factor) to cost")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--keep", type=Path, default=None, help="keep the two stores in this folder (for figures)")
     args = ap.parse_args()
     bs = tuple(int(b) for b in args.batch_sizes.split(","))
     common = dict(workload="cnn-mnist-sample", optimizer=SIGN, batch_size=BatchGrid(values=bs), target_loss=(args.target,),
@@ -86,9 +87,11 @@ def main() -> None:
                        lr=LRGrid(values=_geom(5e-5, 8e-4)), rounds=args.rounds_branch, group_size=240, **common)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) if args.keep is None else args.keep
+        folder.mkdir(parents=True, exist_ok=True)
         res = {}
         for spec in (scratch, branch):
-            res[spec.protocol] = run(spec, Path(tmp), args.workers)
+            res[spec.protocol] = run(spec, folder, args.workers)
             r = res[spec.protocol]
             print(f"{spec.protocol:8s}: {r['trials']} trials, {r['wall']:.1f} s wall, {r['steps']:.0f} trial-steps, "
                   f"{r['steps'] / r['wall']:.0f} trial-steps/s", flush=True)

@@ -32,6 +32,7 @@ STRATEGIES = ("auto", "lockstep", "loop")  # how the engine trains a group's lan
 DTYPES = ("float32", "float64")
 STATUSES = ("ok", "diverged", "failed")  # of a stored trial
 PROTOCOLS = ("scratch", "branch")  # how a trial measures: from scratch (the paper's) or from trunk checkpoints
+BRANCH_VERSION = 2  # in branch trial keys and checkpoint files; bump when the branch protocol's numbers change
 BRANCH_OPTIMIZER_STATES = ("reset", "carry")  # a branch's optimizer state: fresh, or the trunk's at the checkpoint
 FINISHED = ("ok", "diverged")  # statuses a rerun does not retrain
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")

@@ -57,7 +57,7 @@ def test_all_lanes_start_from_the_checkpoint_and_lockstep_equals_loop():
     assert [c.reached for c in cps] == [True, True] and cps[0].step < cps[1].step
     for j, cp in enumerate(cps):
         assert {r.stages[j].loss_at_target for r in lock} == {cp.loss}  # one theta per stage
-        assert cp.loss <= cp.target_loss
+        assert cp.loss < 1.2 * cp.target_loss  # N = 5 steps after the first crossing
     for a, b in zip(lock, loop):
         for sa, sb in zip(a.stages, b.stages):
             assert sa.reached and sa.steps is None

@@ -47,10 +47,10 @@ from surge.engine.optim import build_optimizer, select_state
 from surge.engine.schedule import choose_strategy, probe_interval
 from surge.engine.trainer import RUNNERS, Lanes, LoopRunner, _Runner
 from surge.errors import SurgeError
-from surge.records import GroupConfig, StageRecord, TrialRecord
+from surge.records import BRANCH_VERSION, GroupConfig, StageRecord, TrialRecord
 from surge.workloads import Workload, get_workload
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = BRANCH_VERSION  # 2: checkpoints N steps after the crossing
 BRANCH_EXAMPLES = 2**16  # lanes x batch size stepped at once (bounds the batch tensors' memory)
 
 
@@ -61,7 +61,7 @@ class Checkpoint:
     target_loss: float
     reached: bool
     step: int | None  # the trunk's step (its data position) at the checkpoint
-    loss: float | None  # the probe loss there (<= target_loss)
+    loss: float | None  # the probe loss there (near target_loss: N steps after the first crossing)
     params: torch.Tensor | None  # [P]
     buffers: dict | None  # name -> tensor
     opt: object | None  # the optimizer state of the one trunk lane
@@ -170,6 +170,7 @@ def _train_trunk(config: GroupConfig, workload: Workload, path: Path | None, sav
         k = config.probe_interval or max(1, probe_interval(B, len(runner.probe_x)) // 8)
         order = DataOrder(config.trunk_seed, workload.num_train, workload.epoch_size)
         targets = config.target_losses
+        settle = int(config.extra_steps)
         checkpoints: list[Checkpoint] = []
         if saved is not None:
             opt_type = type(runner.optimizer.init(torch.zeros(1, 1)))
@@ -194,6 +195,15 @@ def _train_trunk(config: GroupConfig, workload: Workload, path: Path | None, sav
 
         while len(checkpoints) < len(targets):
             if loss is not None and math.isfinite(loss) and loss <= targets[len(checkpoints)]:
+                # settle: N more steps, so that the checkpoint is not the dip that the first crossing selects
+                for _ in range(min(settle, budget - step)):
+                    step += 1
+                    x, y = runner.batch(order.batch(step, B)[None])
+                    runner.step(lanes, x, y)
+                if settle:
+                    loss = float(runner.probe(lanes)[0])
+                    if not math.isfinite(loss):
+                        continue
                 one = lanes.select([0])
                 checkpoints.append(Checkpoint(targets[len(checkpoints)], True, step, loss, one.params[0].clone(),
                                               {n: b[0].clone() for n, b in one.buffers.items()}, one.opt))

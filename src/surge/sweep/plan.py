@@ -25,7 +25,7 @@ from typing import Any
 from surge._json import to_jsonable
 from surge.sweep.spec import SweepSpec
 from surge.errors import SurgeError, SurgeTypeError
-from surge.records import GroupConfig
+from surge.records import BRANCH_VERSION, GroupConfig
 
 TRIAL_KEY_VERSION = 1  # part of every trial config; bump when the meaning of a stored trial changes
 
@@ -142,7 +142,7 @@ class SweepPlan:
         spec = self.spec
         if spec.protocol != "branch":
             return {}
-        return {"protocol": "branch", "trunk": spec.trunk.to_dict(),
+        return {"protocol": "branch", "branch_version": BRANCH_VERSION, "trunk": spec.trunk.to_dict(),
                 "branch_optimizer_state": spec.branch_optimizer_state}
 
     def group_config(self, group: TrialGroup, *, device: str | None = None,
