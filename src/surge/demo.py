@@ -43,17 +43,15 @@ def demo_spec(quick: bool = False, protocol: str = "branch") -> SweepSpec:
         raise SurgeError(f"protocol must be one of {', '.join(repr(p) for p in DEMO_PROTOCOLS)}; got {protocol!r}")
     sign = OptimizerConfig(name="adam", betas=(0.0, 0.0))
     if protocol == "branch":
+        trunk = TrunkConfig(batch_size=32, lr=1e-3)
+        lrs = (2.5e-5, 3.5e-5, 5e-5, 7e-5, 1e-4, 1.4e-4, 2e-4, 2.8e-4, 4e-4, 5.6e-4, 8e-4, 1.1e-3, 1.6e-3)
         if quick:
-            lrs = (5e-5, 7e-5, 1e-4, 1.4e-4, 2e-4, 2.8e-4, 4e-4, 5.6e-4, 8e-4)
             return SweepSpec(name="demo-branch-quick", workload=DEMO_WORKLOAD, optimizer=sign, protocol="branch",
-                             trunk=TrunkConfig(batch_size=32, lr=1e-3), lr=LRGrid(values=lrs),
-                             batch_size=BatchGrid(values=(4, 16, 64, 256)), rounds=16, target_loss=(1.2,),
-                             extra_steps=10, max_steps=2_000, probe_examples=512, group_size=144)
-        lrs = (3.5e-5, 5e-5, 7e-5, 1e-4, 1.4e-4, 2e-4, 2.8e-4, 4e-4, 5.6e-4, 8e-4)
-        return SweepSpec(name="demo-branch", workload=DEMO_WORKLOAD, optimizer=sign, protocol="branch",
-                         trunk=TrunkConfig(batch_size=32, lr=1e-3), lr=LRGrid(values=lrs),
-                         batch_size=BatchGrid(values=(4, 16, 64, 256)), rounds=24, target_loss=(1.2, 0.8, 0.6),
-                         extra_steps=10, max_steps=2_000, probe_examples=512, group_size=240)
+                             trunk=trunk, lr=LRGrid(values=lrs), batch_size=BatchGrid(values=(4, 16, 64, 256)),
+                             rounds=8, target_loss=(1.2,), extra_steps=10, max_steps=2_000, group_size=104)
+        return SweepSpec(name="demo-branch", workload=DEMO_WORKLOAD, optimizer=sign, protocol="branch", trunk=trunk,
+                         lr=LRGrid(values=lrs), batch_size=BatchGrid(values=(4, 16, 64, 256)), rounds=16,
+                         target_loss=(1.2, 0.6), extra_steps=10, max_steps=2_000, group_size=208)
     if quick:
         return SweepSpec(
             name="demo-quick",

@@ -175,7 +175,8 @@ def fit_optimum(
         if ok.any():
             vals[ok] = fitter(x, boot[ok].T)
         if model == "log-quadratic":
-            vals = np.exp(vals)
+            with np.errstate(over="ignore"):
+                vals = np.exp(vals)  # a vertex far outside the grid overflows to inf: an unbounded optimum
         # a resample whose curve has no maximum, or one far outside the span, counts as an unbounded optimum
         good = np.isfinite(vals)
         failed = float(1 - good.mean())
