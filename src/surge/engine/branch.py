@@ -196,11 +196,13 @@ def _train_trunk(config: GroupConfig, workload: Workload, path: Path | None, sav
         while len(checkpoints) < len(targets):
             if loss is not None and math.isfinite(loss) and loss <= targets[len(checkpoints)]:
                 # settle: N more steps, so that the checkpoint is not the dip that the first crossing selects
-                for _ in range(min(settle, budget - step)):
+                # (a target met at initialisation is checkpointed there: no crossing selected it)
+                n_settle = min(settle, budget - step) if step > 0 else 0
+                for _ in range(n_settle):
                     step += 1
                     x, y = runner.batch(order.batch(step, B)[None])
                     runner.step(lanes, x, y)
-                if settle:
+                if n_settle:
                     loss = float(runner.probe(lanes)[0])
                     if not math.isfinite(loss):
                         continue
