@@ -184,3 +184,14 @@ def test_selection_bias_ratio_is_decrease_over_the_local_trend():
     assert math.isclose(got[4], 3.0, rel_tol=1e-9) and math.isclose(got[64], 1.0, rel_tol=1e-9)
     assert any("differs across batch sizes" in m for m in second.messages)
     assert a.to_dict()["stages"][1]["selection_bias"][0]["ratio"] == pytest.approx(3.0)
+
+
+def test_advise_cli_json_and_errors(tmp_path, run_cli):
+    from surge.sweep import SweepStore
+
+    code, out, err = run_cli("sweep", "advise", str(tmp_path / "missing.sqlite"))
+    assert code == 2 and "does not exist" in err
+    store = tmp_path / "empty.sqlite"
+    SweepStore(store).close()
+    code, out, err = run_cli("sweep", "advise", str(store))
+    assert code == 2 and "holds no trials: run a pilot first" in err
