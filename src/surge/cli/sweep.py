@@ -239,6 +239,11 @@ def plan(
                   f"extra steps; budget {spec.max_steps} steps"
                   + (f" / {spec.max_examples} examples" if spec.max_examples else "")
                   + f"; {spec.device}, {spec.dtype}, strategy {spec.strategy}", highlight=False)
+    if spec.protocol == "branch":
+        t = spec.trunk
+        console.print(f"protocol branch: a trunk (B = {t.batch_size}, lr {fmt(t.lr, 6)}, seed {t.seed}) is checkpointed "
+                      f"{p.extra_steps} steps after it first reaches each target; every trial trains {p.extra_steps} "
+                      f"steps from each checkpoint (optimizer state: {spec.branch_optimizer_state})", highlight=False)
     table = Table(title=f"{p.n_trials} trials in {len(p.groups)} groups (at most {spec.group_size} trials each)")
     for col in ("batch size", "learning rates", "rounds", "trials", "groups"):
         table.add_column(col, justify="right")
