@@ -17,14 +17,14 @@ pytest.importorskip("torch")
 
 @pytest.fixture
 def tiny_demo(monkeypatch):
-    def spec(quick=False):
+    def spec(quick=False, protocol="branch"):
         return SweepSpec(
-            name="demo-test",
+            name="demo-test-quick" if quick else "demo-test",
             workload=surge.demo.DEMO_WORKLOAD,
             optimizer=OptimizerConfig(name="adam", betas=(0.0, 0.0)),
             lr=LRGrid(values=(1e-3, 3e-3, 1e-2)),
             batch_size=BatchGrid(values=(4, 16, 64, 256)),
-            rounds=2,
+            rounds=2 if quick else 3,
             target_loss=(2.0, 1.6),
             extra_steps=3,
             max_steps=300,
@@ -65,3 +65,28 @@ def test_demo_grids_are_what_the_readme_describes():
     assert len(full.lr.points()) * len(full.batch_size.points()) * full.rounds > len(quick.lr.points()) * len(
         quick.batch_size.points()
     ) * quick.rounds
+
+
+def test_demo_analyses_only_its_own_sweep(tiny_demo, tmp_path, run_cli):
+    """A full demo and then --quick in the same --out: the quick demo's analysis counts its own trials."""
+    out = tmp_path / "demo"
+    code, stdout, err = run_cli("demo", "--out", str(out), "--json")
+    assert code == 0, err
+    full = json.loads(stdout)
+    code, stdout, err = run_cli("demo", "--quick", "--out", str(out), "--json")
+    assert code == 0, err
+    quick = json.loads(stdout)
+    assert full["sweep"]["total"] == 36 and quick["sweep"]["total"] == 24
+    assert quick["n_trials"] == 24 and full["n_trials"] == 36
+    for st in quick["stages"]:
+        assert sum(st["n_used"]) + sum(st["n_diverged"]) + sum(st["n_censored"]) + sum(st["n_failed"]) == 24
+
+
+def test_demo_specs_branch_by_default_and_scratch_on_request():
+    for quick in (False, True):
+        b = surge.demo.demo_spec(quick)
+        assert b.protocol == "branch" and b.trunk.batch_size == 32 and b.extra_steps == 10
+        s = surge.demo.demo_spec(quick, "scratch")
+        assert s.protocol == "scratch" and s.trunk is None
+    with pytest.raises(ValueError, match="protocol must be one of 'branch', 'scratch'; got 'x'"):
+        surge.demo.demo_spec(False, "x")

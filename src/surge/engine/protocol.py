@@ -52,12 +52,18 @@ from surge.workloads import get_workload
 def run_group(config: GroupConfig, *, progress: Callable[[int, int], None] | None = None) -> list[TrialRecord]:
     """Train every trial of the group; results in the order of ``config.lrs``/``config.seeds``.
 
+    A group with ``protocol="branch"`` runs the branch protocol instead (:mod:`surge.engine.branch`).
+
     ``progress(done, total)`` is called now and then with trial-steps of the main runs: ``total`` is
     trials x step budget, and a finished trial counts as its whole budget. Deterministic on CPU: the
     same GroupConfig gives bit-identical results, whatever ``workers`` is.
     """
     if not isinstance(config, GroupConfig):
         raise SurgeTypeError(f"config must be a GroupConfig, got {type(config).__name__}")
+    if config.protocol == "branch":
+        from surge.engine.branch import run_branch_group
+
+        return run_branch_group(config, progress=progress)
     if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
         raise SurgeError(f"device {config.device!r} was asked for, but CUDA is not available here; use device='cpu'")
     configure_allocator()

@@ -266,7 +266,9 @@ def _run(plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry
         engine_workers = None if workers == 1 else 1
         if ray_options is not None:  # a Ray task uses the CPUs it asked for
             engine_workers = max(1, int(ray_options["cpus_per_group"] or 1))
-        configs = {g.index: plan.group_config(g, device=device, engine_workers=engine_workers) for g in pending}
+        checkpoints = str(store.path) + ".checkpoints" if plan.spec.protocol == "branch" else None
+        configs = {g.index: plan.group_config(g, device=device, engine_workers=engine_workers,
+                                              checkpoint_dir=checkpoints) for g in pending}
         if ray_options is not None:
             from surge.sweep.ray_executor import run_groups_on_ray
 

@@ -25,7 +25,7 @@ from typing import Any
 from surge._json import to_jsonable
 from surge.sweep.spec import SweepSpec
 from surge.errors import SurgeError, SurgeTypeError
-from surge.records import GroupConfig
+from surge.records import BRANCH_VERSION, GroupConfig
 
 TRIAL_KEY_VERSION = 1  # part of every trial config; bump when the meaning of a stored trial changes
 
@@ -40,6 +40,8 @@ class WorkloadInfo:
     batch_unit: str  # "examples", "tokens" or "sequences": what a batch size counts ("unknown" when not loaded)
     unavailable: str | None = None  # why the workload could not be loaded (dry-run plans only), else None
     metadata: dict = field(default_factory=dict, compare=False)  # the workload's own record (data, tokenizer)
+    # SHA-256 of a user workload's data, initial model and loss (workload_fingerprint); None for built-ins
+    fingerprint: str | None = None
 
 
 class WorkloadUnavailable(ValueError):
@@ -128,15 +130,38 @@ class SweepPlan:
             "max_steps": int(spec.max_steps),
             "max_examples": None if spec.max_examples is None else int(spec.max_examples),
             "dtype": spec.dtype,
+            **self.branch_config(),
+            # a user workload's fingerprint: trials of a changed model or data are not reused
+            **({} if self.workload.fingerprint is None else {"workload_fingerprint": self.workload.fingerprint}),
+            # only when set, so that the keys of stores written before this field stay valid
+            **({} if spec.probe_examples is None else {"probe_examples": int(spec.probe_examples)}),
         }
 
+    def branch_config(self) -> dict[str, Any]:
+        """The branch protocol's part of a trial key: the protocol, the trunk's configuration (which fixes
+        its checkpoints: the trunk is deterministic) and the branches' optimizer state. Empty for the
+        scratch protocol, so that scratch trial keys are those of stores written before the branch protocol."""
+        spec = self.spec
+        if spec.protocol != "branch":
+            return {}
+        return {"protocol": "branch", "branch_version": BRANCH_VERSION, "trunk": spec.trunk.to_dict(),
+                "branch_optimizer_state": spec.branch_optimizer_state}
+
     def group_config(self, group: TrialGroup, *, device: str | None = None,
-                     engine_workers: int | None = None) -> GroupConfig:
+                     engine_workers: int | None = None, checkpoint_dir: str | None = None) -> GroupConfig:
         """The :class:`surge.records.GroupConfig` the engine trains a group from.
 
-        ``engine_workers`` caps the processes the engine may use for the group (None: the engine decides).
+        ``engine_workers`` caps the processes the engine may use for the group (None: the engine decides);
+        ``checkpoint_dir`` is where the branch protocol keeps its trunk checkpoints (None: not kept).
         """
-        extra = {} if engine_workers is None else {"workers": engine_workers}
+        extra: dict[str, Any] = {} if engine_workers is None else {"workers": engine_workers}
+        if self.spec.probe_examples is not None:
+            extra["probe_examples"] = self.spec.probe_examples
+        if self.spec.protocol == "branch":
+            trunk = self.spec.trunk
+            extra.update(protocol="branch", trunk_batch_size=trunk.batch_size, trunk_lr=trunk.lr,
+                         trunk_seed=trunk.seed, branch_optimizer_state=self.spec.branch_optimizer_state,
+                         checkpoint_dir=checkpoint_dir)
 
         spec = self.spec
         opt = spec.optimizer
@@ -182,6 +207,9 @@ class SweepPlan:
             "dtype": spec.dtype,
             "strategy": spec.strategy,
             "group_size": spec.group_size,
+            "protocol": spec.protocol,
+            "trunk": None if spec.trunk is None else spec.trunk.to_dict(),
+            "branch_optimizer_state": spec.branch_optimizer_state if spec.protocol == "branch" else None,
             "groups": len(self.groups),
             "trials": self.n_trials,
             "workload_unavailable": self.workload.unavailable,
@@ -218,7 +246,36 @@ def resolve_workload(name: str, data_dir: str | None = None) -> WorkloadInfo:
         extra_steps=int(wl.extra_steps),
         batch_unit=str(getattr(wl, "batch_unit", "examples")),
         metadata=to_jsonable(dict(getattr(wl, "metadata", {}) or {})),
+        fingerprint=workload_fingerprint(wl) if ":" in name else None,
     )
+
+
+def workload_fingerprint(wl) -> str:
+    """SHA-256 (first 24 hex digits) of what decides a workload's numbers: its training and probe tensors,
+    the names, shapes and values of the model's parameters and buffers as ``make_model()`` builds them
+    under seed 0, the loss function's qualified name, ``epoch_size`` and ``batch_unit``.
+
+    A user workload ("package.module:attribute") is code the user may edit between runs of a sweep; its
+    fingerprint is part of every trial key, so that trials of a changed workload are trained again rather
+    than silently reused. Built-in workloads are versioned with surge and carry no fingerprint."""
+    import torch
+
+    h = hashlib.sha256()
+    for t in (wl.train_inputs, wl.train_targets, wl.probe_inputs, wl.probe_targets):
+        t = t.detach().contiguous().cpu()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).reshape(-1).numpy().tobytes() if t.numel() else b"")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = wl.make_model()
+    for name, t in list(model.state_dict().items()):
+        t = t.detach().contiguous().cpu()
+        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).reshape(-1).numpy().tobytes() if t.numel() else b"")
+    loss = wl.loss_fn
+    h.update(f"{getattr(loss, '__module__', '')}.{getattr(loss, '__qualname__', type(loss).__name__)}".encode())
+    h.update(f"{wl.epoch_size}|{getattr(wl, 'batch_unit', 'examples')}|{type(model).__qualname__}".encode())
+    return h.hexdigest()[:24]
 
 
 def _chunks(seq: tuple, size: int) -> list[tuple]:

@@ -55,7 +55,15 @@ from pathlib import Path
 from typing import Any
 from surge._validation import check_int, check_scalar, type_name
 from surge.errors import SurgeError, SurgeTypeError
-from surge.records import _DEVICE_RE, DTYPES, OPTIMIZERS, STRATEGIES, OptimizerConfig  # noqa: F401
+from surge.records import (  # noqa: F401
+    _DEVICE_RE,
+    BRANCH_OPTIMIZER_STATES,
+    DTYPES,
+    OPTIMIZERS,
+    PROTOCOLS,
+    STRATEGIES,
+    OptimizerConfig,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -239,6 +247,39 @@ def _grid(value: object, cls: type[_Grid]):
 
 
 @dataclass(frozen=True)
+class TrunkConfig:
+    """The branch protocol's reference run: one training run that reaches each target loss and is
+    checkpointed there (parameters, optimizer state, data position); every branch starts from a checkpoint.
+
+    Its optimizer is the spec's ``[optimizer]``; its step budget the spec's ``max_steps``.
+    """
+
+    batch_size: int  # the trunk's batch size, a positive integer
+    lr: float  # the trunk's learning rate, > 0
+    seed: int = 0  # the trunk's initial weights and data order (branches use the rounds' seeds for data)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_size", _as_int(self.batch_size, "trunk.batch_size"))
+        object.__setattr__(self, "lr", _as_float(self.lr, "trunk.lr", positive=True))
+        object.__setattr__(self, "seed", _as_int(self.seed, "trunk.seed", minimum=0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch_size": self.batch_size, "lr": self.lr, "seed": self.seed}
+
+
+def _trunk(value: object) -> TrunkConfig | None:
+    if value is None or isinstance(value, TrunkConfig):
+        return value
+    if isinstance(value, Mapping):
+        _check_keys(value, tuple(f.name for f in dataclasses.fields(TrunkConfig)), "in section [trunk]")
+        for key in ("batch_size", "lr"):
+            if key not in value:
+                raise SurgeError(f"section [trunk] lacks the required key {key!r} (the trunk's {key})")
+        return TrunkConfig(**dict(value))
+    raise SurgeTypeError(f"trunk must be a table (batch_size, lr, seed), got {value!r} ({_type_name(value)})")
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """One grid experiment: a workload, an optimizer, a learning-rate x batch-size grid, rounds and targets.
 
@@ -262,6 +303,14 @@ class SweepSpec:
     strategy: str = "auto"  # how a group trains: "lockstep" (vmap), "loop" or "auto" (the engine picks)
     data_dir: str | None = None  # where the workload finds or caches its data; None: the workload's default
     group_size: int = 100  # most trials trained together (one batch size, several lrs x rounds)
+    # "scratch": every trial trains from initialisation to each target (the paper's protocol);
+    # "branch": a trunk ([trunk]) is checkpointed at each target and every trial trains N steps from there
+    protocol: str = "scratch"
+    trunk: TrunkConfig | None = None  # the branch protocol's reference run (required for "branch")
+    # Adam-style branches: "reset" starts from a fresh optimizer state (the optimum of the update rule at
+    # theta); "carry" takes the trunk's moments (the optimum a run that changes its lr there would see)
+    branch_optimizer_state: str = "reset"
+    probe_examples: int | None = None  # measure the loss on the first this-many probe examples; None: all
 
     def __post_init__(self) -> None:
         errors: list[SurgeError] = []  # every bad field is reported, not only the first
@@ -325,8 +374,24 @@ class SweepSpec:
                 object.__setattr__(self, "data_dir", _as_str(self.data_dir, "data_dir"))
         with field_check():
             object.__setattr__(self, "group_size", _as_int(self.group_size, "group_size"))
+        with field_check():
+            if self.probe_examples is not None:
+                object.__setattr__(self, "probe_examples", _as_int(self.probe_examples, "probe_examples"))
+        with field_check():
+            _as_choice(self.protocol, "protocol", PROTOCOLS)
+        with field_check():
+            _as_choice(self.branch_optimizer_state, "branch_optimizer_state", BRANCH_OPTIMIZER_STATES)
+        with field_check():
+            object.__setattr__(self, "trunk", _trunk(self.trunk))
         if errors:
             _raise_all(errors)
+        if self.protocol == "branch" and self.trunk is None:
+            raise SurgeError("protocol 'branch' needs a [trunk] section (batch_size, lr): the run whose checkpoints "
+                             "the branches start from")
+        if self.protocol == "scratch" and self.trunk is not None:
+            raise SurgeError("a [trunk] section is only used with protocol = 'branch'; remove it or set the protocol")
+        if self.protocol == "scratch" and self.branch_optimizer_state != "reset":
+            raise SurgeError("branch_optimizer_state is only used with protocol = 'branch'")
         n_trials = self.lr.count() * self.batch_size.count() * self.rounds
         if n_trials > MAX_TRIALS:
             raise SurgeError(
@@ -362,7 +427,9 @@ class SweepSpec:
             value = getattr(self, f.name)
             if value is None:
                 continue
-            if isinstance(value, _Grid):
+            if self.protocol == "scratch" and f.name in ("protocol", "branch_optimizer_state"):
+                continue  # a scratch spec's JSON (and hash) is what it was before the branch protocol
+            if isinstance(value, (_Grid, TrunkConfig)):
                 value = value.to_dict()
             elif isinstance(value, OptimizerConfig):
                 value = {"name": value.name, "betas": list(value.betas), "eps": value.eps,
@@ -383,8 +450,9 @@ class SweepSpec:
     def to_toml(self) -> str:
         """The spec as a TOML document that :func:`load_spec` reads back to an equal spec."""
         d = self.to_dict()
-        order = ["name", "workload"] + [k for k in d if k not in ("name", "workload", "optimizer", "lr", "batch_size")]
-        d = {k: d[k] for k in order + ["optimizer", "lr", "batch_size"] if k in d}
+        tables = ("optimizer", "lr", "batch_size", "trunk")
+        order = ["name", "workload"] + [k for k in d if k not in ("name", "workload") + tables]
+        d = {k: d[k] for k in order + list(tables) if k in d}
         lines: list[str] = []
         tables: list[tuple[str, dict]] = []
         for key, value in d.items():

@@ -267,12 +267,15 @@ class SweepStore:
         spec = plan.spec
         workload_json = json.dumps({"name": plan.workload.name, "default_targets": list(plan.workload.default_targets),
                                     "extra_steps": plan.workload.extra_steps, "batch_unit": plan.workload.batch_unit,
-                                    "metadata": plan.workload.metadata}, sort_keys=True)
+                                    "metadata": plan.workload.metadata, "fingerprint": plan.workload.fingerprint},
+                                   sort_keys=True)
         now = _now()
         with self._transaction() as conn:
             row = conn.execute("SELECT sweep_id FROM sweeps WHERE spec_hash = ?", (spec.spec_hash(),)).fetchone()
             if row is not None:
-                conn.execute("UPDATE sweeps SET last_run_at = ? WHERE sweep_id = ?", (now, row[0]))
+                # the workload as resolved now (a user workload's fingerprint may have changed)
+                conn.execute("UPDATE sweeps SET last_run_at = ?, workload_json = ?, n_trials = ? WHERE sweep_id = ?",
+                             (now, workload_json, plan.n_trials, row[0]))
                 return int(row[0])
             cur = conn.execute(
                 "INSERT INTO sweeps (name, spec_hash, spec_json, spec_toml, workload_json, n_trials, created_at, "
@@ -291,7 +294,7 @@ class SweepStore:
             w = json.loads(workload_json)
             info = WorkloadInfo(name=w["name"], default_targets=tuple(w["default_targets"]),
                                 extra_steps=int(w["extra_steps"]), batch_unit=w["batch_unit"],
-                                metadata=w.get("metadata", {}))
+                                metadata=w.get("metadata", {}), fingerprint=w.get("fingerprint"))
             out.append(SweepRecord(sweep_id=sweep_id, name=name, spec=spec_from_dict(json.loads(spec_json)),
                                    spec_toml=spec_toml, workload=info, n_trials=n_trials, created_at=created,
                                    last_run_at=last))
