@@ -66,4 +66,5 @@ def selection_message(rows: tuple[SelectionBias, ...]) -> str:
     spread = max(r.ratio for r in rows) / min(r.ratio for r in rows) if min(r.ratio for r in rows) > 0 else math.inf
     verdict = ("it differs across batch sizes (the optimum read from it is biased in B; consider the branch protocol)"
                if spread > 1.5 else "about equal across batch sizes")
-    return f"selection bias: the decrease after the first crossing is {parts} the local loss trend; {verdict}"
+    return (f"selection bias: the decrease over the N steps after the first crossing, as a multiple of the local "
+            f"loss trend, is {parts}; {verdict}")

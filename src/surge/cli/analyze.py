@@ -63,7 +63,14 @@ def analyze(
     lr_estimate: str = typer.Option(
         "grid",
         "--lr-estimate",
-        help="Optimal lr the fits use: 'grid' (the paper's) or 'refined' (quadratic in log lr).",
+        help="Optimal lr the fits and the verdict use: 'grid' (the paper's), 'refined' (quadratic in log lr "
+        "around the best grid point) or 'fitted' (a fit over all learning rates, for branch sweeps).",
+    ),
+    steps_rule: str = typer.Option(
+        "fewest",
+        "--steps-rule",
+        help="Which S(B) feeds Eq 22: 'fewest' (the fewest steps over learning rates) or 'optimal' (the steps "
+        "at the optimal learning rate, the paper's wording); the other rule's fit is reported beside it.",
     ),
     normalize: bool = typer.Option(
         False,
@@ -108,6 +115,7 @@ def analyze(
         max_diverged_fraction=max_diverged,
         steps_statistic=steps_statistic,
         lr_estimate=lr_estimate,
+        steps_rule=steps_rule,
         extra_steps=extra_steps,
     )
     files = write_report(result, out, normalize=normalize)
