@@ -64,8 +64,14 @@ def run(spec: SweepSpec, folder: Path, workers: int) -> dict:
     result = analyze(frame, lr_estimate="fitted")
     st0 = result.stages[0]
     per_b = trials.groupby("batch_size")["wall_seconds"].sum()  # each group's wall, split over its trials
-    return {"spec": spec, "wall": wall, "steps": steps, "rows": st0.rows, "trials": summary.total,
-            "wall_b": {int(b): float(v) for b, v in per_b.items()}}
+    return {
+        "spec": spec,
+        "wall": wall,
+        "steps": steps,
+        "rows": st0.rows,
+        "trials": summary.total,
+        "wall_b": {int(b): float(v) for b, v in per_b.items()},
+    }
 
 
 def main() -> None:
@@ -79,12 +85,31 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="keep the two stores in this folder (for figures)")
     args = ap.parse_args()
     bs = tuple(int(b) for b in args.batch_sizes.split(","))
-    common = dict(workload="cnn-mnist-sample", optimizer=SIGN, batch_size=BatchGrid(values=bs), target_loss=(args.target,),
-                  extra_steps=10, max_steps=3000, probe_examples=512)
-    scratch = SweepSpec(name="bench-scratch", lr=LRGrid(values=_geom(2.5e-4, 1.6e-2)), rounds=args.rounds_scratch,
-                        group_size=200, **common)
-    branch = SweepSpec(name="bench-branch", protocol="branch", trunk=TrunkConfig(batch_size=32, lr=1e-3),
-                       lr=LRGrid(values=_geom(5e-5, 8e-4)), rounds=args.rounds_branch, group_size=240, **common)
+    common = dict(
+        workload="cnn-mnist-sample",
+        optimizer=SIGN,
+        batch_size=BatchGrid(values=bs),
+        target_loss=(args.target,),
+        extra_steps=10,
+        max_steps=3000,
+        probe_examples=512,
+    )
+    scratch = SweepSpec(
+        name="bench-scratch",
+        lr=LRGrid(values=_geom(2.5e-4, 1.6e-2)),
+        rounds=args.rounds_scratch,
+        group_size=200,
+        **common,
+    )
+    branch = SweepSpec(
+        name="bench-branch",
+        protocol="branch",
+        trunk=TrunkConfig(batch_size=32, lr=1e-3),
+        lr=LRGrid(values=_geom(5e-5, 8e-4)),
+        rounds=args.rounds_branch,
+        group_size=240,
+        **common,
+    )
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) if args.keep is None else args.keep
@@ -93,8 +118,11 @@ def main() -> None:
         for spec in (scratch, branch):
             res[spec.protocol] = run(spec, folder, args.workers)
             r = res[spec.protocol]
-            print(f"{spec.protocol:8s}: {r['trials']} trials, {r['wall']:.1f} s wall, {r['steps']:.0f} trial-steps, "
-                  f"{r['steps'] / r['wall']:.0f} trial-steps/s", flush=True)
+            print(
+                f"{spec.protocol:8s}: {r['trials']} trials, {r['wall']:.1f} s wall, {r['steps']:.0f} trial-steps, "
+                f"{r['steps'] / r['wall']:.0f} trial-steps/s",
+                flush=True,
+            )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     W = args.width
     print(f"\nB     protocol  fitted lr [95%]              width   rounds->{W}x  wall->{W}x (s)")
@@ -109,15 +137,19 @@ def main() -> None:
             need = rounds * (math.log(w) / math.log(W)) ** 2 if np.isfinite(w) and w > 1 else math.nan
             per_round = r["wall_b"][b] / rounds  # this batch size's groups' wall time per round
             cost[name] = need * per_round
-            print(f"{b:<5d} {name:8s}  {row.fitted_lr:.3g} [{row.fitted_lr_ci[0]:.3g}, {row.fitted_lr_ci[1]:.3g}]"
-                  f"  {w:6.2f}x  {need:10.1f}  {cost[name]:10.1f}")
+            print(
+                f"{b:<5d} {name:8s}  {row.fitted_lr:.3g} [{row.fitted_lr_ci[0]:.3g}, {row.fitted_lr_ci[1]:.3g}]"
+                f"  {w:6.2f}x  {need:10.1f}  {cost[name]:10.1f}"
+            )
         ratio = cost["scratch"] / cost["branch"]
         ratios.append(ratio)
         print(f"      cost ratio scratch / branch at {W}x: {ratio:.1f}")
     finite = [x for x in ratios if np.isfinite(x)]
     if finite:
-        print(f"\nheadline: median cost ratio scratch / branch at equal width {W}x: {float(np.median(finite)):.1f} "
-              f"(over {len(finite)} batch sizes)")
+        print(
+            f"\nheadline: median cost ratio scratch / branch at equal width {W}x: {float(np.median(finite)):.1f} "
+            f"(over {len(finite)} batch sizes)"
+        )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,14 @@ def main(argv: list[str]) -> None:
             shift = 1.0 + 0.04 * (2 * k + j)  # side by side
             ok = np.isfinite(lr)
             yerr = np.vstack([lr - lo, np.where(np.isfinite(hi), hi, lr * 3) - lr])[:, ok]
-            line = ax.errorbar(b[ok] * shift, lr[ok], yerr=yerr, marker="o", capsize=3,
-                               label=f"{label or path}, loss {st.target_loss:g}")
+            line = ax.errorbar(
+                b[ok] * shift,
+                lr[ok],
+                yerr=yerr,
+                marker="o",
+                capsize=3,
+                label=f"{label or path}, loss {st.target_loss:g}",
+            )
             grid = np.array([r.optimal_lr for r in st.rows])
             ax.plot(b * shift, grid, marker="s", mfc="none", ls="none", color=line[0].get_color(), alpha=0.6)
     ax.set_xscale("log", base=2)

@@ -56,8 +56,15 @@ def _trials(n: int | None = None):
     return lrs, seeds
 
 
-def _config(workload: str, batch_size: int, steps: int, workers: int, device: str = "cpu",
-            n_trials: int | None = None, strategy: str = "auto") -> GroupConfig:
+def _config(
+    workload: str,
+    batch_size: int,
+    steps: int,
+    workers: int,
+    device: str = "cpu",
+    n_trials: int | None = None,
+    strategy: str = "auto",
+) -> GroupConfig:
     lrs, seeds = _trials(n_trials)
     return GroupConfig(
         workload=workload,
@@ -76,8 +83,15 @@ def _config(workload: str, batch_size: int, steps: int, workers: int, device: st
     )
 
 
-def engine_rate(workload: str, batch_size: int, steps: int, workers: int, device: str = "cpu",
-                n_trials: int | None = None, strategy: str = "auto") -> tuple[float, str]:
+def engine_rate(
+    workload: str,
+    batch_size: int,
+    steps: int,
+    workers: int,
+    device: str = "cpu",
+    n_trials: int | None = None,
+    strategy: str = "auto",
+) -> tuple[float, str]:
     config = _config(workload, batch_size, steps, workers, device, n_trials, strategy)
     _sync(device)
     start = time.perf_counter()
@@ -131,8 +145,11 @@ def saturation(workload: str, batch_size: int, steps: int, lanes: list[int], dev
     ok = {n: r for n, r in rates.items() if r}
     best = max(ok.values()) if ok else None
     saturating = min((n for n, r in ok.items() if r >= 0.9 * best), default=None) if best else None
-    return {"batch_size": batch_size, "trial_steps_per_s_by_lanes": {str(n): r for n, r in rates.items()},
-            "saturating_lanes": saturating}
+    return {
+        "batch_size": batch_size,
+        "trial_steps_per_s_by_lanes": {str(n): r for n, r in rates.items()},
+        "saturating_lanes": saturating,
+    }
 
 
 _BASELINE = {}
@@ -200,13 +217,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps per trial (finishes in a few minutes)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--workload", default=None, help="default: cnn-fashion-mnist if its data are there, else cnn-mnist-sample")
+    ap.add_argument(
+        "--workload", default=None, help="default: cnn-fashion-mnist if its data are there, else cnn-mnist-sample"
+    )
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)))
     ap.add_argument("--no-round", action="store_true", help="skip the cnn-small-batch round")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (CUDA: both runners on the GPU, in this process)")
-    ap.add_argument("--lanes", default=None, help="CUDA: lane counts for the saturation scan, e.g. 1,4,16,64,256 "
-                    "(default on CUDA: 1,2,4,...,256; none on the CPU)")
+    ap.add_argument(
+        "--device", default="cpu", help="cpu, cuda or cuda:N (CUDA: both runners on the GPU, in this process)"
+    )
+    ap.add_argument(
+        "--lanes",
+        default=None,
+        help="CUDA: lane counts for the saturation scan, e.g. 1,4,16,64,256 "
+        "(default on CUDA: 1,2,4,...,256; none on the CPU)",
+    )
     args = ap.parse_args(argv)
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
@@ -250,17 +275,21 @@ def main(argv=None) -> int:
         _BASELINE.pop("pool").terminate()
     lanes = args.lanes if args.lanes is not None else ("1,2,4,8,16,32,64,128,256" if cuda else "")
     saturating = []
-    for b in ([int(x) for x in args.batch_sizes.split(",")] if lanes else []):
+    for b in [int(x) for x in args.batch_sizes.split(",")] if lanes else []:
         row = saturation(workload, b, STEPS_QUICK.get(b, 8) * scale, [int(x) for x in lanes.split(",")], args.device)
         saturating.append(row)
-        log(f"B={b:4d}  lockstep trial-steps/s by lanes {row['trial_steps_per_s_by_lanes']}  "
-            f"saturating at {row['saturating_lanes']} lanes")
+        log(
+            f"B={b:4d}  lockstep trial-steps/s by lanes {row['trial_steps_per_s_by_lanes']}  "
+            f"saturating at {row['saturating_lanes']} lanes"
+        )
     seconds = None
     round_targets = wl.default_targets[:1] if args.quick else wl.default_targets
     round_steps = 2500 if args.quick else 20000
     if not args.no_round:
         seconds = round_seconds(workload, round_targets, round_steps, args.device)
-        log(f"one round of cnn-small-batch on {workload} (targets {round_targets}, budget {round_steps} steps): {seconds:.1f} s")
+        log(
+            f"one round of cnn-small-batch on {workload} (targets {round_targets}, budget {round_steps} steps): {seconds:.1f} s"
+        )
     shutdown_workers()
     result = {
         "workload": workload,
@@ -272,7 +301,9 @@ def main(argv=None) -> int:
         "round_targets": list(round_targets),
         "round_max_steps": round_steps,
         "lockstep_max_batch": wl.lockstep_max_batch,
-        "auto_strategy": {str(b): choose_strategy(_config(workload, b, 2, workers, args.device), wl) for b in BATCH_SIZES},
+        "auto_strategy": {
+            str(b): choose_strategy(_config(workload, b, 2, workers, args.device), wl) for b in BATCH_SIZES
+        },
         "saturation": saturating,
     }
     if args.json:

@@ -65,8 +65,13 @@ def _run(cmd: list[str], limit: float, *, stop_signal=signal.SIGKILL, grace: flo
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-    return {"returncode": proc.returncode, "timed_out": timed_out, "seconds": round(time.perf_counter() - start, 1),
-            "stdout": out, "stderr": err}
+    return {
+        "returncode": proc.returncode,
+        "timed_out": timed_out,
+        "seconds": round(time.perf_counter() - start, 1),
+        "stdout": out,
+        "stderr": err,
+    }
 
 
 def _last_json(text: str):
@@ -87,42 +92,64 @@ def _tail(text: str, n: int = 600) -> str:
 def step_info(device: str) -> dict:
     import torch
 
-    info = {"python": platform.python_version(), "torch": torch.__version__, "device": device,
-            "cuda_available": torch.cuda.is_available()}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": device,
+        "cuda_available": torch.cuda.is_available(),
+    }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 2), gpus=torch.cuda.device_count(),
-                    cuda=torch.version.cuda)
+        info.update(
+            gpu=props.name,
+            gpu_memory_gb=round(props.total_memory / 2**30, 2),
+            gpus=torch.cuda.device_count(),
+            cuda=torch.version.cuda,
+        )
     return info
 
 
 def step_cuda_tests(limit: float) -> dict:
     tests = ["tests/engine/test_protocol.py", "tests/sweep/test_gpu_sizing.py"]
-    r = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda or gpu or sizing", *tests],
-             limit)
+    r = _run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda or gpu or sizing", *tests], limit
+    )
     summary = r["stdout"].strip().splitlines()[-1] if r["stdout"].strip() else ""
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error|errors|deselected)", summary)}
-    return {"ok": r["returncode"] == 0, "summary": summary, "counts": counts, "seconds": r["seconds"],
-            "timed_out": r["timed_out"], "output_tail": None if r["returncode"] == 0 else _tail(r["stdout"] + r["stderr"])}
+    return {
+        "ok": r["returncode"] == 0,
+        "summary": summary,
+        "counts": counts,
+        "seconds": r["seconds"],
+        "timed_out": r["timed_out"],
+        "output_tail": None if r["returncode"] == 0 else _tail(r["stdout"] + r["stderr"]),
+    }
 
 
 def step_engine(device: str, cpu: bool, limit: float) -> dict:
     args = [sys.executable, "benchmarks/engine.py", "--quick", "--json", "--no-round", "--device", device]
-    args += ["--batch-sizes", "4", "--lanes", "2,4"] if cpu else ["--batch-sizes", "1,16,256", "--lanes", "1,4,16,64,256"]
+    args += (
+        ["--batch-sizes", "4", "--lanes", "2,4"] if cpu else ["--batch-sizes", "1,16,256", "--lanes", "1,4,16,64,256"]
+    )
     r = _run(args, limit)
     result = _last_json(r["stdout"])
     out = {"ok": r["returncode"] == 0 and result is not None, "seconds": r["seconds"], "timed_out": r["timed_out"]}
     if result is None:
         out["output_tail"] = _tail(r["stderr"])
         return out
-    out.update(workload=result.get("workload"), gpu=result.get("gpu"), rows=result.get("rows"),
-               saturation=result.get("saturation"))
+    out.update(
+        workload=result.get("workload"),
+        gpu=result.get("gpu"),
+        rows=result.get("rows"),
+        saturation=result.get("saturation"),
+    )
     if cpu:  # the CUDA baseline's code path, run on the CPU for a few steps (it must not crash)
         sys.path.insert(0, str(ROOT / "benchmarks"))
         import engine as bench
 
         out["inprocess_baseline_trial_steps_per_s_cpu"] = round(
-            bench.baseline_rate_cuda(result["workload"], None, 4, 2, "cpu"), 1)
+            bench.baseline_rate_cuda(result["workload"], None, 4, 2, "cpu"), 1
+        )
     return out
 
 
@@ -134,8 +161,12 @@ def step_lane_memory(device: str, cpu: bool, workload: str) -> dict:
         est = lane_memory(workload, b)
         # what one lane of a lockstep step holds: parameters, gradient, optimizer state, activations
         step_bytes = (2 + est.optimizer_slots) * est.n_params * est.dtype_bytes + est.activation_bytes
-        row = {"batch_size": b, "estimated_step_bytes": step_bytes, "estimated_activation_bytes": est.activation_bytes,
-               "n_params": est.n_params}
+        row = {
+            "batch_size": b,
+            "estimated_step_bytes": step_bytes,
+            "estimated_activation_bytes": est.activation_bytes,
+            "n_params": est.n_params,
+        }
         if not cpu:
             from surge.engine.memory import measure_lane_bytes
 
@@ -149,17 +180,44 @@ def step_lane_memory(device: str, cpu: bool, workload: str) -> dict:
 def step_round(device: str, workload: str, limit: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "round.db"
-        cmd = [sys.executable, "-m", "surge.cli.main", "sweep", "run", "--preset", "cnn-small-batch", "--rounds", "1",
-               "--workload", workload, "--device", device, "--store", str(store), "--json"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "surge.cli.main",
+            "sweep",
+            "run",
+            "--preset",
+            "cnn-small-batch",
+            "--rounds",
+            "1",
+            "--workload",
+            workload,
+            "--device",
+            device,
+            "--store",
+            str(store),
+            "--json",
+        ]
         r = _run(cmd, limit, stop_signal=signal.SIGTERM)  # SIGTERM: the CLI stops like Ctrl-C and prints its JSON
     result = _last_json(r["stdout"])
-    out = {"ok": result is not None, "seconds": r["seconds"], "timed_out": r["timed_out"], "workload": workload,
-           "preset": "cnn-small-batch", "rounds": 1}
+    out = {
+        "ok": result is not None,
+        "seconds": r["seconds"],
+        "timed_out": r["timed_out"],
+        "workload": workload,
+        "preset": "cnn-small-batch",
+        "rounds": 1,
+    }
     if result is None:
         out["output_tail"] = _tail(r["stderr"])
         return out
-    out.update(complete=not result["interrupted"] and result["done"] == result["total"], trials=result["total"],
-               trials_done=result["done"], failed=result["failed"], wall_seconds=round(result["wall_seconds"], 1))
+    out.update(
+        complete=not result["interrupted"] and result["done"] == result["total"],
+        trials=result["total"],
+        trials_done=result["done"],
+        failed=result["failed"],
+        wall_seconds=round(result["wall_seconds"], 1),
+    )
     return out
 
 

@@ -67,10 +67,18 @@ def bench(name: str, batch: int, steps: int, every: int) -> dict:
     n_meas = len(mon.series)
     n_hess = sum(1 for _, e in mon.estimates if e.n_hvp > 0)
     return {
-        "workload": name, "batch_size": batch, "batch_unit": wl.batch_unit, "steps": steps, "every": every,
-        "measurements": n_meas, "with_hessian": n_hess, "bare_seconds_per_step": step_s,
-        "monitored_seconds_per_step": t_mon / steps, "overhead_percent": 100.0 * (t_mon / t_bare - 1.0),
-        "ratio": t_mon / t_bare, "seconds_per_measurement": mon.seconds / max(n_meas, 1),
+        "workload": name,
+        "batch_size": batch,
+        "batch_unit": wl.batch_unit,
+        "steps": steps,
+        "every": every,
+        "measurements": n_meas,
+        "with_hessian": n_hess,
+        "bare_seconds_per_step": step_s,
+        "monitored_seconds_per_step": t_mon / steps,
+        "overhead_percent": 100.0 * (t_mon / t_bare - 1.0),
+        "ratio": t_mon / t_bare,
+        "seconds_per_measurement": mon.seconds / max(n_meas, 1),
         "measurement_in_steps": mon.seconds / max(n_meas, 1) / step_s,
     }
 
@@ -78,7 +86,12 @@ def bench(name: str, batch: int, steps: int, every: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--steps", type=int, default=None, help="steps per loop (default: 4 x every: 4 measurements, 1 with the Hessian)")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps per loop (default: 4 x every: 4 measurements, 1 with the Hessian)",
+    )
     ap.add_argument("--every", type=int, default=DEFAULT_EVERY)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--workload", action="append", default=None, help="default: cnn-mnist-sample and gpt2-pydoc")
@@ -95,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"torch threads: {torch.get_num_threads()}")
     for r in rows:
-        print(f"{r['workload']} (batch {r['batch_size']} {r['batch_unit']}, {r['steps']} steps, every {r['every']}): "
-              f"bare {1e3 * r['bare_seconds_per_step']:.2f} ms/step, monitored {1e3 * r['monitored_seconds_per_step']:.2f} ms/step, "
-              f"ratio {r['ratio']:.3f} (overhead {r['overhead_percent']:+.1f} %); one measurement {r['seconds_per_measurement']:.2f} s "
-              f"= {r['measurement_in_steps']:.0f} steps")
+        print(
+            f"{r['workload']} (batch {r['batch_size']} {r['batch_unit']}, {r['steps']} steps, every {r['every']}): "
+            f"bare {1e3 * r['bare_seconds_per_step']:.2f} ms/step, monitored {1e3 * r['monitored_seconds_per_step']:.2f} ms/step, "
+            f"ratio {r['ratio']:.3f} (overhead {r['overhead_percent']:+.1f} %); one measurement {r['seconds_per_measurement']:.2f} s "
+            f"= {r['measurement_in_steps']:.0f} steps"
+        )
     return 0
 
 

@@ -52,8 +52,12 @@ class _HVP:
 
 def synthetic(seeds: int = 20) -> list[dict]:
     rows = []
-    builders = {"surge": lambda s: make_problem("surge"), "equal-snr": lambda s: make_problem("equal-snr"),
-                "random": random_problem, "diagonal": lambda s: make_problem("diagonal")}
+    builders = {
+        "surge": lambda s: make_problem("surge"),
+        "equal-snr": lambda s: make_problem("equal-snr"),
+        "random": random_problem,
+        "diagonal": lambda s: make_problem("diagonal"),
+    }
     for name, build in builders.items():
         for micro in (1, 4):
             t0 = time.perf_counter()
@@ -66,9 +70,14 @@ def synthetic(seeds: int = 20) -> list[dict]:
                 m = 20_000 // micro
                 g = p.mu + p.sigma * rng.standard_normal((m, p.n)) / math.sqrt(micro)
                 grid = GRID[GRID >= micro]
-                e = estimate_noise(g, _HVP(p.hessian_matrix()), micro_batch_size=micro, batch_sizes=grid, n_draws=400, seed=seed)
-                truth = {"b_noise": p.model.b_noise, "eps_max": p.model.eps_max,
-                         "b_simple": float(p.sigma @ p.sigma / (p.mu @ p.mu))}
+                e = estimate_noise(
+                    g, _HVP(p.hessian_matrix()), micro_batch_size=micro, batch_sizes=grid, n_draws=400, seed=seed
+                )
+                truth = {
+                    "b_noise": p.model.b_noise,
+                    "eps_max": p.model.eps_max,
+                    "b_simple": float(p.sigma @ p.sigma / (p.mu @ p.mu)),
+                }
                 for k in rel:
                     if math.isfinite(truth[k]):
                         rel[k].append(abs(getattr(e, k) / truth[k] - 1))
@@ -80,12 +89,17 @@ def synthetic(seeds: int = 20) -> list[dict]:
                 else:
                     nearest = int(np.argmin(np.abs(np.log(grid / peak.batch_size))))
                     hits.append(abs(int(np.flatnonzero(grid == e.direct_peak_batch_size)[0]) - nearest) <= 1)
-            rows.append({
-                "problem": name, "micro_batch_size": micro, "seeds": seeds,
-                **{f"median_rel_err_{k}": (float(np.median(v)) if v else None) for k, v in rel.items()},
-                **{f"coverage_{k}": float(np.mean(v)) for k, v in cover.items()},
-                "direct_argmax_within_one_step": float(np.mean(hits)), "seconds": time.perf_counter() - t0,
-            })
+            rows.append(
+                {
+                    "problem": name,
+                    "micro_batch_size": micro,
+                    "seeds": seeds,
+                    **{f"median_rel_err_{k}": (float(np.median(v)) if v else None) for k, v in rel.items()},
+                    **{f"coverage_{k}": float(np.mean(v)) for k, v in cover.items()},
+                    "direct_argmax_within_one_step": float(np.mean(hits)),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
     return rows
 
 
@@ -113,22 +127,33 @@ def real(sweeps: dict[str, str], measured: dict[str, str]) -> list[dict]:
         for st in ana["stages"]:
             target = float(st["target_loss"])
             row = next((r for r in series if r.get("loss") is not None and r["loss"] <= target), None)
-            out = {"label": label, "target_loss": target, "sweep_b_noise": _f(st.get("b_noise")),
-                   "sweep_b_noise_ci": [_f(x) for x in (st.get("b_noise_ci") or [None, None])]}
+            out = {
+                "label": label,
+                "target_loss": target,
+                "sweep_b_noise": _f(st.get("b_noise")),
+                "sweep_b_noise_ci": [_f(x) for x in (st.get("b_noise_ci") or [None, None])],
+            }
             if row is None:
                 out["reached"] = False
                 rows.append(out)
                 continue
             curve = next((c for c in curves if target in c.get("target_losses", [])), None)
-            out.update({
-                "reached": True, "step": row["step"], "loss": row["loss"], "n_examples": row["smooth_n_examples"],
-                "b_noise": _f(row["smooth_b_noise"]), "b_noise_ci": [_f(row["smooth_b_noise_lo"]), _f(row["smooth_b_noise_hi"])],
-                "b_simple": _f(row["smooth_b_simple"]), "b_simple_ci": [_f(row["smooth_b_simple_lo"]), _f(row["smooth_b_simple_hi"])],
-                "validity_batch_size": _f(row["validity_batch_size"]),
-                "direct_peak_batch_size": _f(curve["direct_peak_batch_size"]) if curve else math.nan,
-                "model_peak_batch_size": _f(curve["model_peak_batch_size"]) if curve else math.nan,
-                "direct_curve": {"batch_sizes": curve["batch_sizes"], "lr": curve["direct_lr"]} if curve else None,
-            })
+            out.update(
+                {
+                    "reached": True,
+                    "step": row["step"],
+                    "loss": row["loss"],
+                    "n_examples": row["smooth_n_examples"],
+                    "b_noise": _f(row["smooth_b_noise"]),
+                    "b_noise_ci": [_f(row["smooth_b_noise_lo"]), _f(row["smooth_b_noise_hi"])],
+                    "b_simple": _f(row["smooth_b_simple"]),
+                    "b_simple_ci": [_f(row["smooth_b_simple_lo"]), _f(row["smooth_b_simple_hi"])],
+                    "validity_batch_size": _f(row["validity_batch_size"]),
+                    "direct_peak_batch_size": _f(curve["direct_peak_batch_size"]) if curve else math.nan,
+                    "model_peak_batch_size": _f(curve["model_peak_batch_size"]) if curve else math.nan,
+                    "direct_curve": {"batch_sizes": curve["batch_sizes"], "lr": curve["direct_lr"]} if curve else None,
+                }
+            )
             rows.append(out)
     return rows
 
@@ -171,12 +196,27 @@ def diagnose(workload: str, betas, lr: float, batch: int, to_loss: float, exampl
     shuffled = np.random.default_rng(seed).permuted(grads, axis=0)
     indep = estimate_noise(shuffled, hvp, **kw)
     return {
-        "workload": workload, "betas": list(betas), "lr": lr, "batch_size": batch, "step": step, "probe_loss": loss,
-        "examples": examples, "n_params": real.n_params, "b_noise": real.b_noise, "b_noise_ci": real.b_noise_ci,
-        "b_simple": real.b_simple, "validity_batch_size": real.validity_batch_size, "components": real.components,
-        "batch_sizes": grid, "direct_lr": real.direct_lr, "direct_lr_ci": real.direct_lr_ci, "model_lr": real.model_lr,
-        "direct_peak": real.direct_peak_batch_size, "shuffled_direct_lr": indep.direct_lr,
-        "shuffled_direct_peak": indep.direct_peak_batch_size, "shuffled_b_noise": indep.b_noise,
+        "workload": workload,
+        "betas": list(betas),
+        "lr": lr,
+        "batch_size": batch,
+        "step": step,
+        "probe_loss": loss,
+        "examples": examples,
+        "n_params": real.n_params,
+        "b_noise": real.b_noise,
+        "b_noise_ci": real.b_noise_ci,
+        "b_simple": real.b_simple,
+        "validity_batch_size": real.validity_batch_size,
+        "components": real.components,
+        "batch_sizes": grid,
+        "direct_lr": real.direct_lr,
+        "direct_lr_ci": real.direct_lr_ci,
+        "model_lr": real.model_lr,
+        "direct_peak": real.direct_peak_batch_size,
+        "shuffled_direct_lr": indep.direct_lr,
+        "shuffled_direct_peak": indep.direct_peak_batch_size,
+        "shuffled_b_noise": indep.b_noise,
         "theorem3_lr": real.lr_at(np.array(grid)),
     }
 
@@ -233,8 +273,14 @@ def diagnose_figure(d: dict, path: str) -> None:
     ci = np.asarray(d["direct_lr_ci"], dtype=float)
     y = np.asarray(d["direct_lr"], dtype=float)
     fig, ax = plt.subplots(figsize=(6.2, 4.3))
-    ax.errorbar(b, y, yerr=[np.clip(y - ci[:, 0], 0, None), np.clip(ci[:, 1] - y, 0, None)], fmt="o-", capsize=3,
-                label="direct (Lemma 1), measured gradients")
+    ax.errorbar(
+        b,
+        y,
+        yerr=[np.clip(y - ci[:, 0], 0, None), np.clip(ci[:, 1] - y, 0, None)],
+        fmt="o-",
+        capsize=3,
+        label="direct (Lemma 1), measured gradients",
+    )
     ax.plot(b, d["shuffled_direct_lr"], "s--", label="direct, coordinates shuffled independently")
     ax.plot(b, d["model_lr"], ":", label="exact Eq 9, measured statistics")
     ax.plot(b, d["theorem3_lr"], "-.", label=f"Theorem 3 (B_noise = {d['b_noise']:.2g})")
@@ -271,10 +317,18 @@ def main(argv=None) -> int:
         diagnose_figure(json.load(open(args.diagnose_json))["diagnose"], args.diagnose_figure)
     out = {}
     if args.diagnose:
-        out["diagnose"] = diagnose(args.diagnose, [float(b) for b in args.betas.split(",")], args.lr, args.batch_size,
-                                   args.to_loss, args.examples)
+        out["diagnose"] = diagnose(
+            args.diagnose,
+            [float(b) for b in args.betas.split(",")],
+            args.lr,
+            args.batch_size,
+            args.to_loss,
+            args.examples,
+        )
         if args.diagnose_figure:
-            diagnose_figure(json.loads(json.dumps(out["diagnose"], default=lambda x: np.asarray(x).tolist())), args.diagnose_figure)
+            diagnose_figure(
+                json.loads(json.dumps(out["diagnose"], default=lambda x: np.asarray(x).tolist())), args.diagnose_figure
+            )
     if args.synthetic:
         out["synthetic"] = synthetic(args.seeds)
     sweeps, measured = _pair(args.sweep, "--sweep"), _pair(args.measured, "--measured")
@@ -286,9 +340,11 @@ def main(argv=None) -> int:
         print(json.dumps(out, default=lambda x: np.asarray(x).tolist() if hasattr(x, "__len__") else None))
         return 0
     for r in out.get("synthetic", []):
-        print(f"{r['problem']:>9} b={r['micro_batch_size']}: median rel err B_noise {r['median_rel_err_b_noise']}, eps_max "
-              f"{r['median_rel_err_eps_max']}, B_simple {r['median_rel_err_b_simple']:.3f}; coverage {r['coverage_b_noise']:.2f} "
-              f"{r['coverage_eps_max']:.2f} {r['coverage_b_simple']:.2f}; direct argmax {r['direct_argmax_within_one_step']:.2f}")
+        print(
+            f"{r['problem']:>9} b={r['micro_batch_size']}: median rel err B_noise {r['median_rel_err_b_noise']}, eps_max "
+            f"{r['median_rel_err_eps_max']}, B_simple {r['median_rel_err_b_simple']:.3f}; coverage {r['coverage_b_noise']:.2f} "
+            f"{r['coverage_eps_max']:.2f} {r['coverage_b_simple']:.2f}; direct argmax {r['direct_argmax_within_one_step']:.2f}"
+        )
     for r in out.get("real", []):
         print(json.dumps(r, default=lambda x: None))
     if "diagnose" in out:

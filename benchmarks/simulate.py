@@ -29,8 +29,8 @@ import numpy as np
 
 from surge.plots import plot_figure1
 from surge.simulate.montecarlo import figure1_data, one_step_monte_carlo
-from surge.theory.problems import surge_problem
 from surge.simulate.training import simulate_training
+from surge.theory.problems import surge_problem
 
 
 def baseline_sign_monte_carlo(problem, batch_sizes, samples: int, seed: int = 0, max_elements: int = 1 << 22):
@@ -88,8 +88,10 @@ def main(argv=None) -> int:
         tr_s, tr = _time(lambda: simulate_training())
         result["training_sign_s"] = tr_s
         result["training_sign_trajectory_steps"] = tr.total_steps
-        say(f"training default (sign, 10 lrs x 12 batch sizes x 16 seeds, 3 targets): {tr_s:.2f} s, "
-            f"{tr.total_steps:,} trajectory-steps")
+        say(
+            f"training default (sign, 10 lrs x 12 batch sizes x 16 seeds, 3 targets): {tr_s:.2f} s, "
+            f"{tr.total_steps:,} trajectory-steps"
+        )
         if args.training_all:
             sgd_s, _ = _time(lambda: simulate_training(optimizer="sgd"))
             result["training_sgd_s"] = sgd_s
@@ -113,11 +115,15 @@ def main(argv=None) -> int:
         vectorized_max_abs_z=float(np.max(np.abs(vec.mc_optimal_lr - exact) / vec.mc_stderr)),
         baseline_max_abs_z=float(np.max(np.abs(base - exact) / vec.mc_stderr)),
     )
-    say(f"one-step Monte Carlo, batch sizes 1..1024 (11), {args.samples} samples each: vectorized {vec_s:.3f} s, "
-        f"baseline {base_s:.2f} s, ratio {base_s / vec_s:.0f}x")
-    say(f"  max error against Eq 9: vectorized {result['vectorized_max_rel_error']:.2%} "
+    say(
+        f"one-step Monte Carlo, batch sizes 1..1024 (11), {args.samples} samples each: vectorized {vec_s:.3f} s, "
+        f"baseline {base_s:.2f} s, ratio {base_s / vec_s:.0f}x"
+    )
+    say(
+        f"  max error against Eq 9: vectorized {result['vectorized_max_rel_error']:.2%} "
         f"({result['vectorized_max_abs_z']:.1f} s.e.), baseline {result['baseline_max_rel_error']:.2%} "
-        f"({result['baseline_max_abs_z']:.1f} s.e.)")
+        f"({result['baseline_max_abs_z']:.1f} s.e.)"
+    )
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     return 0

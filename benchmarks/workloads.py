@@ -45,9 +45,16 @@ def resnet18_tiny_imagenet(data_dir: str | None) -> tuple[Workload, OptimizerCon
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (4096, 3, 64, 64), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 200, (4096,), generator=g)
-    wl = Workload(name="resnet18-tiny-imagenet", make_model=TinyImageNetResNet18, train_inputs=x, train_targets=y,
-                  probe_inputs=x[:PROBE_SIZE], probe_targets=y[:PROBE_SIZE], epoch_size=4096,
-                  lockstep_max_batch=LOCKSTEP_MAX_BATCH)
+    wl = Workload(
+        name="resnet18-tiny-imagenet",
+        make_model=TinyImageNetResNet18,
+        train_inputs=x,
+        train_targets=y,
+        probe_inputs=x[:PROBE_SIZE],
+        probe_targets=y[:PROBE_SIZE],
+        epoch_size=4096,
+        lockstep_max_batch=LOCKSTEP_MAX_BATCH,
+    )
     return wl, opt, list(spec.lrs), "random uint8 images [4096, 3, 64, 64] (no data found)"
 
 
@@ -71,10 +78,20 @@ def distilgpt2_eli5(data_dir: str | None) -> tuple[Workload, OptimizerConfig, li
         pass
     g = torch.Generator().manual_seed(0)
     stream = torch.randint(0, 50257, (1024 * eli5.ELI5_SEQ_LEN + 1,), generator=g).numpy()
-    wl = eli5.gpt2_workload("distilgpt2-eli5", stream, size="small", seq_len=eli5.ELI5_SEQ_LEN, vocab_size=50257,
-                            eos_id=50256, probe_size=eli5.ELI5_PROBE, targets=eli5.ELI5_TARGETS, description="",
-                            metadata={}, lockstep_max_batch=eli5.ELI5_LOCKSTEP_MAX_BATCH,
-                            probe_chunk=eli5.ELI5_PROBE_CHUNK)
+    wl = eli5.gpt2_workload(
+        "distilgpt2-eli5",
+        stream,
+        size="small",
+        seq_len=eli5.ELI5_SEQ_LEN,
+        vocab_size=50257,
+        eos_id=50256,
+        probe_size=eli5.ELI5_PROBE,
+        targets=eli5.ELI5_TARGETS,
+        description="",
+        metadata={},
+        lockstep_max_batch=eli5.ELI5_LOCKSTEP_MAX_BATCH,
+        probe_chunk=eli5.ELI5_PROBE_CHUNK,
+    )
     return wl, opt, lrs, "random token ids [1024 x 128] over 50,257 ids (no ELI5-Category found)"
 
 
@@ -84,8 +101,11 @@ def gpt2_pydoc(data_dir: str | None) -> tuple[Workload, OptimizerConfig, list[fl
     return get_workload("gpt2-pydoc", data_dir), opt, lrs, "CPython's pydoc topics"
 
 
-WORKLOADS = {"resnet18-tiny-imagenet": resnet18_tiny_imagenet, "distilgpt2-eli5": distilgpt2_eli5,
-             "gpt2-pydoc": gpt2_pydoc}
+WORKLOADS = {
+    "resnet18-tiny-imagenet": resnet18_tiny_imagenet,
+    "distilgpt2-eli5": distilgpt2_eli5,
+    "gpt2-pydoc": gpt2_pydoc,
+}
 
 
 def _pick(values: list[float], k: int) -> list[float]:
@@ -126,7 +146,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (a step ends with its losses on the CPU: synchronised)")
+    ap.add_argument(
+        "--device", default="cpu", help="cpu or cuda (a step ends with its losses on the CPU: synchronised)"
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     configure_allocator()
@@ -136,8 +158,10 @@ def main(argv=None) -> int:
     lrs = _pick(grid, args.lrs)
     opt = build_optimizer(opt_config)
     runners = {R.strategy: R(wl, opt, device=args.device, dtype="float32") for R in (LockstepRunner, LoopRunner)}
-    log(f"{args.workload} on {data}; {len(lrs)} trials (lr {', '.join(f'{x:g}' for x in lrs)}), "
-        f"{args.steps} steps, best of {args.repeats}, {args.threads} thread(s), {args.device}")
+    log(
+        f"{args.workload} on {data}; {len(lrs)} trials (lr {', '.join(f'{x:g}' for x in lrs)}), "
+        f"{args.steps} steps, best of {args.repeats}, {args.threads} thread(s), {args.device}"
+    )
     rows = []
     for b in [int(x) for x in args.batch_sizes.split(",")]:
         best = {name: 0.0 for name in runners}
@@ -145,17 +169,38 @@ def main(argv=None) -> int:
             for name, runner in runners.items():
                 best[name] = max(best[name], steps_per_second(runner, wl, lrs, b, args.steps))
         ratio = best["lockstep"] / best["loop"]
-        rows.append({"batch_size": b, "lockstep_trial_steps_per_s": round(best["lockstep"], 3),
-                     "loop_trial_steps_per_s": round(best["loop"], 3), "ratio": round(ratio, 3)})
-        log(f"B={b:4d}  lockstep {best['lockstep']:8.3f}  loop {best['loop']:8.3f} trial-steps/s  "
-            f"lockstep/loop {ratio:5.2f}")
+        rows.append(
+            {
+                "batch_size": b,
+                "lockstep_trial_steps_per_s": round(best["lockstep"], 3),
+                "loop_trial_steps_per_s": round(best["loop"], 3),
+                "ratio": round(ratio, 3),
+            }
+        )
+        log(
+            f"B={b:4d}  lockstep {best['lockstep']:8.3f}  loop {best['loop']:8.3f} trial-steps/s  "
+            f"lockstep/loop {ratio:5.2f}"
+        )
     probe = min(probe_seconds(runners["loop"], lrs) for _ in range(2))
     log(f"one probe measurement ({len(wl.probe_inputs)} examples, one trial): {probe:.2f} s")
     if args.json:
-        print(json.dumps({"workload": args.workload, "data": data, "threads": args.threads, "device": args.device, "lrs": lrs,
-                          "steps": args.steps, "repeats": args.repeats, "rows": rows,
-                          "probe_examples": len(wl.probe_inputs), "probe_seconds": round(probe, 3),
-                          "lockstep_max_batch": wl.lockstep_max_batch}))
+        print(
+            json.dumps(
+                {
+                    "workload": args.workload,
+                    "data": data,
+                    "threads": args.threads,
+                    "device": args.device,
+                    "lrs": lrs,
+                    "steps": args.steps,
+                    "repeats": args.repeats,
+                    "rows": rows,
+                    "probe_examples": len(wl.probe_inputs),
+                    "probe_seconds": round(probe, 3),
+                    "lockstep_max_batch": wl.lockstep_max_batch,
+                }
+            )
+        )
     return 0
 
 

@@ -90,8 +90,19 @@ def _steps_frame(rng, R, b_noise=40.0, s_min=100.0, noise=0.15):
             for j, lr in enumerate(STEP_LRS):
                 penalty = (1.0, 1.0, 1.3)[j]  # lrs 0 and 1 are equally fast on average
                 s = s_min * (1 + b_noise / b) * penalty * math.exp(noise * rng.standard_normal())
-                rows.append(dict(batch_size=int(b), lr=lr, round=r, seed=r, status="ok", target_loss=1.0, reached=True,
-                                 steps=float(round(s)), loss_decrease=0.1 * (1 + (j == 1))))
+                rows.append(
+                    dict(
+                        batch_size=int(b),
+                        lr=lr,
+                        round=r,
+                        seed=r,
+                        status="ok",
+                        target_loss=1.0,
+                        reached=True,
+                        steps=float(round(s)),
+                        loss_decrease=0.1 * (1 + (j == 1)),
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -137,8 +148,20 @@ def _decrease_frame(R=6, widths=None, censored_lr=None):
             for lr, xl in zip(LRS, x):
                 dec = 1.0 - 0.5 * (xl - math.log(star) - shift) ** 2
                 reached = not (censored_lr is not None and lr == censored_lr and r < R - 1)
-                rows.append(dict(batch_size=b, lr=lr, round=r, seed=r, status="ok", target_loss=1.0, reached=reached,
-                                 steps=np.nan, loss_decrease=dec if reached else np.nan, extra_steps=10))
+                rows.append(
+                    dict(
+                        batch_size=b,
+                        lr=lr,
+                        round=r,
+                        seed=r,
+                        status="ok",
+                        target_loss=1.0,
+                        reached=reached,
+                        steps=np.nan,
+                        loss_decrease=dec if reached else np.nan,
+                        extra_steps=10,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -174,9 +197,22 @@ def test_selection_bias_ratio_is_decrease_over_the_local_trend():
                 s1, s2 = 20 + r, 60 + 2 * r
                 l1, l2 = 1.2, 0.8
                 trend = N * (l1 - l2) / (s2 - s1)
-                for t, s, l, dec in ((1.2, s1, l1, 0.05), (0.8, s2, l2, factor * trend)):
-                    rows.append(dict(batch_size=b, lr=lr, round=r, seed=r, status="ok", target_loss=t, reached=True,
-                                     steps=float(s), loss_at_target=l, loss_decrease=dec, extra_steps=N))
+                for t, s, loss, dec in ((1.2, s1, l1, 0.05), (0.8, s2, l2, factor * trend)):
+                    rows.append(
+                        dict(
+                            batch_size=b,
+                            lr=lr,
+                            round=r,
+                            seed=r,
+                            status="ok",
+                            target_loss=t,
+                            reached=True,
+                            steps=float(s),
+                            loss_at_target=loss,
+                            loss_decrease=dec,
+                            extra_steps=N,
+                        )
+                    )
     a = analyze(pd.DataFrame(rows), n_boot=20)
     first, second = a.stages
     assert first.selection_bias == ()

@@ -42,7 +42,15 @@ def test_demo_writes_everything_and_a_rerun_resumes(tiny_demo, tmp_path, run_cli
     assert {"batch_size", "mc_optimal_lr", "exact_optimal_lr", "b_noise"} <= first["figure1"].keys()
     assert [s["target_loss"] for s in first["stages"]] == [2.0, 1.6]
     for st in first["stages"]:
-        assert {"b_noise", "b_noise_ci", "eps_max", "batch_size", "optimal_lr", "optimal_lr_ci", "best_law"} <= st.keys()
+        assert {
+            "b_noise",
+            "b_noise_ci",
+            "eps_max",
+            "batch_size",
+            "optimal_lr",
+            "optimal_lr_ci",
+            "best_law",
+        } <= st.keys()
         assert st["batch_size"] == [4, 16, 64, 256]
     assert first["sweep"]["total"] == 24 and first["sweep"]["ran"] == 24
     for name in ("figure1.png", "report.html", "report.md", "analysis.json", "sweep.sqlite", "b_noise_vs_target.png"):
@@ -62,9 +70,10 @@ def test_demo_grids_are_what_the_readme_describes():
     full, quick = surge.demo.demo_spec(False), surge.demo.demo_spec(True)
     assert full.workload == quick.workload == "cnn-mnist-sample"
     assert full.optimizer.betas == quick.optimizer.betas == (0.0, 0.0)
-    assert len(full.lr.points()) * len(full.batch_size.points()) * full.rounds > len(quick.lr.points()) * len(
-        quick.batch_size.points()
-    ) * quick.rounds
+    assert (
+        len(full.lr.points()) * len(full.batch_size.points()) * full.rounds
+        > len(quick.lr.points()) * len(quick.batch_size.points()) * quick.rounds
+    )
 
 
 def test_demo_analyses_only_its_own_sweep(tiny_demo, tmp_path, run_cli):

@@ -90,7 +90,9 @@ def test_fit_eps_max_eq23_is_the_mean_of_per_point_inversions():
     b = np.array([8.0, 64.0, 512.0])
     per_point = lr / 2 * (np.sqrt(64.0 / b) + np.sqrt(b / 64.0))
     assert fit_eps_max(b, lr, 64.0).eps_max == pytest.approx(per_point.mean(), rel=1e-14)
-    assert fit_eps_max(b, lr, 64.0, law="sgd", alpha=0.5).eps_max == pytest.approx(np.mean(lr * (1 + 64.0 / b) ** 0.5), rel=1e-14)
+    assert fit_eps_max(b, lr, 64.0, law="sgd", alpha=0.5).eps_max == pytest.approx(
+        np.mean(lr * (1 + 64.0 / b) ** 0.5), rel=1e-14
+    )
 
 
 def test_fit_eps_max_recovers_eps_max_from_noisy_optima():
@@ -171,7 +173,17 @@ def test_compare_laws_errors():
 def test_fit_surge_with_a_hopeless_interval_saturates_instead_of_overflowing():
     # SGD-like data whose "peak" runs off the grid: the interval is unbounded, not an OverflowError.
     b = [4, 8, 16, 32, 64, 128, 256, 512, 1024]
-    lr = [3.7422e-05, 9.24268e-05, 0.000124936, 0.000228281, 0.000417109, 0.000563819, 0.000762132, 0.0010302, 0.0010302]
+    lr = [
+        3.7422e-05,
+        9.24268e-05,
+        0.000124936,
+        0.000228281,
+        0.000417109,
+        0.000563819,
+        0.000762132,
+        0.0010302,
+        0.0010302,
+    ]
     res = fit_surge(b, lr)
     assert not res.success
     assert res.b_noise_ci[1] == math.inf or res.b_noise_ci[1] > 1e6 * max(b)

@@ -120,9 +120,20 @@ def _frame(steps_of_b, best_lr_of_b, lrs=(1e-3, 2e-3, 4e-3, 8e-3), batch_sizes=(
                 dec = 1.0 - (math.log(lr / best_lr_of_b(b))) ** 2 + 0.01 * rng.standard_normal()
                 rows.append(
                     dict(
-                        workload="toy", optimizer="adam", betas=(0.0, 0.0), batch_size=b, batch_unit="examples",
-                        lr=lr, seed=r, status="ok", error=None, target_loss=1.0, reached=True,
-                        steps=float(steps_of_b(b)), examples=float(steps_of_b(b) * b), loss_decrease=dec,
+                        workload="toy",
+                        optimizer="adam",
+                        betas=(0.0, 0.0),
+                        batch_size=b,
+                        batch_unit="examples",
+                        lr=lr,
+                        seed=r,
+                        status="ok",
+                        error=None,
+                        target_loss=1.0,
+                        reached=True,
+                        steps=float(steps_of_b(b)),
+                        examples=float(steps_of_b(b) * b),
+                        loss_decrease=dec,
                     )
                 )
     return pd.DataFrame(rows)

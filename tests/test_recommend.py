@@ -77,8 +77,12 @@ def test_without_b_noise_the_rules_of_thumb_and_where_to_get_it():
 
 
 def test_recommend_cli_both_ways_and_without_b_noise(run_cli):
-    code, out, err = run_cli("recommend", "--from-batch-size", "512", "--from-lr", "1e-3", "--to-batch-size", "1", "--b-noise", "64")
+    code, out, err = run_cli(
+        "recommend", "--from-batch-size", "512", "--from-lr", "1e-3", "--to-batch-size", "1", "--b-noise", "64"
+    )
     assert code == 0 and "crosses B_noise=64" in " ".join(err.split())
-    code, out, err = run_cli("recommend", "--from-batch-size", "256", "--from-lr", "3e-4", "--to-batch-size", "1024", "--beta2", "0.999")
+    code, out, err = run_cli(
+        "recommend", "--from-batch-size", "256", "--from-lr", "3e-4", "--to-batch-size", "1024", "--beta2", "0.999"
+    )
     assert code == 0 and "linear rule" in out and "adam law" not in out and "0.996" in out
     assert "no B_noise given" in " ".join(err.split())

@@ -15,6 +15,7 @@ from numbers import Real
 from pathlib import Path
 
 import numpy as np
+
 from surge.errors import SurgeError, SurgeTypeError
 
 
@@ -30,8 +31,15 @@ def _show(value: object, limit: int = 6) -> str:
 
 def type_name(value: object) -> str:
     """The name of a value's type as a user writes it (TOML / JSON words for the common ones)."""
-    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", tuple: "array",
-            dict: "table"}.get(type(value), type(value).__name__)
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "float",
+        str: "string",
+        list: "array",
+        tuple: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
 
 
 def check_int(value: object, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -122,8 +130,9 @@ def check_array(
 def check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``allowed``."""
     if not isinstance(value, str):
-        raise SurgeTypeError(f"{name} must be a string, one of {', '.join(repr(a) for a in allowed)}; "
-                             f"got {value!r} ({type_name(value)})")
+        raise SurgeTypeError(
+            f"{name} must be a string, one of {', '.join(repr(a) for a in allowed)}; got {value!r} ({type_name(value)})"
+        )
     if value not in allowed:
         raise SurgeError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
     return str(value)
@@ -145,8 +154,7 @@ def renamed(new_value, old_value, new: str, old: str, default):
         return default if new_value is None else new_value
     if new_value is not None:
         raise SurgeError(f"give {new} or its old name {old}, not both")
-    warnings.warn(f"{old} is renamed {new}; the old name goes in the next release", DeprecationWarning,
-                  stacklevel=3)
+    warnings.warn(f"{old} is renamed {new}; the old name goes in the next release", DeprecationWarning, stacklevel=3)
     return old_value
 
 
@@ -192,7 +200,9 @@ def check_output_file(path, name: str = "--out") -> Path:
     p = Path(path)
     if p.is_dir():
         raise OutputError(f"{name} {str(p)!r} is a folder; give a file name")
-    _writable_dir(p.parent if str(p.parent) else Path("."), name, "give a file in a folder that can be written", shown=p)
+    _writable_dir(
+        p.parent if str(p.parent) else Path("."), name, "give a file in a folder that can be written", shown=p
+    )
     if p.exists() and not os.access(p, os.W_OK):
         raise OutputError(f"{name} {str(p)!r} exists and cannot be written; give another file")
     return p

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from surge.records import OptimizerConfig
 from surge.errors import SurgeError
+from surge.records import OptimizerConfig
 from surge.sweep.spec import BatchGrid, LRGrid, SweepSpec, TrunkConfig
 
 DEMO_WORKLOAD = "cnn-mnist-sample"
@@ -46,12 +46,34 @@ def demo_spec(quick: bool = False, protocol: str = "branch") -> SweepSpec:
         trunk = TrunkConfig(batch_size=32, lr=1e-3)
         lrs = (2.5e-5, 3.5e-5, 5e-5, 7e-5, 1e-4, 1.4e-4, 2e-4, 2.8e-4, 4e-4, 5.6e-4, 8e-4, 1.1e-3, 1.6e-3)
         if quick:
-            return SweepSpec(name="demo-branch-quick", workload=DEMO_WORKLOAD, optimizer=sign, protocol="branch",
-                             trunk=trunk, lr=LRGrid(values=lrs), batch_size=BatchGrid(values=(4, 16, 64, 256)),
-                             rounds=8, target_loss=(1.2,), extra_steps=10, max_steps=2_000, group_size=104)
-        return SweepSpec(name="demo-branch", workload=DEMO_WORKLOAD, optimizer=sign, protocol="branch", trunk=trunk,
-                         lr=LRGrid(values=lrs), batch_size=BatchGrid(values=(4, 16, 64, 256)), rounds=16,
-                         target_loss=(1.2, 0.6), extra_steps=10, max_steps=2_000, group_size=208)
+            return SweepSpec(
+                name="demo-branch-quick",
+                workload=DEMO_WORKLOAD,
+                optimizer=sign,
+                protocol="branch",
+                trunk=trunk,
+                lr=LRGrid(values=lrs),
+                batch_size=BatchGrid(values=(4, 16, 64, 256)),
+                rounds=8,
+                target_loss=(1.2,),
+                extra_steps=10,
+                max_steps=2_000,
+                group_size=104,
+            )
+        return SweepSpec(
+            name="demo-branch",
+            workload=DEMO_WORKLOAD,
+            optimizer=sign,
+            protocol="branch",
+            trunk=trunk,
+            lr=LRGrid(values=lrs),
+            batch_size=BatchGrid(values=(4, 16, 64, 256)),
+            rounds=16,
+            target_loss=(1.2, 0.6),
+            extra_steps=10,
+            max_steps=2_000,
+            group_size=208,
+        )
     if quick:
         return SweepSpec(
             name="demo-quick",
@@ -106,12 +128,12 @@ def run_demo(
     the trials of this demo's sweep only (by trial key), whatever else the store holds.
     """
     from surge.analysis import analyze
-    from surge.sweep.plan import plan_sweep
-    from surge.sweep.store import SweepStore
     from surge.plots.figure1 import plot_figure1
     from surge.report import write_report
-    from surge.sweep.executor import run_sweep
     from surge.simulate.montecarlo import figure1_data
+    from surge.sweep.executor import run_sweep
+    from surge.sweep.plan import plan_sweep
+    from surge.sweep.store import SweepStore
     from surge.theory.problems import make_problem
 
     say = stage or (lambda text: None)
@@ -130,8 +152,10 @@ def run_demo(
         except AttributeError:  # pragma: no cover - no sched_getaffinity
             workers = 1
     plan = plan_sweep(spec)
-    say(f"sweep '{spec.name}' ({spec.protocol} protocol): {DEMO_WORKLOAD}, sign-descent Adam, {plan.n_trials} "
-        f"trials, stored in {out / 'sweep.sqlite'}")
+    say(
+        f"sweep '{spec.name}' ({spec.protocol} protocol): {DEMO_WORKLOAD}, sign-descent Adam, {plan.n_trials} "
+        f"trials, stored in {out / 'sweep.sqlite'}"
+    )
     summary = run_sweep(plan, out / "sweep.sqlite", progress=sweep_progress, workers=workers)
     if summary.interrupted:
         raise KeyboardInterrupt

@@ -208,7 +208,7 @@ def fit_b_noise(batch_sizes, steps, *, method: str = "linear", confidence: float
 
 
 def _steps_shape(b: np.ndarray, s: np.ndarray) -> str:
-    """"rising" when the steps do not fall with the batch size (least-squares slope of log S on log B
+    """ "rising" when the steps do not fall with the batch size (least-squares slope of log S on log B
     >= 0), "no_loss" when the examples E = B S do not grow with it (slope of E on B <= 0: no loss of
     data efficiency, B_noise above the batch sizes), "falls" otherwise (Eq 20 applies)."""
     lb = np.log(b)
@@ -255,7 +255,11 @@ def _b_noise_linear(b: np.ndarray, s: np.ndarray, confidence: float) -> dict:
     r2 = 1.0 - rss / tss if tss > 0 else math.nan
     out = dict(rss=rss, r2=r2, ci=True, slope=slope, intercept=intercept)
     if slope >= 0 or intercept <= 0:
-        what = f"slope {slope:.4g} >= 0, which gives B_noise <= 0" if slope >= 0 else f"intercept {intercept:.4g} <= 0, which gives S_min <= 0"
+        what = (
+            f"slope {slope:.4g} >= 0, which gives B_noise <= 0"
+            if slope >= 0
+            else f"intercept {intercept:.4g} <= 0, which gives S_min <= 0"
+        )
         return dict(
             out,
             kind="failed",
@@ -315,7 +319,9 @@ def _b_noise_nonlinear(b: np.ndarray, s: np.ndarray, confidence: float) -> dict:
         return dict(out, kind="no_loss")
     cov = _lsq_covariance(best.jac, rss, n)
     if not np.isfinite(cov).all():
-        return dict(out, kind="failed", detail="the points do not determine S_min and B_noise separately (singular fit)")
+        return dict(
+            out, kind="failed", detail="the points do not determine S_min and B_noise separately (singular fit)"
+        )
     t = _t(confidence, n - 2)
     se_ls, se_lb = math.sqrt(cov[0, 0]), math.sqrt(cov[1, 1])
     se_le = math.sqrt(max(cov[0, 0] + cov[1, 1] + 2 * cov[0, 1], 0.0))
@@ -382,8 +388,16 @@ def _b_noise_result(raw: dict, b, s, b_scale, s_scale, method, confidence) -> BN
             + (f"(one-sided {confidence:.0%} bound)" if bound != float(b.max()) else "(the largest batch size tried)")
         )
         return BNoiseFit(
-            math.inf, (bound, math.inf), nan, _NAN_CI, e_min, _NAN_CI,
-            success=True, message=msg, b_noise_lower_bound=bound, **common,
+            math.inf,
+            (bound, math.inf),
+            nan,
+            _NAN_CI,
+            e_min,
+            _NAN_CI,
+            success=True,
+            message=msg,
+            b_noise_lower_bound=bound,
+            **common,
         )
     if not (raw["b_noise"] > 0 and raw["s_min"] > 0):
         msg = f"the Eq 22 fit gives B_noise {raw['b_noise'] * b_scale:.4g} and S_min {raw['s_min'] * s_scale:.4g}: not both > 0"

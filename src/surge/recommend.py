@@ -28,7 +28,9 @@ class Recommendation:
     lr: float  # the chosen law's learning rate at to_batch_size; NaN without a B_noise
     linear_lr: float  # from_lr * to / from (linear scaling rule, Eq 3)
     sqrt_lr: float  # from_lr * sqrt(to / from) (square-root rule, Eq 4)
-    eps_max: float  # the law's peak (Adam) or large-batch limit (SGD) implied by the starting point; NaN without B_noise
+    eps_max: (
+        float  # the law's peak (Adam) or large-batch limit (SGD) implied by the starting point; NaN without B_noise
+    )
     regime: str  # where to_batch_size lies: "below", "at" or "above" B_noise; "unknown" without a B_noise
     warning: str | None  # set when the law moves the lr against the batch size or across its peak, or without B_noise
     from_beta2: float | None = None  # Adam's beta2 at from_batch_size, when given
@@ -127,9 +129,15 @@ def recommend_lr(
         move = f"moving from batch size {b0:g} to {b1:g}"
         lo, hi = min(b0, b1), max(b0, b1)
         if lo < bn < hi:
-            trend = "rises to its peak at B_noise and then falls" if b1 > b0 else "rises to its peak at B_noise and then falls again below it"
+            trend = (
+                "rises to its peak at B_noise and then falls"
+                if b1 > b0
+                else "rises to its peak at B_noise and then falls again below it"
+            )
             warning = f"{move} crosses B_noise={bn:g}: the Adam law says the optimal learning rate {trend} {against}"
         elif lo >= bn:
             trend = "falls as the batch size grows" if b1 > b0 else "rises as the batch size shrinks"
-            warning = f"{move} stays above B_noise={bn:g}: the Adam law says the optimal learning rate {trend} {against}"
+            warning = (
+                f"{move} stays above B_noise={bn:g}: the Adam law says the optimal learning rate {trend} {against}"
+            )
     return Recommendation(lr=lr, eps_max=eps_max, regime=_regime(b1, bn), warning=warning, **common)

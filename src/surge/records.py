@@ -68,23 +68,38 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         check_choice(self.name, "optimizer.name", OPTIMIZERS)
         betas = _pair(self.betas, "optimizer.betas")
-        betas = tuple(check_scalar(b, f"optimizer.betas[{i}]", nonnegative=True, below=1.0) for i, b in enumerate(betas))
+        betas = tuple(
+            check_scalar(b, f"optimizer.betas[{i}]", nonnegative=True, below=1.0) for i, b in enumerate(betas)
+        )
         object.__setattr__(self, "betas", betas)
         object.__setattr__(self, "eps", check_scalar(self.eps, "optimizer.eps", nonnegative=True))
-        object.__setattr__(self, "weight_decay", check_scalar(self.weight_decay, "optimizer.weight_decay",
-                                                              nonnegative=True))
-        object.__setattr__(self, "momentum", check_scalar(self.momentum, "optimizer.momentum", nonnegative=True,
-                                                          below=1.0))
+        object.__setattr__(
+            self, "weight_decay", check_scalar(self.weight_decay, "optimizer.weight_decay", nonnegative=True)
+        )
+        object.__setattr__(
+            self, "momentum", check_scalar(self.momentum, "optimizer.momentum", nonnegative=True, below=1.0)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as JSON-ready values (betas as a list): what trial keys and stores keep."""
-        return {"name": self.name, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay,
-                "momentum": self.momentum}
+        return {
+            "name": self.name,
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+        }
 
     def columns(self) -> dict[str, Any]:
         """The store's and the tidy frame's optimizer columns (:data:`OPTIMIZER_COLUMNS`)."""
-        return {"optimizer": self.name, "beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps,
-                "weight_decay": self.weight_decay, "momentum": self.momentum}
+        return {
+            "optimizer": self.name,
+            "beta1": self.betas[0],
+            "beta2": self.betas[1],
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+        }
 
     @property
     def label(self) -> str:
@@ -140,9 +155,12 @@ class GroupConfig:
         if not lrs:
             raise SurgeError("lrs must hold at least one learning rate")
         if len(lrs) != len(seeds):
-            raise SurgeError(f"lrs and seeds must have the same length (one per trial); got {len(lrs)} and {len(seeds)}")
-        targets = tuple(check_scalar(x, "target_losses element")
-                        for x in _sequence(self.target_losses, "target_losses"))
+            raise SurgeError(
+                f"lrs and seeds must have the same length (one per trial); got {len(lrs)} and {len(seeds)}"
+            )
+        targets = tuple(
+            check_scalar(x, "target_losses element") for x in _sequence(self.target_losses, "target_losses")
+        )
         if not targets:
             raise SurgeError("target_losses must hold at least one target loss")
         if any(not b < a for a, b in zip(targets, targets[1:])):

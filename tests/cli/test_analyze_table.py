@@ -34,9 +34,22 @@ def runs(seed=0, n_seeds=3):
 def wandb_export(path):
     """The W&B runs table as its CSV download writes it: run metadata, then config and summary keys."""
     rows = [
-        {"Name": f"sweep-{i}", "State": "finished" if np.isfinite(loss) else "crashed", "Notes": "-", "User": "me",
-         "Tags": "", "Created": "2024-05-01T10:00:00.000Z", "Runtime": 312, "Sweep": "abc123",
-         "batch_size": b, "learning_rate": lr, "seed": s, "eval/loss": loss, "train/loss": loss + 0.1, "_step": 1000}
+        {
+            "Name": f"sweep-{i}",
+            "State": "finished" if np.isfinite(loss) else "crashed",
+            "Notes": "-",
+            "User": "me",
+            "Tags": "",
+            "Created": "2024-05-01T10:00:00.000Z",
+            "Runtime": 312,
+            "Sweep": "abc123",
+            "batch_size": b,
+            "learning_rate": lr,
+            "seed": s,
+            "eval/loss": loss,
+            "train/loss": loss + 0.1,
+            "_step": 1000,
+        }
         for i, (b, lr, s, loss) in enumerate(runs())
     ]
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -45,11 +58,26 @@ def wandb_export(path):
 def ray_tune_export(path):
     """``ResultGrid.get_dataframe()`` written with ``to_csv``: metrics, Tune's bookkeeping, ``config/...`` columns."""
     rows = [
-        {"loss": loss, "timestamp": 1714557600 + i, "checkpoint_dir_name": None, "done": True,
-         "training_iteration": 10, "trial_id": f"{i:05d}_abc", "date": "2024-05-01_10-00-00",
-         "time_this_iter_s": 1.2, "time_total_s": 12.0, "pid": 4242, "hostname": "node", "node_ip": "10.0.0.1",
-         "time_since_restore": 12.0, "iterations_since_restore": 10,
-         "config/lr": lr, "config/batch_size": b, "config/seed": s, "logdir": f"{i:05d}_abc"}
+        {
+            "loss": loss,
+            "timestamp": 1714557600 + i,
+            "checkpoint_dir_name": None,
+            "done": True,
+            "training_iteration": 10,
+            "trial_id": f"{i:05d}_abc",
+            "date": "2024-05-01_10-00-00",
+            "time_this_iter_s": 1.2,
+            "time_total_s": 12.0,
+            "pid": 4242,
+            "hostname": "node",
+            "node_ip": "10.0.0.1",
+            "time_since_restore": 12.0,
+            "iterations_since_restore": 10,
+            "config/lr": lr,
+            "config/batch_size": b,
+            "config/seed": s,
+            "logdir": f"{i:05d}_abc",
+        }
         for i, (b, lr, s, loss) in enumerate(runs(1))
     ]
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -59,18 +87,62 @@ def optuna_export(path):
     """``study.trials_dataframe()`` written with ``to_csv``: ``number``, ``value``, ``params_*``, ``state``;
     a failed trial has an empty value."""
     rows = [
-        {"number": i, "value": loss, "datetime_start": "2024-05-01 10:00:00.1", "datetime_complete": "2024-05-01 10:05:00.2",
-         "duration": "0 days 00:05:00.1", "params_batch_size": b, "params_lr": lr, "params_seed": s,
-         "state": "COMPLETE" if np.isfinite(loss) else "FAIL"}
+        {
+            "number": i,
+            "value": loss,
+            "datetime_start": "2024-05-01 10:00:00.1",
+            "datetime_complete": "2024-05-01 10:05:00.2",
+            "duration": "0 days 00:05:00.1",
+            "params_batch_size": b,
+            "params_lr": lr,
+            "params_seed": s,
+            "state": "COMPLETE" if np.isfinite(loss) else "FAIL",
+        }
         for i, (b, lr, s, loss) in enumerate(runs(2))
     ]
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
 SHAPES = {
-    "wandb": (wandb_export, ["--lr-column", "learning_rate", "--batch-size-column", "batch_size", "--loss-column", "eval/loss", "--seed-column", "seed"]),
-    "ray": (ray_tune_export, ["--lr-column", "config/lr", "--batch-size-column", "config/batch_size", "--loss-column", "loss", "--seed-column", "config/seed"]),
-    "optuna": (optuna_export, ["--lr-column", "params_lr", "--batch-size-column", "params_batch_size", "--loss-column", "value", "--seed-column", "params_seed"]),
+    "wandb": (
+        wandb_export,
+        [
+            "--lr-column",
+            "learning_rate",
+            "--batch-size-column",
+            "batch_size",
+            "--loss-column",
+            "eval/loss",
+            "--seed-column",
+            "seed",
+        ],
+    ),
+    "ray": (
+        ray_tune_export,
+        [
+            "--lr-column",
+            "config/lr",
+            "--batch-size-column",
+            "config/batch_size",
+            "--loss-column",
+            "loss",
+            "--seed-column",
+            "config/seed",
+        ],
+    ),
+    "optuna": (
+        optuna_export,
+        [
+            "--lr-column",
+            "params_lr",
+            "--batch-size-column",
+            "params_batch_size",
+            "--loss-column",
+            "value",
+            "--seed-column",
+            "params_seed",
+        ],
+    ),
 }
 
 
@@ -99,7 +171,9 @@ def test_analyze_table_recovers_the_law_from_each_export_shape(run_cli, tmp_path
 
 
 def test_table_frame_lowest_loss_wins_and_repeats_without_seeds_are_rounds():
-    t = pd.DataFrame({"lr": [1e-3, 2e-3, 1e-3, 2e-3, 1e-3, 2e-3], "bs": [8, 8, 8, 8, 16, 16], "loss": [1.0, 0.8, 1.1, 0.9, 0.5, 0.7]})
+    t = pd.DataFrame(
+        {"lr": [1e-3, 2e-3, 1e-3, 2e-3, 1e-3, 2e-3], "bs": [8, 8, 8, 8, 16, 16], "loss": [1.0, 0.8, 1.1, 0.9, 0.5, 0.7]}
+    )
     frame = table_frame(t, lr_column="lr", batch_size_column="bs", loss_column="loss")
     assert frame["seed"].tolist() == [0, 0, 1, 1, 0, 0]
     res = analyze(frame, n_boot=0)
@@ -109,12 +183,32 @@ def test_table_frame_lowest_loss_wins_and_repeats_without_seeds_are_rounds():
 @pytest.mark.parametrize(
     "table, kwargs, match",
     [
-        ({"lr": [1e-3], "bs": [8], "loss": [1.0]}, {"lr_column": "learning_rate"}, r"--lr-column 'learning_rate' is not a column of the table; it has 'lr', 'bs', 'loss'"),
-        ({"lr": [1e-3, 0.0], "bs": [8, 16], "loss": [1.0, 1.0]}, {}, r"--lr-column 'lr': row 2 is 0; it must be a finite number > 0"),
-        ({"lr": [1e-3, 1e-3], "bs": [8, 16.5], "loss": [1.0, 1.0]}, {}, r"row 2 is 16.5; batch sizes are whole numbers"),
-        ({"lr": [1e-3, 1e-3], "bs": [8, 16], "loss": [1.0, "oops"]}, {}, r"--loss-column 'loss': row 2 is not a number: 'oops'"),
+        (
+            {"lr": [1e-3], "bs": [8], "loss": [1.0]},
+            {"lr_column": "learning_rate"},
+            r"--lr-column 'learning_rate' is not a column of the table; it has 'lr', 'bs', 'loss'",
+        ),
+        (
+            {"lr": [1e-3, 0.0], "bs": [8, 16], "loss": [1.0, 1.0]},
+            {},
+            r"--lr-column 'lr': row 2 is 0; it must be a finite number > 0",
+        ),
+        (
+            {"lr": [1e-3, 1e-3], "bs": [8, 16.5], "loss": [1.0, 1.0]},
+            {},
+            r"row 2 is 16.5; batch sizes are whole numbers",
+        ),
+        (
+            {"lr": [1e-3, 1e-3], "bs": [8, 16], "loss": [1.0, "oops"]},
+            {},
+            r"--loss-column 'loss': row 2 is not a number: 'oops'",
+        ),
         ({"lr": [1e-3, 1e-3], "bs": [8, 16], "loss": [math.nan, math.inf]}, {}, r"holds no finite loss"),
-        ({"lr": [1e-3, 2e-3], "bs": [8, 8], "loss": [1.0, 2.0]}, {}, r"holds one batch size \(8\); the analysis needs at least 2"),
+        (
+            {"lr": [1e-3, 2e-3], "bs": [8, 8], "loss": [1.0, 2.0]},
+            {},
+            r"holds one batch size \(8\); the analysis needs at least 2",
+        ),
     ],
 )
 def test_table_frame_errors_name_the_option_the_row_and_the_value(table, kwargs, match):
@@ -131,7 +225,19 @@ def test_analyze_table_option_errors(run_cli, tmp_path):
     assert code == 2 and "--table needs --batch-size-column, --loss-column" in err
     code, _, err = run_cli("analyze", "--out", out)
     assert code == 2 and "give exactly one of --store" in err
-    code, _, err = run_cli("analyze", "--table", str(tmp_path / "t.xlsx"), "--lr-column", "a", "--batch-size-column", "b", "--loss-column", "c", "--out", out)
+    code, _, err = run_cli(
+        "analyze",
+        "--table",
+        str(tmp_path / "t.xlsx"),
+        "--lr-column",
+        "a",
+        "--batch-size-column",
+        "b",
+        "--loss-column",
+        "c",
+        "--out",
+        out,
+    )
     assert code == 2 and "does not exist" in err
 
 
@@ -142,9 +248,22 @@ def test_trials_with_different_n_are_never_pooled_and_the_report_says_which_set(
             for lr in (1e-3, 2e-3, 4e-3, 8e-3):
                 for r in range(3 if n_extra == 50 else 2):
                     best = 2e-3 if shift == 0 else 8e-3
-                    rows.append(dict(workload="toy", optimizer="adam", betas=(0.0, 0.0), batch_size=b, lr=lr, seed=r,
-                                     status="ok", target_loss=1.0, reached=True, steps=100 * (1 + 64 / b),
-                                     loss_decrease=1.0 - math.log(lr / best) ** 2 + shift, extra_steps=n_extra))
+                    rows.append(
+                        dict(
+                            workload="toy",
+                            optimizer="adam",
+                            betas=(0.0, 0.0),
+                            batch_size=b,
+                            lr=lr,
+                            seed=r,
+                            status="ok",
+                            target_loss=1.0,
+                            reached=True,
+                            steps=100 * (1 + 64 / b),
+                            loss_decrease=1.0 - math.log(lr / best) ** 2 + shift,
+                            extra_steps=n_extra,
+                        )
+                    )
     frame = pd.DataFrame(rows)
     res = analyze(frame, n_boot=20)
     assert res.extra_steps == 50 and res.n_trials == 3 * 4 * 3

@@ -55,55 +55,207 @@ CASES = [
     ("missing input", lambda d: ["fit", "lr", f"{d}/none.csv", "--b-noise", "64"], 2, "does not exist"),
     ("missing input", lambda d: ["fit", "compare", f"{d}/none.csv"], 2, "does not exist"),
     ("missing input", lambda d: ["analyze", "--store", f"{d}/none.db", "--out", f"{d}/o1"], 2, "does not exist"),
-    ("missing input", lambda d: ["analyze", "--table", f"{d}/none.csv", *TABLE_COLS, "--out", f"{d}/o2"], 2, "does not exist"),
+    (
+        "missing input",
+        lambda d: ["analyze", "--table", f"{d}/none.csv", *TABLE_COLS, "--out", f"{d}/o2"],
+        2,
+        "does not exist",
+    ),
     ("missing input", lambda d: ["sweep", "status", "--store", f"{d}/none.db"], 2, "does not exist"),
-    ("missing input", lambda d: ["sweep", "export", "--store", f"{d}/none.db", "--out", f"{d}/x.csv"], 2, "does not exist"),
+    (
+        "missing input",
+        lambda d: ["sweep", "export", "--store", f"{d}/none.db", "--out", f"{d}/x.csv"],
+        2,
+        "does not exist",
+    ),
     ("missing input", lambda d: ["sweep", "plan", f"{d}/none.toml"], 2, "none.toml"),
     # a store with valid header and zeroed pages (item 5)
     ("corrupted store", lambda d: ["sweep", "status", "--store", f"{d}/corrupt.sqlite"], 2, "is corrupted"),
-    ("corrupted store", lambda d: ["sweep", "export", "--store", f"{d}/corrupt.sqlite", "--out", f"{d}/c.csv"], 2, "is corrupted"),
-    ("corrupted store", lambda d: ["sweep", "run", f"{d}/spec.toml", "--store", f"{d}/corrupt.sqlite"], 2, "is corrupted"),
+    (
+        "corrupted store",
+        lambda d: ["sweep", "export", "--store", f"{d}/corrupt.sqlite", "--out", f"{d}/c.csv"],
+        2,
+        "is corrupted",
+    ),
+    (
+        "corrupted store",
+        lambda d: ["sweep", "run", f"{d}/spec.toml", "--store", f"{d}/corrupt.sqlite"],
+        2,
+        "is corrupted",
+    ),
     ("corrupted store", lambda d: ["analyze", "--store", f"{d}/corrupt.sqlite", "--out", f"{d}/o3"], 2, "is corrupted"),
     # an --out that cannot be written, found before the work starts (item 5)
-    ("unwritable --out", lambda d: ["analyze", "--store", f"{d}/good.sqlite", "--out", f"{d}/afile/sub"], 2, "lies under"),
-    ("unwritable --out", lambda d: ["analyze", "--table", f"{d}/table.csv", *TABLE_COLS, "--out", f"{d}/afile"], 2, "is a file"),
+    (
+        "unwritable --out",
+        lambda d: ["analyze", "--store", f"{d}/good.sqlite", "--out", f"{d}/afile/sub"],
+        2,
+        "lies under",
+    ),
+    (
+        "unwritable --out",
+        lambda d: ["analyze", "--table", f"{d}/table.csv", *TABLE_COLS, "--out", f"{d}/afile"],
+        2,
+        "is a file",
+    ),
     ("unwritable --out", lambda d: ["simulate", "figure1", "--out", f"{d}/afile/f.png"], 2, "lies under"),
     ("unwritable --out", lambda d: ["simulate", "training", "--out", f"{d}/afile/t"], 2, "lies under"),
-    ("unwritable --out", lambda d: ["sweep", "export", "--store", f"{d}/good.sqlite", "--out", f"{d}/afile/x.csv"], 2, "lies under"),
-    ("unwritable --out", lambda d: ["analyze", "--store", f"{d}/good.sqlite", "--out", "/proc/surge-no/out"], 2, "cannot be written"),
+    (
+        "unwritable --out",
+        lambda d: ["sweep", "export", "--store", f"{d}/good.sqlite", "--out", f"{d}/afile/x.csv"],
+        2,
+        "lies under",
+    ),
+    (
+        "unwritable --out",
+        lambda d: ["analyze", "--store", f"{d}/good.sqlite", "--out", "/proc/surge-no/out"],
+        2,
+        "cannot be written",
+    ),
     ("unwritable --out", lambda d: ["simulate", "training", "--out", "/proc/surge-no/out"], 2, "cannot be written"),
     # a value that is not a number (item 14: the line of the file, the value as written)
-    ("not a number", lambda d: ["fit", "b-noise", f"{d}/steps_nan.csv"], 2, "line 3 column 'steps' is not a finite number: 'oops'"),
-    ("not a number", lambda d: ["fit", "lr", f"{d}/lr_nan.csv", "--b-noise", "64"], 2, "line 3 column 'lr' is not a finite number: 'oops'"),
-    ("not a number", lambda d: ["fit", "compare", f"{d}/lr_nan.csv"], 2, "line 3 column 'lr' is not a finite number: 'oops'"),
-    ("not a number", lambda d: ["analyze", "--table", f"{d}/table.csv", *TABLE_COLS, "--out", f"{d}/o4"], 2, "row 2 is not a number: 'oops'"),
+    (
+        "not a number",
+        lambda d: ["fit", "b-noise", f"{d}/steps_nan.csv"],
+        2,
+        "line 3 column 'steps' is not a finite number: 'oops'",
+    ),
+    (
+        "not a number",
+        lambda d: ["fit", "lr", f"{d}/lr_nan.csv", "--b-noise", "64"],
+        2,
+        "line 3 column 'lr' is not a finite number: 'oops'",
+    ),
+    (
+        "not a number",
+        lambda d: ["fit", "compare", f"{d}/lr_nan.csv"],
+        2,
+        "line 3 column 'lr' is not a finite number: 'oops'",
+    ),
+    (
+        "not a number",
+        lambda d: ["analyze", "--table", f"{d}/table.csv", *TABLE_COLS, "--out", f"{d}/o4"],
+        2,
+        "row 2 is not a number: 'oops'",
+    ),
     # a ragged row, named by its line
-    ("ragged row", lambda d: ["fit", "b-noise", f"{d}/steps_ragged.csv"], 2, "line 3 has 3 field(s) but the header has 2"),
-    ("ragged row", lambda d: ["fit", "lr", f"{d}/lr_ragged.csv", "--b-noise", "64"], 2, "line 3 has 1 field(s) but the header has 2"),
+    (
+        "ragged row",
+        lambda d: ["fit", "b-noise", f"{d}/steps_ragged.csv"],
+        2,
+        "line 3 has 3 field(s) but the header has 2",
+    ),
+    (
+        "ragged row",
+        lambda d: ["fit", "lr", f"{d}/lr_ragged.csv", "--b-noise", "64"],
+        2,
+        "line 3 has 1 field(s) but the header has 2",
+    ),
     ("ragged row", lambda d: ["fit", "compare", f"{d}/lr_ragged.csv"], 2, "line 3 has 1 field(s)"),
     # finite inputs whose arithmetic overflows (item 1): an estimate that cannot be given, exit 1
     ("overflow", lambda d: ["fit", "b-noise", f"{d}/steps_huge.csv"], 1, "overflow a 64-bit float"),
-    ("overflow", lambda d: ["fit", "b-noise", f"{d}/steps_huge.csv", "--method", "nonlinear"], 1, "overflow a 64-bit float"),
+    (
+        "overflow",
+        lambda d: ["fit", "b-noise", f"{d}/steps_huge.csv", "--method", "nonlinear"],
+        1,
+        "overflow a 64-bit float",
+    ),
     ("overflow", lambda d: ["fit", "lr", f"{d}/lr_huge.csv", "--b-noise", "64"], 1, "overflows a 64-bit float"),
     ("overflow", lambda d: ["fit", "compare", f"{d}/lr_huge.csv"], 1, "does not fit in a 64-bit float"),
     # a fit that fails: no estimate printed, exit 1 (item 2)
     ("failed fit", lambda d: ["fit", "b-noise", f"{d}/steps_rise.csv"], 1, "steps do not fall as the batch size grows"),
-    ("failed fit", lambda d: ["fit", "b-noise", f"{d}/steps_rise.csv", "--method", "nonlinear"], 1, "steps do not fall"),
+    (
+        "failed fit",
+        lambda d: ["fit", "b-noise", f"{d}/steps_rise.csv", "--method", "nonlinear"],
+        1,
+        "steps do not fall",
+    ),
     # sizes refused before anything is materialised (item 4)
-    ("too large", lambda d: ["sweep", "plan", "--preset", "smoke", "--rounds", "1000000000"], 2, "the limit is 1,000,000"),
-    ("too large", lambda d: ["sweep", "run", "--preset", "smoke", "--rounds", "1000000000", "--store", f"{d}/big.db"], 2, "the limit is 1,000,000"),
+    (
+        "too large",
+        lambda d: ["sweep", "plan", "--preset", "smoke", "--rounds", "1000000000"],
+        2,
+        "the limit is 1,000,000",
+    ),
+    (
+        "too large",
+        lambda d: ["sweep", "run", "--preset", "smoke", "--rounds", "1000000000", "--store", f"{d}/big.db"],
+        2,
+        "the limit is 1,000,000",
+    ),
     # user workloads (items 6, 15)
-    ("workload raises", lambda d: ["sweep", "plan", f"{d}/spec.toml", "--workload", "broken_workload:make", "--workload-path", f"{d}/wl"], 2, "raised when called: RuntimeError: no data here"),
-    ("workload raises", lambda d: ["sweep", "run", f"{d}/spec.toml", "--store", f"{d}/w.db", "--workload", "broken_workload:make", "--workload-path", f"{d}/wl"], 2, "raised when called"),
-    ("workload not found", lambda d: ["sweep", "plan", f"{d}/spec.toml", "--workload", "no_such_wl_mod:make"], 2, "no module 'no_such_wl_mod' in the current folder"),
-    ("workload not found", lambda d: ["sweep", "run", f"{d}/spec.toml", "--store", f"{d}/w2.db", "--workload", "no_such_wl_mod:make"], 2, "--workload-path"),
+    (
+        "workload raises",
+        lambda d: [
+            "sweep",
+            "plan",
+            f"{d}/spec.toml",
+            "--workload",
+            "broken_workload:make",
+            "--workload-path",
+            f"{d}/wl",
+        ],
+        2,
+        "raised when called: RuntimeError: no data here",
+    ),
+    (
+        "workload raises",
+        lambda d: [
+            "sweep",
+            "run",
+            f"{d}/spec.toml",
+            "--store",
+            f"{d}/w.db",
+            "--workload",
+            "broken_workload:make",
+            "--workload-path",
+            f"{d}/wl",
+        ],
+        2,
+        "raised when called",
+    ),
+    (
+        "workload not found",
+        lambda d: ["sweep", "plan", f"{d}/spec.toml", "--workload", "no_such_wl_mod:make"],
+        2,
+        "no module 'no_such_wl_mod' in the current folder",
+    ),
+    (
+        "workload not found",
+        lambda d: ["sweep", "run", f"{d}/spec.toml", "--store", f"{d}/w2.db", "--workload", "no_such_wl_mod:make"],
+        2,
+        "--workload-path",
+    ),
     # recommend with numbers at the edge of floats
-    ("bad number", lambda d: ["recommend", "--from-batch-size", "0", "--from-lr", "1e-3", "--to-batch-size", "8"], 2, "from_batch_size must be > 0"),
-    ("bad number", lambda d: ["recommend", "--from-batch-size", "8", "--from-lr", "1e-3", "--to-batch-size", "8", "--beta2", "1.5"], 2, "beta2 must be in (0, 1)"),
+    (
+        "bad number",
+        lambda d: ["recommend", "--from-batch-size", "0", "--from-lr", "1e-3", "--to-batch-size", "8"],
+        2,
+        "from_batch_size must be > 0",
+    ),
+    (
+        "bad number",
+        lambda d: [
+            "recommend",
+            "--from-batch-size",
+            "8",
+            "--from-lr",
+            "1e-3",
+            "--to-batch-size",
+            "8",
+            "--beta2",
+            "1.5",
+        ],
+        2,
+        "beta2 must be in (0, 1)",
+    ),
 ]
 
 
-@pytest.mark.parametrize("kind, command, code, message", CASES, ids=[f"{k}: {' '.join(c('D')[:2])}-{i}" for i, (k, c, _, _) in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "kind, command, code, message",
+    CASES,
+    ids=[f"{k}: {' '.join(c('D')[:2])}-{i}" for i, (k, c, _, _) in enumerate(CASES)],
+)
 def test_bad_input_kind_by_command(files, capsys, monkeypatch, kind, command, code, message):
     monkeypatch.delenv("SURGE_DEBUG", raising=False)
     got = main(command(files))
@@ -116,8 +268,19 @@ def test_bad_input_kind_by_command(files, capsys, monkeypatch, kind, command, co
 
 def test_every_command_group_appears_in_the_table():
     groups = {" ".join(c("D")[:2]) if c("D")[0] in ("fit", "sweep", "simulate") else c("D")[0] for _, c, _, _ in CASES}
-    assert {"fit b-noise", "fit lr", "fit compare", "analyze", "sweep status", "sweep export", "sweep run",
-            "sweep plan", "simulate figure1", "simulate training", "recommend"} <= groups
+    assert {
+        "fit b-noise",
+        "fit lr",
+        "fit compare",
+        "analyze",
+        "sweep status",
+        "sweep export",
+        "sweep run",
+        "sweep plan",
+        "simulate figure1",
+        "simulate training",
+        "recommend",
+    } <= groups
 
 
 def test_surge_debug_shows_the_traceback(files, monkeypatch):
@@ -145,8 +308,20 @@ def test_perfect_scaling_on_the_cli_is_a_bound_not_a_traceback(tmp_path, run_cli
 def test_a_figure_that_cannot_be_drawn_loses_no_results(tmp_path, run_cli):
     """Item 7: batch sizes 1 and 4 with two lrs cannot be log-scaled; the numbers and the report are written."""
     out = tmp_path / "t"
-    code, _, err = run_cli("simulate", "training", "--batch-size", "1,4", "--seeds", "2", "--max-steps", "50",
-                           "--lr", "0.01,0.1", "--out", str(out))
+    code, _, err = run_cli(
+        "simulate",
+        "training",
+        "--batch-size",
+        "1,4",
+        "--seeds",
+        "2",
+        "--max-steps",
+        "50",
+        "--lr",
+        "0.01,0.1",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     assert (out / "trials.csv").is_file() and (out / "result.json").is_file() and (out / "report.html").is_file()
     assert "could not be drawn" in err and "Traceback" not in err
@@ -176,15 +351,22 @@ def test_numpy_warnings_do_not_reach_stderr(tmp_path):
     f.write_text("batch_size,lr\n64,1e308\n128,1.5e308\n256,1.7e308\n512,1e308\n")
     env = {k: v for k, v in os.environ.items() if k != "SURGE_DEBUG"}
     env["PYTHONWARNINGS"] = "default"
-    proc = subprocess.run([sys.executable, "-m", "surge.cli.main", "fit", "lr", str(f), "--b-noise", "64"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "surge.cli.main", "fit", "lr", str(f), "--b-noise", "64"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "Warning" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 
 
 def test_a_spec_with_several_errors_reports_all_of_them(tmp_path, run_cli):
     f = tmp_path / "b.toml"
-    f.write_text('name = "x"\nworkload = "cnn-mnist-sample"\nrounds = 0\nmax_steps = -5\ndevice = "tpu"\n'
-                 "[lr]\nvalues = [-1e-3]\n[batch_size]\nvalues = [4]\n")
+    f.write_text(
+        'name = "x"\nworkload = "cnn-mnist-sample"\nrounds = 0\nmax_steps = -5\ndevice = "tpu"\n'
+        "[lr]\nvalues = [-1e-3]\n[batch_size]\nvalues = [4]\n"
+    )
     code, _, err = run_cli("sweep", "plan", str(f))
     assert code == 2 and err.count("\n") == 1
     assert "4 problems in the spec" in err

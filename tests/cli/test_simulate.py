@@ -7,17 +7,37 @@ import numpy as np
 import pytest
 
 from surge.sweep.store import FRAME_COLUMNS
-
 from surge.theory.problems import surge_problem
 
-SMALL_TRAINING = ["-b", "1,16,256", "--lr", "0.01,0.05,0.2", "--rounds", "2", "--max-steps", "600", "--extra-steps", "10"]
+SMALL_TRAINING = [
+    "-b",
+    "1,16,256",
+    "--lr",
+    "0.01,0.05,0.2",
+    "--rounds",
+    "2",
+    "--max-steps",
+    "600",
+    "--extra-steps",
+    "10",
+]
 
 
 def test_figure1_json(run_json, tmp_path):
     out = tmp_path / "fig1.png"
     d = run_json("simulate", "figure1", "--samples", "2000", "--seed", "3", "-b", "1,16,256", "--out", str(out))
-    for key in ("batch_size", "mc_optimal_lr", "mc_stderr", "exact_optimal_lr", "theorem3_lr", "b_noise", "eps_max",
-                "large_batch_lr", "sgd_mc_optimal_lr", "sgd_exact_optimal_lr"):
+    for key in (
+        "batch_size",
+        "mc_optimal_lr",
+        "mc_stderr",
+        "exact_optimal_lr",
+        "theorem3_lr",
+        "b_noise",
+        "eps_max",
+        "large_batch_lr",
+        "sgd_mc_optimal_lr",
+        "sgd_exact_optimal_lr",
+    ):
         assert key in d, key
     assert d["batch_size"] == [1.0, 16.0, 256.0] and d["samples"] == 2000 and d["seed"] == 3
     model = surge_problem().model
@@ -27,8 +47,18 @@ def test_figure1_json(run_json, tmp_path):
 
 
 def test_figure1_table(run_cli, tmp_path):
-    code, out, err = run_cli("simulate", "figure1", "--samples", "1000", "-b", "4,64", "--problem", "equal-snr",
-                             "--out", str(tmp_path / "f.png"))
+    code, out, err = run_cli(
+        "simulate",
+        "figure1",
+        "--samples",
+        "1000",
+        "-b",
+        "4,64",
+        "--problem",
+        "equal-snr",
+        "--out",
+        str(tmp_path / "f.png"),
+    )
     assert code == 0, err
     assert "B_noise (Eq 14)" in out and "equal-snr" in out and "wrote" in out
 
@@ -38,8 +68,18 @@ def test_figure1_user_problem_from_npz(run_json, tmp_path):
     n = 6
     s = np.array([1.0, -1.0, 1.0, 1.0, -1.0, 1.0])
     np.savez(path, mu=0.05 * s, sigma=np.ones(n), hessian=0.1 * np.eye(n) + np.outer(s, s))
-    d = run_json("simulate", "figure1", "--problem", str(path), "--samples", "1000", "-b", "1,8",
-                 "--out", str(tmp_path / "m.png"))
+    d = run_json(
+        "simulate",
+        "figure1",
+        "--problem",
+        str(path),
+        "--samples",
+        "1000",
+        "-b",
+        "1,8",
+        "--out",
+        str(tmp_path / "m.png"),
+    )
     assert d["problem"] == "mine" and d["n"] == n
 
 
@@ -94,21 +134,68 @@ def test_simulate_training_and_analyze_on_its_trial_frame_agree(run_json, tmp_pa
 
 
 def test_old_option_names_still_work(run_json, tmp_path):
-    d = run_json("simulate", "training", "--targets", "0.5", "--seeds", "2", "--n-after", "5", "--out",
-                 str(tmp_path / "o"), "-b", "1,16,256", "--lr", "0.02,0.06", "--max-steps", "300")
+    d = run_json(
+        "simulate",
+        "training",
+        "--targets",
+        "0.5",
+        "--seeds",
+        "2",
+        "--n-after",
+        "5",
+        "--out",
+        str(tmp_path / "o"),
+        "-b",
+        "1,16,256",
+        "--lr",
+        "0.02,0.06",
+        "--max-steps",
+        "300",
+    )
     assert d["rounds"] == 2 and d["extra_steps"] == 5
 
 
 def test_training_comma_targets_adam_and_table(run_cli, tmp_path):
-    code, out, err = run_cli("simulate", "training", "--targets", "0.5,0.3", "--optimizer", "adam", "--beta1", "0",
-                             "--beta2", "0", "--out", str(tmp_path / "a"), *SMALL_TRAINING)
+    code, out, err = run_cli(
+        "simulate",
+        "training",
+        "--targets",
+        "0.5,0.3",
+        "--optimizer",
+        "adam",
+        "--beta1",
+        "0",
+        "--beta2",
+        "0",
+        "--out",
+        str(tmp_path / "a"),
+        *SMALL_TRAINING,
+    )
     assert code == 0, err
     assert "target loss 0.5" in out and "target loss 0.3" in out and "B_noise (Eq 22)" in out
 
 
 def test_training_sgd_json(run_json, tmp_path):
-    d = run_json("simulate", "training", "--targets", "0.5", "--optimizer", "sgd", "--out", str(tmp_path / "s"),
-                 "-b", "1,16,256", "--lr", "0.1,0.5", "--seeds", "2", "--max-steps", "300", "--n-after", "5")
+    d = run_json(
+        "simulate",
+        "training",
+        "--targets",
+        "0.5",
+        "--optimizer",
+        "sgd",
+        "--out",
+        str(tmp_path / "s"),
+        "-b",
+        "1,16,256",
+        "--lr",
+        "0.1,0.5",
+        "--seeds",
+        "2",
+        "--max-steps",
+        "300",
+        "--n-after",
+        "5",
+    )
     assert d["optimizer"] == "sgd" and d["betas"] is None and len(d["analysis"]["stages"]) == 1
 
 

@@ -73,8 +73,10 @@ def test_plan_table_and_toml(capsys, spec_file, fake_workloads):
 
 
 def test_plan_of_the_presets_without_training(capsys, monkeypatch):
-    monkeypatch.setattr("surge.sweep.plan.resolve_workload",
-                        lambda name, data_dir=None: fakes.WorkloadInfo(name, (0.5, 0.3), 10, "examples"))
+    monkeypatch.setattr(
+        "surge.sweep.plan.resolve_workload",
+        lambda name, data_dir=None: fakes.WorkloadInfo(name, (0.5, 0.3), 10, "examples"),
+    )
     info = cli_json(capsys, ["sweep", "plan", "--preset", "cnn-large-batch", "--json"])
     assert info["batch_size"] == list(range(64, 1165, 100)) and info["trials"] == 12000 and info["extra_steps"] == 10
     assert info["lr"] == [round(1e-4 * k, 10) for k in range(1, 11)]
@@ -83,11 +85,18 @@ def test_plan_of_the_presets_without_training(capsys, monkeypatch):
 def test_presets_command(capsys):
     info = cli_json(capsys, ["sweep", "presets", "--json"])
     assert [p["name"] for p in info["presets"]] == [
-        "cnn-small-batch", "cnn-large-batch", "smoke", "resnet18-sign", "distilgpt2-adam", "distilgpt2-sign"]
+        "cnn-small-batch",
+        "cnn-large-batch",
+        "smoke",
+        "resnet18-sign",
+        "distilgpt2-adam",
+        "distilgpt2-sign",
+    ]
 
 
-def test_data_dir_reaches_the_workload_and_the_resume_command(capsys, tmp_path, spec_file, monkeypatch,
-                                                             group_config_type):
+def test_data_dir_reaches_the_workload_and_the_resume_command(
+    capsys, tmp_path, spec_file, monkeypatch, group_config_type
+):
     seen = []
 
     def resolve(name, data_dir=None):
@@ -99,16 +108,31 @@ def test_data_dir_reaches_the_workload_and_the_resume_command(capsys, tmp_path, 
     cli_json(capsys, ["sweep", "plan", str(spec_file), "--data-dir", str(data), "--json"])
     assert seen[-1] == str(data)
     store = tmp_path / "s.db"
-    res = cli_json(capsys, ["sweep", "run", str(spec_file), "--store", str(store), "--data-dir", str(data),
-                            "--runner", "surge_sweep_fakes:run_group", "--json"])
+    res = cli_json(
+        capsys,
+        [
+            "sweep",
+            "run",
+            str(spec_file),
+            "--store",
+            str(store),
+            "--data-dir",
+            str(data),
+            "--runner",
+            "surge_sweep_fakes:run_group",
+            "--json",
+        ],
+    )
     assert seen[-1] == str(data) and res["resume"].endswith(f"--data-dir {data}")
 
 
 def test_run_status_export(capsys, tmp_path, spec_file, fake_workloads, group_config_type, monkeypatch):
     monkeypatch.setenv("SURGE_FAKE_FAIL_BATCH", "5")
     store = tmp_path / "s.db"
-    res = cli_json(capsys, ["sweep", "run", str(spec_file), "--store", str(store), "--runner",
-                            "surge_sweep_fakes:run_group", "--json"])
+    res = cli_json(
+        capsys,
+        ["sweep", "run", str(spec_file), "--store", str(store), "--runner", "surge_sweep_fakes:run_group", "--json"],
+    )
     assert (res["total"], res["ran"], res["failed"], res["interrupted"]) == (18, 18, 6, False)
     assert (res["done"], res["failed_total"], res["pending"]) == (12, 6, 0)
     assert res["resume"] == f"surge sweep run {spec_file} --store {store}"
@@ -138,8 +162,17 @@ def test_run_status_export(capsys, tmp_path, spec_file, fake_workloads, group_co
 def test_interrupt_exits_130_and_says_how_to_resume(capsys, tmp_path, spec_file, fake_workloads, group_config_type):
     fakes.run_group_interrupt_second.calls = 0
     store = tmp_path / "s.db"
-    code = main(["sweep", "run", str(spec_file), "--store", str(store), "--runner",
-                 "surge_sweep_fakes:run_group_interrupt_second"])
+    code = main(
+        [
+            "sweep",
+            "run",
+            str(spec_file),
+            "--store",
+            str(store),
+            "--runner",
+            "surge_sweep_fakes:run_group_interrupt_second",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 130
     assert "interrupted: 6 of 18 trials are done" in " ".join(err.split())

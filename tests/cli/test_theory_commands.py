@@ -30,12 +30,18 @@ def test_law_sgd_json_and_table(run_json, run_cli):
 
 
 def test_recommend_json_and_warning(run_json, run_cli):
-    got = run_json("recommend", "--from-batch-size", "256", "--from-lr", "3e-4", "--to-batch-size", "2048", "--b-noise", "512")
+    got = run_json(
+        "recommend", "--from-batch-size", "256", "--from-lr", "3e-4", "--to-batch-size", "2048", "--b-noise", "512"
+    )
     assert {"lr", "linear_lr", "sqrt_lr", "regime", "warning", "eps_max"} <= got.keys()
     assert got["regime"] == "above" and "crosses B_noise" in got["warning"]
-    below = run_json("recommend", "--from-batch-size", "16", "--from-lr", "1e-4", "--to-batch-size", "64", "--b-noise", "512")
+    below = run_json(
+        "recommend", "--from-batch-size", "16", "--from-lr", "1e-4", "--to-batch-size", "64", "--b-noise", "512"
+    )
     assert below["warning"] is None
-    code, out, err = run_cli("recommend", "--from-batch-size", "256", "--from-lr", "3e-4", "--to-batch-size", "2048", "--b-noise", "512")
+    code, out, err = run_cli(
+        "recommend", "--from-batch-size", "256", "--from-lr", "3e-4", "--to-batch-size", "2048", "--b-noise", "512"
+    )
     assert code == 0 and "linear rule" in out and "warning" in err
 
 
@@ -84,10 +90,34 @@ def test_fit_tables(run_cli, steps_csv, lr_csv):
     "args, match",
     [
         (["law", "adam", "--eps-max", "-1", "--b-noise", "3", "-b", "2"], r"^error: eps_max must be > 0, got -1.0$"),
-        (["law", "adam", "--b-noise", "3", "-b", "2"], r"^error: Missing option '--eps-max'.* \(see 'surge law adam --help'\)$"),
-        (["law", "adam", "--eps-max", "1", "--b-noise", "3", "-b", "2,x"], r"^error: --batch-size must be numbers separated by commas; 'x' is not a number$"),
-        (["law", "sgd", "--eps-max", "1", "--b-noise", "3", "-b", "0"], r"^error: batch_size must be > 0; element 0 is 0.0$"),
-        (["recommend", "--from-batch-size", "1", "--from-lr", "1", "--to-batch-size", "2", "--b-noise", "3", "--law", "x"], r"^error: law must be one of 'adam', 'sgd'; got 'x'$"),
+        (
+            ["law", "adam", "--b-noise", "3", "-b", "2"],
+            r"^error: Missing option '--eps-max'.* \(see 'surge law adam --help'\)$",
+        ),
+        (
+            ["law", "adam", "--eps-max", "1", "--b-noise", "3", "-b", "2,x"],
+            r"^error: --batch-size must be numbers separated by commas; 'x' is not a number$",
+        ),
+        (
+            ["law", "sgd", "--eps-max", "1", "--b-noise", "3", "-b", "0"],
+            r"^error: batch_size must be > 0; element 0 is 0.0$",
+        ),
+        (
+            [
+                "recommend",
+                "--from-batch-size",
+                "1",
+                "--from-lr",
+                "1",
+                "--to-batch-size",
+                "2",
+                "--b-noise",
+                "3",
+                "--law",
+                "x",
+            ],
+            r"^error: law must be one of 'adam', 'sgd'; got 'x'$",
+        ),
         (["fit", "b-noise", "/nonexistent.csv"], r"^error: FILE '/nonexistent.csv' does not exist or is not a file$"),
     ],
 )

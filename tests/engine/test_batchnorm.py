@@ -42,8 +42,16 @@ def _workload() -> Workload:
     g = torch.Generator().manual_seed(3)
     labels = torch.arange(512) % 4
     x = torch.randn(4, 1, 8, 8, generator=g)[labels] + torch.randn(512, 1, 8, 8, generator=g)
-    return Workload(name=NAME, make_model=SmallResNet, train_inputs=x, train_targets=labels,
-                    probe_inputs=x[:96], probe_targets=labels[:96], default_targets=(1.2, 1.0), extra_steps=4)
+    return Workload(
+        name=NAME,
+        make_model=SmallResNet,
+        train_inputs=x,
+        train_targets=labels,
+        probe_inputs=x[:96],
+        probe_targets=labels[:96],
+        default_targets=(1.2, 1.0),
+        extra_steps=4,
+    )
 
 
 @pytest.fixture
@@ -73,8 +81,11 @@ def test_lockstep_equals_loop_with_batchnorm_float64():
     losses = [_run(r, ln, wl, seeds, 15, 4) for r, ln in zip(runners, lanes)]
     assert (losses[0] - losses[1]).abs().max() < 1e-12
     assert (lanes[0].params - lanes[1].params).abs().max() < 1e-10
-    assert set(lanes[0].buffers) == {f"{m}.{b}" for m in ("stem.1", "bn1", "bn2", "down.1")
-                                     for b in ("running_mean", "running_var", "num_batches_tracked")}
+    assert set(lanes[0].buffers) == {
+        f"{m}.{b}"
+        for m in ("stem.1", "bn1", "bn2", "down.1")
+        for b in ("running_mean", "running_var", "num_batches_tracked")
+    }
     for name, value in lanes[0].buffers.items():
         if name.endswith("num_batches_tracked"):
             assert value.tolist() == lanes[1].buffers[name].tolist() == [15, 15, 15]
@@ -85,7 +96,9 @@ def test_lockstep_equals_loop_with_batchnorm_float64():
     probes = [r.probe(ln) for r, ln in zip(runners, lanes)]
     assert (probes[0] - probes[1]).abs().max() < 1e-12
     model = SmallResNet().double().eval()  # lane 2 by hand: its parameters and running statistics
-    model.load_state_dict({**runners[1].layout.unflatten(lanes[1].params[2]), **{k: v[2] for k, v in lanes[1].buffers.items()}})
+    model.load_state_dict(
+        {**runners[1].layout.unflatten(lanes[1].params[2]), **{k: v[2] for k, v in lanes[1].buffers.items()}}
+    )
     with torch.no_grad():
         by_hand = float(F.cross_entropy(model(wl.probe_inputs.double()), wl.probe_targets))
     assert math.isclose(by_hand, float(probes[1][2]), rel_tol=0, abs_tol=1e-12)
@@ -108,9 +121,19 @@ def test_batchnorm_lane_is_bitwise_independent_of_its_neighbours():
 
 
 def test_group_with_batchnorm_lockstep_equals_loop(registered):
-    cfg = GroupConfig(workload=registered, optimizer=OptimizerConfig("adam"), batch_size=4, lrs=(3e-3, 1e-2, 3e-2),
-                      seeds=(0, 0, 1), target_losses=(1.2, 1.0), extra_steps=4, max_steps=200, dtype="float64",
-                      workers=1, probe_interval=8)
+    cfg = GroupConfig(
+        workload=registered,
+        optimizer=OptimizerConfig("adam"),
+        batch_size=4,
+        lrs=(3e-3, 1e-2, 3e-2),
+        seeds=(0, 0, 1),
+        target_losses=(1.2, 1.0),
+        extra_steps=4,
+        max_steps=200,
+        dtype="float64",
+        workers=1,
+        probe_interval=8,
+    )
     assert choose_strategy(cfg, workloads.get_workload(registered)) == "lockstep"
     lock = run_group(cfg)
     loop = run_group(dataclasses.replace(cfg, strategy="loop"))
@@ -130,8 +153,14 @@ def test_real_resnet18_lockstep_equals_loop_float64():
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (16, 3, 64, 64), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 200, (16,), generator=g)
-    wl = Workload(name="resnet18-random", make_model=TinyImageNetResNet18, train_inputs=x, train_targets=y,
-                  probe_inputs=x[:4], probe_targets=y[:4])
+    wl = Workload(
+        name="resnet18-random",
+        make_model=TinyImageNetResNet18,
+        train_inputs=x,
+        train_targets=y,
+        probe_inputs=x[:4],
+        probe_targets=y[:4],
+    )
     opt = build_optimizer(OptimizerConfig("adam", betas=(0.0, 0.0)))
     runners = [R(wl, opt, device="cpu", dtype="float64") for R in (LockstepRunner, LoopRunner)]
     trials = [(0, 0, 1e-4), (1, 0, 7e-4)]
@@ -139,7 +168,9 @@ def test_real_resnet18_lockstep_equals_loop_float64():
     losses = [_run(r, ln, wl, [0, 0], 2, 2) for r, ln in zip(runners, lanes)]
     assert (losses[0] - losses[1]).abs().max() < 1e-10
     assert (lanes[0].params - lanes[1].params).abs().max() < 1e-10
-    assert all((lanes[0].buffers[k].double() - lanes[1].buffers[k].double()).abs().max() < 1e-10 for k in lanes[0].buffers)
+    assert all(
+        (lanes[0].buffers[k].double() - lanes[1].buffers[k].double()).abs().max() < 1e-10 for k in lanes[0].buffers
+    )
     assert (runners[0].probe(lanes[0]) - runners[1].probe(lanes[1])).abs().max() < 1e-10
 
 
@@ -156,7 +187,10 @@ class _Counted(nn.Module):
 def test_lockstep_supported_rules(registered):
     assert lockstep_supported(SmallResNet()) == (True, "")
     assert lockstep_supported(TinyImageNetResNet18()) == (True, "")
-    assert lockstep_supported(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3, track_running_stats=False))) == (True, "")
+    assert lockstep_supported(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3, track_running_stats=False))) == (
+        True,
+        "",
+    )
     ok, why = lockstep_supported(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3, momentum=None)))
     assert not ok and why == "BatchNorm '1' has momentum=None (a cumulative average), which vmap cannot batch"
     ok, why = lockstep_supported(_Counted())
@@ -165,10 +199,22 @@ def test_lockstep_supported_rules(registered):
     assert not ok and why == "the model uses dropout"
     x, y = torch.zeros(8, 3), torch.zeros(8, dtype=torch.long)
     wl = Workload(name="counted", make_model=_Counted, train_inputs=x, train_targets=y, probe_inputs=x, probe_targets=y)
-    cfg = GroupConfig(workload="counted", optimizer=OptimizerConfig("adam"), batch_size=2, lrs=(1e-3, 1e-2),
-                      seeds=(0, 0), target_losses=(0.5,), extra_steps=1, max_steps=2, strategy="lockstep")
-    with pytest.raises(ValueError, match=r"strategy 'lockstep' cannot run workload 'counted': the model has buffers "
-                                         r"other than BatchNorm running statistics \('calls'\); use 'loop'"):
+    cfg = GroupConfig(
+        workload="counted",
+        optimizer=OptimizerConfig("adam"),
+        batch_size=2,
+        lrs=(1e-3, 1e-2),
+        seeds=(0, 0),
+        target_losses=(0.5,),
+        extra_steps=1,
+        max_steps=2,
+        strategy="lockstep",
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"strategy 'lockstep' cannot run workload 'counted': the model has buffers "
+        r"other than BatchNorm running statistics \('calls'\); use 'loop'",
+    ):
         choose_strategy(cfg, wl)
     with pytest.raises(ValueError, match="strategy 'lockstep' cannot run workload 'counted': the model has buffers"):
         LockstepRunner(wl, build_optimizer(OptimizerConfig("adam")), device="cpu", dtype="float32")

@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import pytest
+import quadratic_workload as qw
 import torch
 
-import quadratic_workload as qw
 from surge.analysis.fitted import fit_optimum
 from surge.engine import branch as br
 from surge.engine import run_group
@@ -18,9 +18,19 @@ from surge.records import GroupConfig, OptimizerConfig
 
 
 def _cfg(**kw) -> GroupConfig:
-    base = dict(workload="engine_tiny_workload:make", optimizer=OptimizerConfig(name="adam", betas=(0.9, 0.999)),
-                batch_size=4, lrs=(1e-3, 3e-3, 1e-2) * 2, seeds=(0, 0, 0, 1, 1, 1), target_losses=(1.3, 1.1),
-                extra_steps=5, max_steps=400, protocol="branch", trunk_batch_size=16, trunk_lr=3e-3)
+    base = dict(
+        workload="engine_tiny_workload:make",
+        optimizer=OptimizerConfig(name="adam", betas=(0.9, 0.999)),
+        batch_size=4,
+        lrs=(1e-3, 3e-3, 1e-2) * 2,
+        seeds=(0, 0, 0, 1, 1, 1),
+        target_losses=(1.3, 1.1),
+        extra_steps=5,
+        max_steps=400,
+        protocol="branch",
+        trunk_batch_size=16,
+        trunk_lr=3e-3,
+    )
     base.update(kw)
     return GroupConfig(**base)
 
@@ -35,9 +45,19 @@ def test_known_truth_quadratic_n1_recovers_eq9_within_5_percent_and_its_peak():
     model = qw.problem().model
     fitted, exact = [], []
     for b in batch_sizes:
-        cfg = GroupConfig(workload="quadratic_workload:make", optimizer=OptimizerConfig(name="signsgd"), batch_size=b,
-                          lrs=lrs * rounds, seeds=tuple(s for s in range(rounds) for _ in lrs), target_losses=(1.0,),
-                          extra_steps=1, max_steps=10, protocol="branch", trunk_batch_size=1, trunk_lr=0.01)
+        cfg = GroupConfig(
+            workload="quadratic_workload:make",
+            optimizer=OptimizerConfig(name="signsgd"),
+            batch_size=b,
+            lrs=lrs * rounds,
+            seeds=tuple(s for s in range(rounds) for _ in lrs),
+            target_losses=(1.0,),
+            extra_steps=1,
+            max_steps=10,
+            protocol="branch",
+            trunk_batch_size=1,
+            trunk_lr=0.01,
+        )
         recs = run_group(cfg)
         V = np.array([r.stages[0].loss_decrease for r in recs]).reshape(rounds, len(lrs))
         assert {r.stages[0].loss_at_target for r in recs} == {0.0}  # every lane starts at theta0 (loss 0)

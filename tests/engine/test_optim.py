@@ -76,9 +76,7 @@ def kernel(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize(
-    "betas,wd", [((0.9, 0.999), 0.0), ((0.0, 0.0), 0.0), ((0.5, 0.9), 0.1), ((0.95, 0.98), 0.0)]
-)
+@pytest.mark.parametrize("betas,wd", [((0.9, 0.999), 0.0), ((0.0, 0.0), 0.0), ((0.5, 0.9), 0.1), ((0.95, 0.98), 0.0)])
 def test_adam_matches_torch(betas, wd, kernel):
     params, grad = _problem()
     mine = _run_functional(adam(betas, 1e-8, wd), params, grad)

@@ -9,18 +9,18 @@ import pytest
 import torch
 
 from surge.engine import (
-    build_optimizer,
     DataOrder,
     GroupConfig,
     OptimizerConfig,
     StageRecord,
+    build_optimizer,
     choose_strategy,
     probe_interval,
     resolve_workers,
     run_group,
 )
-from surge.engine.optim import adam
 from surge.engine.bisect import _Chunk
+from surge.engine.optim import adam
 from surge.engine.trainer import LockstepRunner, LoopRunner
 from surge.workloads import get_workload
 
@@ -51,7 +51,9 @@ def _strip(results):
 # ---- trainers -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,kw", [("adam", {}), ("adam", {"betas": (0.0, 0.0)}), ("sgd", {"momentum": 0.9}), ("lion", {})])
+@pytest.mark.parametrize(
+    "name,kw", [("adam", {}), ("adam", {"betas": (0.0, 0.0)}), ("sgd", {"momentum": 0.9}), ("lion", {})]
+)
 def test_lockstep_runner_equals_loop_runner_float64(name, kw):
     wl = get_workload(TINY)
     opt = build_optimizer(OptimizerConfig(name, **kw))
@@ -226,8 +228,10 @@ def test_data_order_epoch_size():
     expected = torch.cat([full._perm(e)[:4] for e in range(6)])
     assert torch.equal(stream, expected)
     assert all(len(set(stream[4 * e : 4 * e + 4].tolist())) == 4 for e in range(6))  # no repeats in an epoch
-    assert torch.equal(torch.cat([DataOrder(5, 10, epoch_size=10).batch(t, 7) for t in range(1, 5)]),
-                       torch.cat([full.batch(t, 7) for t in range(1, 5)]))
+    assert torch.equal(
+        torch.cat([DataOrder(5, 10, epoch_size=10).batch(t, 7) for t in range(1, 5)]),
+        torch.cat([full.batch(t, 7) for t in range(1, 5)]),
+    )
     with pytest.raises(ValueError, match=r"epoch_size must be at most the number of examples \(10\), got 11"):
         DataOrder(5, 10, epoch_size=11)
     with pytest.raises(ValueError, match="epoch_size must be positive, got 0"):
@@ -235,7 +239,10 @@ def test_data_order_epoch_size():
     wl = dataclasses.replace(get_workload(TINY), epoch_size=64)
     chunk = _Chunk(_config(), wl, "loop")
     assert chunk._order(0).size == 64 and torch.equal(chunk._order(0).batch(17, 4), DataOrder(0, 768, 64).batch(17, 4))
-    with pytest.raises(ValueError, match=r"Workload.epoch_size must be None or an integer from 1 to the number of training examples \(768\), got 769"):
+    with pytest.raises(
+        ValueError,
+        match=r"Workload.epoch_size must be None or an integer from 1 to the number of training examples \(768\), got 769",
+    ):
         dataclasses.replace(wl, epoch_size=769)
     with pytest.raises(ValueError, match="Workload.epoch_size must be None or an integer .* got 2.5"):
         dataclasses.replace(wl, epoch_size=2.5)
@@ -267,8 +274,14 @@ def test_choose_strategy_and_workers():
 
 
 def test_batchnorm_model_trains_in_loop_with_per_trial_buffers():
-    cfg = _config(workload="engine_tiny_workload:make_bn", target_losses=(1.2,), extra_steps=3, lrs=(1e-2, 3e-2), seeds=(0, 0),
-                  strategy="loop")
+    cfg = _config(
+        workload="engine_tiny_workload:make_bn",
+        target_losses=(1.2,),
+        extra_steps=3,
+        lrs=(1e-2, 3e-2),
+        seeds=(0, 0),
+        strategy="loop",
+    )
     res = run_group(cfg)
     assert [r.strategy for r in res] == ["loop", "loop"]
     assert all(r.stages[0].reached for r in res)
@@ -276,7 +289,11 @@ def test_batchnorm_model_trains_in_loop_with_per_trial_buffers():
 
 
 def test_optimizers_run_in_the_engine():
-    for opt in (OptimizerConfig("adamw", weight_decay=0.01), OptimizerConfig("signsgd"), OptimizerConfig("lion", betas=(0.9, 0.99))):
+    for opt in (
+        OptimizerConfig("adamw", weight_decay=0.01),
+        OptimizerConfig("signsgd"),
+        OptimizerConfig("lion", betas=(0.9, 0.99)),
+    ):
         res = run_group(_config(optimizer=opt, lrs=(1e-3, 3e-3), seeds=(0, 0), max_steps=150))
         assert all(r.status == "ok" for r in res)
 

@@ -36,6 +36,11 @@ def no_parameters() -> Workload:
     """The same data with a model that has nothing to train."""
     wl = workload()
     return Workload(
-        name="frozen", make_model=lambda: _model().requires_grad_(False), train_inputs=wl.train_inputs,
-        train_targets=wl.train_targets, probe_inputs=wl.probe_inputs, probe_targets=wl.probe_targets, loss_fn=F.cross_entropy,
+        name="frozen",
+        make_model=lambda: _model().requires_grad_(False),
+        train_inputs=wl.train_inputs,
+        train_targets=wl.train_targets,
+        probe_inputs=wl.probe_inputs,
+        probe_targets=wl.probe_targets,
+        loss_fn=F.cross_entropy,
     )

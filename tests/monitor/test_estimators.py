@@ -58,8 +58,12 @@ class MatrixHVP:
 def run(problem, micro: int, seed: int, grid=None, n_draws: int = 64):
     m = 20_000 // micro
     return estimate_noise(
-        draws(problem, m, seed, micro), MatrixHVP(problem.hessian_matrix()), micro_batch_size=micro, batch_sizes=grid,
-        n_draws=n_draws, seed=seed,
+        draws(problem, m, seed, micro),
+        MatrixHVP(problem.hessian_matrix()),
+        micro_batch_size=micro,
+        batch_sizes=grid,
+        n_draws=n_draws,
+        seed=seed,
     )
 
 
@@ -171,7 +175,9 @@ def test_adam_state_direct_curve_first_step_equals_sign():
     g = draws(p, 4000, 0)
     kw = dict(batch_sizes=[4, 16, 64], n_draws=16, seed=1)
     sign = estimate_noise(g, lambda v: h @ v, **kw)
-    adam = estimate_noise(g, lambda v: h @ v, adam_state={"m": np.zeros(p.n), "v": np.zeros(p.n), "step": 0, "eps": 0.0}, **kw)
+    adam = estimate_noise(
+        g, lambda v: h @ v, adam_state={"m": np.zeros(p.n), "v": np.zeros(p.n), "step": 0, "eps": 0.0}, **kw
+    )
     np.testing.assert_allclose(adam.direct_lr, sign.direct_lr, rtol=1e-9)
     assert adam.direct_update == "adam" and sign.direct_update == "sign"
 

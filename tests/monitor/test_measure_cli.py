@@ -24,9 +24,34 @@ TINY = "surge_monitor_tiny_workload:workload"
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     out = tmp_path_factory.mktemp("measure")
-    argv = ["measure", "--workload", TINY, "--optimizer", "adam", "--betas", "0,0", "--lr", "0.01", "--batch-size", "32",
-            "--steps", "40", "--every", "10", "--measure-examples", "256", "--curve-points", "2", "--curve-at-loss", "5", "--draws", "16",
-            "--out", str(out), "--json"]
+    argv = [
+        "measure",
+        "--workload",
+        TINY,
+        "--optimizer",
+        "adam",
+        "--betas",
+        "0,0",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "32",
+        "--steps",
+        "40",
+        "--every",
+        "10",
+        "--measure-examples",
+        "256",
+        "--curve-points",
+        "2",
+        "--curve-at-loss",
+        "5",
+        "--draws",
+        "16",
+        "--out",
+        str(out),
+        "--json",
+    ]
     return out, argv
 
 
@@ -56,8 +81,25 @@ def test_recommend_measured_answers_beside_the_rules(measured, capsys):
     path = out / "measure.json"
     if not path.exists():
         pytest.skip("needs the measure run of the test above")
-    assert main(["recommend", "--measured", str(path), "--from-batch-size", "8", "--from-lr", "1e-3", "--to-batch-size", "32",
-                 "--at-step", "30", "--json"]) == 0
+    assert (
+        main(
+            [
+                "recommend",
+                "--measured",
+                str(path),
+                "--from-batch-size",
+                "8",
+                "--from-lr",
+                "1e-3",
+                "--to-batch-size",
+                "32",
+                "--at-step",
+                "30",
+                "--json",
+            ]
+        )
+        == 0
+    )
     rec = json.loads(capsys.readouterr().out)
     assert rec["at_step"] == 30 and rec["linear_lr"] == pytest.approx(4e-3) and rec["sqrt_lr"] == pytest.approx(2e-3)
     # Theorem 3's ratio from the measured B_noise: sqrt(B1/B0) (1 + B0/Bn) / (1 + B1/Bn)
@@ -70,7 +112,22 @@ def test_recommend_measured_answers_beside_the_rules(measured, capsys):
     d = recommend_from_measure(doc, 8, 1e-3, 32, at_loss=doc["series"][1]["loss"])
     assert d.at_step == 10
     # a table for people
-    assert main(["recommend", "--measured", str(path), "--from-batch-size", "8", "--from-lr", "1e-3", "--to-batch-size", "64"]) == 0
+    assert (
+        main(
+            [
+                "recommend",
+                "--measured",
+                str(path),
+                "--from-batch-size",
+                "8",
+                "--from-lr",
+                "1e-3",
+                "--to-batch-size",
+                "64",
+            ]
+        )
+        == 0
+    )
     assert "measured, Theorem 3" in capsys.readouterr().out
 
 
@@ -80,19 +137,104 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"kind": "something-else"}))
     cases = [
-        (["recommend", "--measured", str(not_json), "--from-batch-size", "8", "--from-lr", "1e-3", "--to-batch-size", "32"], "is not JSON"),
-        (["recommend", "--measured", str(other), "--from-batch-size", "8", "--from-lr", "1e-3", "--to-batch-size", "32"],
-         "is not a surge measure.json"),
-        (["recommend", "--measured", str(tmp_path / "none.json"), "--from-batch-size", "8", "--from-lr", "1e-3", "--to-batch-size", "32"],
-         "does not exist"),
-        (["recommend", "--from-batch-size", "8", "--from-lr", "1e-3", "--to-batch-size", "32", "--at-step", "3"],
-         "--at-loss and --at-step go with --measured"),
-        (["measure", "--workload", TINY, "--lr", "0.01", "--batch-size", "32", "--steps", "5", "--every", "0", "--out", str(tmp_path / "o")],
-         "--every must be positive"),
-        (["measure", "--workload", TINY, "--lr", "0.01", "--batch-size", "32", "--steps", "5", "--betas", "0.9", "--out", str(tmp_path / "o")],
-         "--betas must be two numbers"),
-        (["measure", "--workload", "surge_monitor_tiny_workload:no_parameters", "--lr", "0.01", "--batch-size", "32", "--steps", "5",
-          "--out", str(tmp_path / "o")], "no trainable parameters"),
+        (
+            [
+                "recommend",
+                "--measured",
+                str(not_json),
+                "--from-batch-size",
+                "8",
+                "--from-lr",
+                "1e-3",
+                "--to-batch-size",
+                "32",
+            ],
+            "is not JSON",
+        ),
+        (
+            [
+                "recommend",
+                "--measured",
+                str(other),
+                "--from-batch-size",
+                "8",
+                "--from-lr",
+                "1e-3",
+                "--to-batch-size",
+                "32",
+            ],
+            "is not a surge measure.json",
+        ),
+        (
+            [
+                "recommend",
+                "--measured",
+                str(tmp_path / "none.json"),
+                "--from-batch-size",
+                "8",
+                "--from-lr",
+                "1e-3",
+                "--to-batch-size",
+                "32",
+            ],
+            "does not exist",
+        ),
+        (
+            ["recommend", "--from-batch-size", "8", "--from-lr", "1e-3", "--to-batch-size", "32", "--at-step", "3"],
+            "--at-loss and --at-step go with --measured",
+        ),
+        (
+            [
+                "measure",
+                "--workload",
+                TINY,
+                "--lr",
+                "0.01",
+                "--batch-size",
+                "32",
+                "--steps",
+                "5",
+                "--every",
+                "0",
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            "--every must be positive",
+        ),
+        (
+            [
+                "measure",
+                "--workload",
+                TINY,
+                "--lr",
+                "0.01",
+                "--batch-size",
+                "32",
+                "--steps",
+                "5",
+                "--betas",
+                "0.9",
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            "--betas must be two numbers",
+        ),
+        (
+            [
+                "measure",
+                "--workload",
+                "surge_monitor_tiny_workload:no_parameters",
+                "--lr",
+                "0.01",
+                "--batch-size",
+                "32",
+                "--steps",
+                "5",
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            "no trainable parameters",
+        ),
     ]
     for argv, match in cases:
         rc = main(argv)
@@ -106,7 +248,20 @@ def test_at_loss_never_reached_is_one_line(measured, capsys):
     path = out / "measure.json"
     if not path.exists():
         pytest.skip("needs the measure run")
-    rc = main(["recommend", "--measured", str(path), "--from-batch-size", "8", "--from-lr", "1e-3", "--to-batch-size", "32",
-               "--at-loss", "0.0001"])
+    rc = main(
+        [
+            "recommend",
+            "--measured",
+            str(path),
+            "--from-batch-size",
+            "8",
+            "--from-lr",
+            "1e-3",
+            "--to-batch-size",
+            "32",
+            "--at-loss",
+            "0.0001",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "never reached it" in err

@@ -82,7 +82,9 @@ def test_noise_monitor_recovers_the_known_truth_through_torch(tmp_path):
     model = Quadratic(h)
     rng = np.random.default_rng(0)
     log = tmp_path / "series.jsonl"
-    mon = NoiseMonitor(model, mean_loss, every=2, window=5, log_path=log, batch_sizes=[4, 16, 64], n_draws=64, hessian_every=1)
+    mon = NoiseMonitor(
+        model, mean_loss, every=2, window=5, log_path=log, batch_sizes=[4, 16, 64], n_draws=64, hessian_every=1
+    )
     for step in range(10):
         g = p.mu + p.sigma * rng.standard_normal((4000, p.n))  # per-example gradients at theta = 0: -xi
         xi = torch.as_tensor(-g)
@@ -165,8 +167,16 @@ def test_lightning_trainer_runs_the_callback(tmp_path):
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
     cb = NoiseMonitorCallback(F.cross_entropy, every=2, log_path=tmp_path / "l.jsonl")
-    trainer = L.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, callbacks=[cb])
+    trainer = L.Trainer(
+        max_steps=6,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[cb],
+    )
     trainer.fit(Module(), loader)
     assert [r["step"] for r in cb.series] == [1, 3, 5]
     assert all(r["n_examples"] == 32 and math.isfinite(r["b_simple"]) for r in cb.series)
@@ -183,8 +193,15 @@ def test_hf_trainer_runs_the_callback(tmp_path):
     ids = torch.randint(0, 40, (64, 12))
     data = [{"input_ids": row, "labels": row} for row in ids]
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=8, report_to=[], use_cpu=True,
-        save_strategy="no", logging_steps=1, disable_tqdm=True, learning_rate=1e-3,
+        output_dir=str(tmp_path),
+        max_steps=4,
+        per_device_train_batch_size=8,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        learning_rate=1e-3,
     )
     cb = NoiseMonitorHFCallback(every=2, log_path=tmp_path / "hf.jsonl")
     transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[cb]).train()

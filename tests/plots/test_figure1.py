@@ -60,8 +60,16 @@ def test_figure1_without_path_writes_nothing(surge_result, tmp_path):
 def test_training_figure(tmp_path):
     h = np.diag([1.0, 0.5, 0.25])
     p = QuadraticProblem("three", h, np.full(3, 0.1), np.ones(3))
-    res = simulate_training(p, optimizer="sgd", batch_sizes=[1, 4, 16, 64], lrs=[0.1, 0.3, 1.0],
-                            target_loss=[0.3, 0.1], rounds=2, extra_steps=5, max_steps=400)
+    res = simulate_training(
+        p,
+        optimizer="sgd",
+        batch_sizes=[1, 4, 16, 64],
+        lrs=[0.1, 0.3, 1.0],
+        target_loss=[0.3, 0.1],
+        rounds=2,
+        extra_steps=5,
+        max_steps=400,
+    )
     path = tmp_path / "training.png"
     fig = plot_training(res, path)
     assert path.read_bytes()[:8] == PNG_MAGIC

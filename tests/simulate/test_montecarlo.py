@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import special
 
-from surge.theory import laws
 from surge.simulate import montecarlo as mc
 from surge.simulate.montecarlo import AdamMoments, figure1_data, mc_peak_batch_size, one_step_monte_carlo
+from surge.theory import laws
 from surge.theory.problems import (
     custom_problem,
     diagonal_problem,
@@ -48,7 +48,9 @@ def test_surge_problem_monte_carlo_peak_is_at_b_noise(surge_sign):
 
 def test_equal_snr_monte_carlo_peak_is_the_closed_form():
     p = equal_snr_problem()
-    closed = equal_snr_peak_batch_size(**{k: p.params[k] for k in ("n", "snr")}, diagonal=p.params["diagonal"], off_diagonal=p.params["off_diagonal"])
+    closed = equal_snr_peak_batch_size(
+        **{k: p.params[k] for k in ("n", "snr")}, diagonal=p.params["diagonal"], off_diagonal=p.params["off_diagonal"]
+    )
     res = one_step_monte_carlo(p, np.geomspace(1, 256, 17), samples=40_000, seed=3)
     assert abs(res.peak_batch_size() / closed - 1) < 0.05
 
@@ -124,7 +126,9 @@ def test_adam_with_a_saturated_second_moment_is_scaled_sgd():
     b = np.array([1.0, 10.0, 100.0])
     w = 4.0
     state = AdamMoments(m=np.zeros(16), v=np.full(16, w), step=10**12)  # bias corrections (Eq 25, 26) -> 1
-    adam = one_step_monte_carlo(p, b, optimizer="adam", betas=(0.0, 1 - 1e-9), adam_state=state, samples=8_000, seed=9, eps=0.0)
+    adam = one_step_monte_carlo(
+        p, b, optimizer="adam", betas=(0.0, 1 - 1e-9), adam_state=state, samples=8_000, seed=9, eps=0.0
+    )
     sgd = one_step_monte_carlo(p, b, optimizer="sgd", samples=8_000, seed=9)
     assert adam.exact_name == "" and np.isnan(adam.exact_optimal_lr).all()
     np.testing.assert_allclose(adam.mc_optimal_lr, math.sqrt(w) * sgd.mc_optimal_lr, rtol=1e-6)
@@ -168,8 +172,18 @@ def test_mc_peak_batch_size_on_the_adam_law():
 def test_figure1_data_keys_and_consistency():
     res = figure1_data("surge", batch_sizes=[1.0, 16.0, 256.0, 4096.0], samples=4_000, seed=0)
     d = res.to_dict()
-    for key in ("batch_size", "mc_optimal_lr", "mc_stderr", "exact_optimal_lr", "theorem3_lr", "b_noise", "eps_max",
-                "large_batch_lr", "sgd_mc_optimal_lr", "sgd_exact_optimal_lr"):
+    for key in (
+        "batch_size",
+        "mc_optimal_lr",
+        "mc_stderr",
+        "exact_optimal_lr",
+        "theorem3_lr",
+        "b_noise",
+        "eps_max",
+        "large_batch_lr",
+        "sgd_mc_optimal_lr",
+        "sgd_exact_optimal_lr",
+    ):
         assert key in d
     model = surge_problem().model
     assert d["b_noise"] == model.b_noise and d["eps_max"] == model.eps_max

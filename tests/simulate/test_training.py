@@ -7,8 +7,6 @@ import pytest
 
 from surge.analysis import analyze
 from surge.fit import fit_b_noise
-from surge.sweep.store import FRAME_COLUMNS
-from surge.theory import SignGradientModel
 from surge.simulate.training import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_TARGETS,
@@ -16,6 +14,8 @@ from surge.simulate.training import (
     default_training_problem,
     simulate_training,
 )
+from surge.sweep.store import FRAME_COLUMNS
+from surge.theory import SignGradientModel
 
 # ---- the paper's conclusions on the default problem (fixed seeds) -----------------------------------
 
@@ -32,8 +32,9 @@ def sgd_run():
 
 def _opt_index(res, st) -> np.ndarray:
     """Index into the lr grid of each batch size's optimal lr (-1 where there is none)."""
-    return np.array([int(np.argmin(np.abs(res.lr - r.optimal_lr))) if math.isfinite(r.optimal_lr) else -1
-                     for r in st.rows])
+    return np.array(
+        [int(np.argmin(np.abs(res.lr - r.optimal_lr))) if math.isfinite(r.optimal_lr) else -1 for r in st.rows]
+    )
 
 
 def test_sign_descent_optimal_lr_rises_then_falls_at_every_stage(sign_run):
@@ -134,8 +135,16 @@ def test_protocol_matches_closed_form_sgd_without_noise():
     p = _noise_free_problem()
     lam = np.array([1.0, 0.5])
     lrs, targets, n_after = np.array([0.1, 0.3]), np.array([0.2, 0.05]), 7
-    res = simulate_training(p, optimizer="sgd", batch_sizes=[1, 8], lrs=lrs, target_loss=targets, rounds=2,
-                            extra_steps=n_after, max_steps=500)
+    res = simulate_training(
+        p,
+        optimizer="sgd",
+        batch_sizes=[1, 8],
+        lrs=lrs,
+        target_loss=targets,
+        rounds=2,
+        extra_steps=n_after,
+        max_steps=500,
+    )
 
     def loss(lr, t):
         return 0.5 * np.sum(lam * (1 - lr * lam) ** (2 * t))
@@ -156,8 +165,16 @@ def test_censoring_and_divergence():
     p = _noise_free_problem()
     # lr 2.5 diverges (|1 - 2.5| > 1); lr 0.01 is too slow for 60 steps; lr 0.3 reaches 0.2, but 1e-12 only
     # after 80 steps
-    res = simulate_training(p, optimizer="sgd", batch_sizes=[1, 2, 4], lrs=[0.01, 0.3, 2.5],
-                            target_loss=[0.2, 1e-12], rounds=1, extra_steps=5, max_steps=60)
+    res = simulate_training(
+        p,
+        optimizer="sgd",
+        batch_sizes=[1, 2, 4],
+        lrs=[0.01, 0.3, 2.5],
+        target_loss=[0.2, 1e-12],
+        rounds=1,
+        extra_steps=5,
+        max_steps=60,
+    )
     assert res.diverged[:, 2, :].all() and not res.diverged[:, :2, :].any()
     st0, st1 = res.stages
     assert (res.steps[0, :, 0, :] == -1).all() and (res.steps[0, :, 1, :] >= 0).all()
@@ -165,14 +182,21 @@ def test_censoring_and_divergence():
     assert st0.n_censored == 3 and st0.n_diverged == 3 and [r.optimal_lr for r in st0.rows] == [0.3] * 3
     assert (res.steps[1] == -1).all() and st1.n_used == 0 and all(math.isnan(r.optimal_lr) for r in st1.rows)
     # reached, but fewer than N steps left in the budget: no decrease, not averaged in
-    late = simulate_training(p, optimizer="sgd", batch_sizes=[1], lrs=[0.3], target_loss=[0.05], rounds=1,
-                             extra_steps=50, max_steps=20)
+    late = simulate_training(
+        p, optimizer="sgd", batch_sizes=[1], lrs=[0.3], target_loss=[0.05], rounds=1, extra_steps=50, max_steps=20
+    )
     assert late.steps[0, 0, 0, 0] > 0 and np.isnan(late.decrease[0, 0, 0, 0]) and late.stages[0].n_used == 0
 
 
 def test_adam_with_zero_betas_is_sign_descent():
-    kw = {"batch_sizes": [1, 16, 256], "lrs": [0.02, 0.06], "target_loss": [0.5], "rounds": 2, "extra_steps": 10,
-          "max_steps": 400}
+    kw = {
+        "batch_sizes": [1, 16, 256],
+        "lrs": [0.02, 0.06],
+        "target_loss": [0.5],
+        "rounds": 2,
+        "extra_steps": 10,
+        "max_steps": 400,
+    }
     sign = simulate_training(optimizer="sign", **kw)
     adam = simulate_training(optimizer="adam", betas=(0.0, 0.0), **kw)
     np.testing.assert_array_equal(adam.steps, sign.steps)

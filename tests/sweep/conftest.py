@@ -8,8 +8,6 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 
-
-
 @pytest.fixture
 def group_config_type(monkeypatch):
     """The engine's GroupConfig; a stand-in with the same fields while the engine is not installed."""

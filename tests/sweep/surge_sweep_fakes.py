@@ -58,8 +58,18 @@ def run_group(config, *, progress=None):
         wiggle = rng.uniform(0.5, 2.0)
         rate = 50 * lr * math.sqrt(config.batch_size) / (1 + lr * 200) * (1 + 0.1 * rng.random())
         if lr >= diverge_lr:
-            out.append(FakeTrial(lr, seed, "diverged", tuple(
-                FakeStage(t, False, None, None, None, None, None) for t in config.target_losses), 7, 7, "loop", 0.0))
+            out.append(
+                FakeTrial(
+                    lr,
+                    seed,
+                    "diverged",
+                    tuple(FakeStage(t, False, None, None, None, None, None) for t in config.target_losses),
+                    7,
+                    7,
+                    "loop",
+                    0.0,
+                )
+            )
             continue
         stages = []
         t = 0

@@ -40,18 +40,28 @@ def test_branch_spec_round_trips_and_scratch_specs_keep_their_json():
     assert carry.branch_optimizer_state == "carry" and carry.spec_hash() != spec.spec_hash()
 
 
-@pytest.mark.parametrize("text, match", [
-    ('protocol = "branch"\nworkload = "fake"\nlr = [1e-3]\nbatch_size = [4]\n',
-     r"protocol 'branch' needs a \[trunk\] section"),
-    ('protocol = "fork"\n' + BRANCH.replace('protocol = "branch"\n', ""),
-     "protocol must be one of 'scratch', 'branch'; got 'fork'"),
-    ('branch_optimizer_state = "keep"\n' + BRANCH, "branch_optimizer_state must be one of 'reset', 'carry'; got 'keep'"),
-    (BRANCH.replace("lr = 1e-3\n", "lr = 1e-3\nbatch = 3\n"), r"unknown key 'batch' in section \[trunk\]"),
-    (BRANCH.replace("lr = 1e-3\n", ""), r"section \[trunk\] lacks the required key 'lr'"),
-    (BRANCH.replace("batch_size = 32", "batch_size = 0"), "trunk.batch_size must be"),
-    (BRANCH.replace("lr = 1e-3\n[lr]", "lr = -1.0\n[lr]"), "trunk.lr must be"),
-    (BRANCH.replace('protocol = "branch"\n', ""), r"a \[trunk\] section is only used with protocol = 'branch'"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (
+            'protocol = "branch"\nworkload = "fake"\nlr = [1e-3]\nbatch_size = [4]\n',
+            r"protocol 'branch' needs a \[trunk\] section",
+        ),
+        (
+            'protocol = "fork"\n' + BRANCH.replace('protocol = "branch"\n', ""),
+            "protocol must be one of 'scratch', 'branch'; got 'fork'",
+        ),
+        (
+            'branch_optimizer_state = "keep"\n' + BRANCH,
+            "branch_optimizer_state must be one of 'reset', 'carry'; got 'keep'",
+        ),
+        (BRANCH.replace("lr = 1e-3\n", "lr = 1e-3\nbatch = 3\n"), r"unknown key 'batch' in section \[trunk\]"),
+        (BRANCH.replace("lr = 1e-3\n", ""), r"section \[trunk\] lacks the required key 'lr'"),
+        (BRANCH.replace("batch_size = 32", "batch_size = 0"), "trunk.batch_size must be"),
+        (BRANCH.replace("lr = 1e-3\n[lr]", "lr = -1.0\n[lr]"), "trunk.lr must be"),
+        (BRANCH.replace('protocol = "branch"\n', ""), r"a \[trunk\] section is only used with protocol = 'branch'"),
+    ],
+)
 def test_branch_spec_errors_name_the_key(text, match):
     with pytest.raises(ValueError, match=match):
         spec_from_toml(text)
@@ -63,8 +73,11 @@ def test_trial_keys_hold_the_trunk_and_scratch_keys_are_unchanged():
     cfg = plan.trial_config(4, 1e-4, 0)
     assert cfg["protocol"] == "branch" and cfg["trunk"]["lr"] == 1e-3 and cfg["branch_optimizer_state"] == "reset"
     keys = {t.key for t in plan.trials()}
-    for change in ({"trunk": TrunkConfig(32, 2e-3)}, {"trunk": TrunkConfig(32, 1e-3, seed=1)},
-                   {"branch_optimizer_state": "carry"}):
+    for change in (
+        {"trunk": TrunkConfig(32, 2e-3)},
+        {"trunk": TrunkConfig(32, 1e-3, seed=1)},
+        {"branch_optimizer_state": "carry"},
+    ):
         other = {t.key for t in plan_sweep(spec.replace(**change), workload=INFO).trials()}
         assert not keys & other, change
     scratch = plan_sweep(spec.replace(protocol="scratch", trunk=None), workload=INFO)
@@ -72,7 +85,12 @@ def test_trial_keys_hold_the_trunk_and_scratch_keys_are_unchanged():
     g = plan.groups[0]
     gc = plan.group_config(g, checkpoint_dir="/tmp/x")
     assert (gc.protocol, gc.trunk_batch_size, gc.trunk_lr, gc.trunk_seed, gc.checkpoint_dir) == (
-        "branch", 32, 1e-3, 0, "/tmp/x")
+        "branch",
+        32,
+        1e-3,
+        0,
+        "/tmp/x",
+    )
     assert plan.summary()["protocol"] == "branch" and plan.summary()["trunk"]["batch_size"] == 32
     assert scratch.group_config(scratch.groups[0], checkpoint_dir="/tmp/x").protocol == "scratch"
 
@@ -162,4 +180,6 @@ def test_a_changed_user_workload_is_not_silently_reused(tmp_path, monkeypatch):
     assert again.skipped == 0 and again.ran == 4  # changed data: trained again, not reused
     plan = plan_sweep(spec)
     assert "workload_fingerprint" in plan.trial_config(2, 1e-2, 0)
-    assert "workload_fingerprint" not in plan_sweep(spec.replace(workload="fake"), workload=INFO).trial_config(2, 1e-2, 0)
+    assert "workload_fingerprint" not in plan_sweep(spec.replace(workload="fake"), workload=INFO).trial_config(
+        2, 1e-2, 0
+    )

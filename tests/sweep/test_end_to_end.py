@@ -22,9 +22,15 @@ def numbers(store):
 def test_ok_diverged_and_failed_trials_on_the_real_engine(tmp_path):
     from surge.sweep import BatchGrid, LRGrid, OptimizerConfig, SweepSpec, SweepStore, run_sweep
 
-    spec = SweepSpec(name="e2e", workload=REFUSING, optimizer=OptimizerConfig(name="sgd"),
-                     lr=LRGrid(values=(1e-2, 3e-2, 3.0)), batch_size=BatchGrid(values=(4, 16, 32)), rounds=2,
-                     max_steps=300)
+    spec = SweepSpec(
+        name="e2e",
+        workload=REFUSING,
+        optimizer=OptimizerConfig(name="sgd"),
+        lr=LRGrid(values=(1e-2, 3e-2, 3.0)),
+        batch_size=BatchGrid(values=(4, 16, 32)),
+        rounds=2,
+        max_steps=300,
+    )
     summary = run_sweep(spec, tmp_path / "a.db")
     assert (summary.total, summary.ran, summary.interrupted) == (18, 18, False)
     assert (summary.ok, summary.diverged, summary.failed) == (8, 4, 6)
@@ -80,8 +86,14 @@ def test_cnn_presets_use_the_workload_defaults(monkeypatch):
     from surge.workloads import builtin
 
     rng = np.random.default_rng(0)
-    monkeypatch.setattr(builtin, "load_fashion_mnist", lambda data_dir=None, **kw: (
-        rng.integers(0, 256, size=(32, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=32)))
+    monkeypatch.setattr(
+        builtin,
+        "load_fashion_mnist",
+        lambda data_dir=None, **kw: (
+            rng.integers(0, 256, size=(32, 28, 28), dtype=np.uint8),
+            rng.integers(0, 10, size=32),
+        ),
+    )
     wl = builtin.cnn_fashion_mnist()
     for name in ("cnn-small-batch", "cnn-large-batch"):
         spec = get_preset(name)

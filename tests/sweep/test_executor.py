@@ -11,8 +11,14 @@ VOLATILE = ["created_at", "wall_seconds"]  # differ between runs by nature
 
 
 def make_plan(**kw):
-    base = dict(workload="fake", lr=LRGrid(values=(1e-3, 3e-3, 0.1)), batch_size=BatchGrid(values=(1, 4, 16)),
-                rounds=4, group_size=6, max_steps=3000)
+    base = dict(
+        workload="fake",
+        lr=LRGrid(values=(1e-3, 3e-3, 0.1)),
+        batch_size=BatchGrid(values=(1, 4, 16)),
+        rounds=4,
+        group_size=6,
+        max_steps=3000,
+    )
     base.update(kw)
     return plan_sweep(SweepSpec(**base), workload=fakes.INFO)
 

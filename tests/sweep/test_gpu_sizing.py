@@ -27,8 +27,15 @@ MIB = 2**20
 
 
 def mem(batch_size, act_mib, *, params=1_000_000, slots=2, fixed_mib=100, replay=16):
-    return LaneMemory(batch_size=batch_size, n_params=params, dtype_bytes=4, optimizer_slots=slots,
-                      activation_bytes=int(act_mib * MIB), fixed_bytes=fixed_mib * MIB, replay_lanes=replay)
+    return LaneMemory(
+        batch_size=batch_size,
+        n_params=params,
+        dtype_bytes=4,
+        optimizer_slots=slots,
+        activation_bytes=int(act_mib * MIB),
+        fixed_bytes=fixed_mib * MIB,
+        replay_lanes=replay,
+    )
 
 
 def brute_force_lockstep(m: LaneMemory, budget: int, cap: int) -> int:
@@ -45,8 +52,12 @@ def brute_force_lockstep(m: LaneMemory, budget: int, cap: int) -> int:
     return best
 
 
-@given(act=st.floats(0.01, 500), budget_mib=st.integers(150, 20_000), replay=st.integers(1, 16),
-       slots=st.sampled_from([0, 1, 2]))
+@given(
+    act=st.floats(0.01, 500),
+    budget_mib=st.integers(150, 20_000),
+    replay=st.integers(1, 16),
+    slots=st.sampled_from([0, 1, 2]),
+)
 def test_lockstep_fit_equals_brute_force(act, budget_mib, replay, slots):
     m = mem(8, act, slots=slots, replay=replay)
     budget = budget_mib * MIB
@@ -66,16 +77,25 @@ def test_lockstep_fit_equals_brute_force(act, budget_mib, replay, slots):
 
 def test_which_groups_split_and_when_the_loop_is_chosen():
     # 4 lrs x 4 rounds x 4 batch sizes, group_size 8 (2 rounds of 4 lrs per group); a 2 GiB fake GPU at 0.8
-    spec = SweepSpec(workload="fake", lr=LRGrid(values=(1e-3, 2e-3, 3e-3, 4e-3)),
-                     batch_size=BatchGrid(values=(1, 16, 256, 1024)), rounds=4, group_size=8, max_steps=100)
+    spec = SweepSpec(
+        workload="fake",
+        lr=LRGrid(values=(1e-3, 2e-3, 3e-3, 4e-3)),
+        batch_size=BatchGrid(values=(1, 16, 256, 1024)),
+        rounds=4,
+        group_size=8,
+        max_steps=100,
+    )
     plan = plan_sweep(spec, workload=fakes.INFO)
     assert [len(g) for g in plan.groups] == [8] * 8
     # per lane: s = 6 x 4 MB = 22.9 MiB state, a = 3.8 MiB gradient + activations; fixed 100 MiB
     memory = {1: mem(1, 1), 16: mem(16, 60), 256: mem(256, 150), 1024: mem(1024, 4000)}
     budget = memory_budget(2 * GIB)
     assert budget == int(2 * GIB * DEFAULT_MEMORY_FRACTION)
-    with pytest.raises(SurgeError, match=r"batch size 1024: one lane needs 4.05 GiB \(3.91 GiB of activations\), "
-                                         r"the GPU budget is 1.60 GiB"):
+    with pytest.raises(
+        SurgeError,
+        match=r"batch size 1024: one lane needs 4.05 GiB \(3.91 GiB of activations\), "
+        r"the GPU budget is 1.60 GiB",
+    ):
         size_plan(plan, memory, 2 * GIB)
     memory[1024] = mem(1024, 1300)  # one lane fits, two do not: the loop
     sized = size_plan(plan, memory, 2 * GIB)
@@ -97,17 +117,27 @@ def test_which_groups_split_and_when_the_loop_is_chosen():
     assert len(split) == 2 * -(-8 // by_b[256].max_lanes)  # each of the 2 groups of B = 256 in ceil(8 / L) parts
     info = sized.summary()["gpu_sizing"]
     assert info["budget_gb"] == pytest.approx(1.6) and [r["strategy"] for r in info["by_batch_size"]] == [
-        "lockstep", "lockstep", "lockstep", "loop"]
+        "lockstep",
+        "lockstep",
+        "lockstep",
+        "loop",
+    ]
 
 
 def test_fractional_gpus_share_the_memory_and_a_forced_lockstep_refuses():
     assert memory_budget(80 * GIB, 0.5, 0.25) == 10 * GIB
     assert memory_budget(80 * GIB, None, 2) == int(64 * GIB)  # more than one GPU: the lanes live on one
     m = mem(64, 800)
-    whole, quarter = size_group(m, memory_budget(40 * GIB), 100), size_group(m, memory_budget(40 * GIB, None, 0.25), 100)
+    whole, quarter = (
+        size_group(m, memory_budget(40 * GIB), 100),
+        size_group(m, memory_budget(40 * GIB, None, 0.25), 100),
+    )
     assert whole.max_lanes > quarter.max_lanes >= 2
-    with pytest.raises(SurgeError, match=r"strategy 'lockstep' at batch size 64: 2 lanes need 1.76 GiB, the "
-                                         r"budget is 1.60 GiB; use strategy 'auto' or 'loop'"):
+    with pytest.raises(
+        SurgeError,
+        match=r"strategy 'lockstep' at batch size 64: 2 lanes need 1.76 GiB, the "
+        r"budget is 1.60 GiB; use strategy 'auto' or 'loop'",
+    ):
         size_group(m, memory_budget(2 * GIB), 100, strategy="lockstep")
     loop = size_group(mem(64, 100), memory_budget(2 * GIB), 100, strategy="loop")
     assert loop.strategy == "loop" and loop.reason.startswith("strategy 'loop'")
@@ -154,13 +184,23 @@ def test_sizing_through_run_sweep_on_cpu_with_a_fake_gpu(tmp_path):
     from surge.engine.memory import lane_facts
     from surge.sweep.gpu_sizing import lane_memory
 
-    spec = SweepSpec(workload="surge_sweep_tiny_workload:workload", lr=LRGrid(values=(1e-2, 2e-2, 3e-2)),
-                     batch_size=BatchGrid(values=(4, 32)), rounds=4, group_size=12, max_steps=50, device="cuda")
+    spec = SweepSpec(
+        workload="surge_sweep_tiny_workload:workload",
+        lr=LRGrid(values=(1e-2, 2e-2, 3e-2)),
+        batch_size=BatchGrid(values=(4, 32)),
+        rounds=4,
+        group_size=12,
+        max_steps=50,
+        device="cuda",
+    )
     plan = plan_sweep(spec)
     m = lane_memory(spec.workload, 4)
     facts = lane_facts(spec.workload, 4)
-    assert (m.n_params, m.activation_bytes, m.fixed_bytes) == (facts["n_params"], facts["activation_bytes"],
-                                                               facts["fixed_bytes"])
+    assert (m.n_params, m.activation_bytes, m.fixed_bytes) == (
+        facts["n_params"],
+        facts["activation_bytes"],
+        facts["fixed_bytes"],
+    )
     # a GPU whose budget leaves room for exactly 5 lockstep lanes at B = 4 beyond the fixed bytes
     budget = m.lockstep_bytes(5)
     gpu_gb = (budget + 1) / DEFAULT_MEMORY_FRACTION / GIB
@@ -184,8 +224,9 @@ def test_sweep_plan_prints_the_sizes(capsys):
     pytest.importorskip("torch")
     from surge.cli.main import main
 
-    code = main(["sweep", "plan", "--preset", "smoke", "--rounds", "4", "--device", "cuda", "--gpu-memory", "1.3",
-                 "--json"])
+    code = main(
+        ["sweep", "plan", "--preset", "smoke", "--rounds", "4", "--device", "cuda", "--gpu-memory", "1.3", "--json"]
+    )
     assert code in (0, None)
     info = json.loads(capsys.readouterr().out)
     sizing = info["gpu_sizing"]

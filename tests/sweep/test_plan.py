@@ -18,7 +18,8 @@ def test_every_grid_point_once_with_seed_base_plus_round():
     points = [(t.batch_size, t.lr, t.round, t.seed) for t in plan.trials()]
     assert len(points) == len(set(points)) == plan.n_trials == 3 * 2 * 4
     assert {(b, lr, r) for b, lr, r, _ in points} == {
-        (b, lr, r) for b in (2, 8) for lr in (1e-3, 2e-3, 3e-3) for r in range(4)}
+        (b, lr, r) for b in (2, 8) for lr in (1e-3, 2e-3, 3e-3) for r in range(4)
+    }
     assert all(seed == 10 + r for _, _, r, seed in points)
     assert len({t.key for t in plan.trials()}) == plan.n_trials
 
@@ -50,7 +51,13 @@ def test_groups_hold_one_batch_size_and_all_lrs_of_a_chunk_of_rounds():
         assert len(g) <= 7
         assert [(t.round, t.lr) for t in g.trials] == [(r, lr) for r in g.rounds for lr in (1e-3, 2e-3, 3e-3)]
     assert [(g.rounds, g.batch_size) for g in plan.groups] == [
-        ((0, 1), 2), ((0, 1), 8), ((2, 3), 2), ((2, 3), 8), ((4,), 2), ((4,), 8)]
+        ((0, 1), 2),
+        ((0, 1), 8),
+        ((2, 3), 2),
+        ((2, 3), 8),
+        ((4,), 2),
+        ((4,), 8),
+    ]
     assert [g.index for g in plan.groups] == list(range(6))
 
 
@@ -72,16 +79,30 @@ def test_planning_is_pure_and_adding_rounds_keeps_whole_groups():
 def test_trial_key_covers_what_decides_the_numbers_and_nothing_else():
     base = plan_sweep(spec(), workload=fakes.INFO)
     key = base.groups[0].trials[0].key
-    same = [spec(device="cuda"), spec(strategy="loop"), spec(data_dir="/elsewhere"), spec(name="other"),
-            spec(group_size=1), spec(rounds=1)]
+    same = [
+        spec(device="cuda"),
+        spec(strategy="loop"),
+        spec(data_dir="/elsewhere"),
+        spec(name="other"),
+        spec(group_size=1),
+        spec(rounds=1),
+    ]
     for s in same:
         assert plan_sweep(s, workload=fakes.INFO).groups[0].trials[0].key == key, s
     from surge.sweep import OptimizerConfig
 
-    different = [spec(workload="fake2"), spec(optimizer=OptimizerConfig(betas=(0.0, 0.0))),
-                 spec(optimizer=OptimizerConfig(eps=1e-6)), spec(optimizer=OptimizerConfig(name="adamw")),
-                 spec(target_loss=(0.9,)), spec(extra_steps=9), spec(max_steps=77), spec(max_examples=1000),
-                 spec(dtype="float64"), spec(seed=1)]
+    different = [
+        spec(workload="fake2"),
+        spec(optimizer=OptimizerConfig(betas=(0.0, 0.0))),
+        spec(optimizer=OptimizerConfig(eps=1e-6)),
+        spec(optimizer=OptimizerConfig(name="adamw")),
+        spec(target_loss=(0.9,)),
+        spec(extra_steps=9),
+        spec(max_steps=77),
+        spec(max_examples=1000),
+        spec(dtype="float64"),
+        spec(seed=1),
+    ]
     for s in different:
         assert plan_sweep(s, workload=fakes.INFO).groups[0].trials[0].key != key, s
 
@@ -148,7 +169,9 @@ def test_the_registry_resolves_builtin_and_user_workloads_and_names_unknown_ones
     assert info.default_targets == (4.0, 2.0) and info.extra_steps == 3 and info.batch_unit == "examples"
     with pytest.raises(ValueError, match=r"unknown workload 'cnn-fashoin-mnist'"):
         resolve_workload("cnn-fashoin-mnist")
-    with pytest.raises(ValueError, match=r"workload 'no_such_module_xyz:w': no module 'no_such_module_xyz' in the current folder"):
+    with pytest.raises(
+        ValueError, match=r"workload 'no_such_module_xyz:w': no module 'no_such_module_xyz' in the current folder"
+    ):
         resolve_workload("no_such_module_xyz:w")
 
 

@@ -33,8 +33,8 @@ from surge_sweep_fakes import engine_available  # noqa: E402
 
 from surge.errors import SurgeError  # noqa: E402
 from surge.sweep import BatchGrid, LRGrid, SweepSpec, SweepStore, plan_sweep, run_sweep  # noqa: E402
-from surge.sweep.spec import load_spec  # noqa: E402
 from surge.sweep.ray_executor import check_address, task_resources  # noqa: E402
+from surge.sweep.spec import load_spec  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"
@@ -61,8 +61,9 @@ FAKE_TOTAL = 3 * 3 * 4
 def cluster():
     """A 2-CPU Ray instance on loopback for this module; its workers import this checkout and the fakes."""
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "SURGE_FAKE_SLEEP")}
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(SRC), str(HERE)] + ([saved["PYTHONPATH"]]
-                                                                         if saved["PYTHONPATH"] else []))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(SRC), str(HERE)] + ([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else [])
+    )
     os.environ["SURGE_FAKE_SLEEP"] = SLEEP  # read by the fake runner on the workers (they inherit it)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -77,8 +78,14 @@ def cluster():
 
 
 def fake_plan(**kw):
-    base = dict(workload="fake", lr=LRGrid(values=(1e-3, 3e-3, 0.1)), batch_size=BatchGrid(values=(1, 4, 16)),
-                rounds=4, group_size=6, max_steps=3000)
+    base = dict(
+        workload="fake",
+        lr=LRGrid(values=(1e-3, 3e-3, 0.1)),
+        batch_size=BatchGrid(values=(1, 4, 16)),
+        rounds=4,
+        group_size=6,
+        max_steps=3000,
+    )
     base.update(kw)
     return plan_sweep(SweepSpec(**base), workload=fakes.INFO)
 
@@ -116,8 +123,9 @@ def test_ray_store_equals_local_store_fake_runner(cluster, tmp_path, monkeypatch
     monkeypatch.setenv("SURGE_FAKE_SLEEP", "0")  # the local run, in this process
     local = run_sweep(plan, tmp_path / "local.db", runner="surge_sweep_fakes:run_group")
     events = []
-    remote = run_sweep(plan, tmp_path / "ray.db", runner="surge_sweep_fakes:run_group", executor="ray",
-                       progress=events.append)
+    remote = run_sweep(
+        plan, tmp_path / "ray.db", runner="surge_sweep_fakes:run_group", executor="ray", progress=events.append
+    )
     assert (remote.total, remote.ran, remote.failed, remote.pending, remote.interrupted) == (36, 36, 0, 0, False)
     assert (remote.ok, remote.diverged) == (local.ok, local.diverged) == (24, 12)
     pd.testing.assert_frame_equal(numbers(tmp_path / "ray.db"), numbers(tmp_path / "local.db"))
@@ -133,9 +141,15 @@ def test_ray_store_equals_local_store_fake_runner(cluster, tmp_path, monkeypatch
 
 @pytest.mark.skipif(not engine_available(), reason="the engine (surge.engine) is not installed")
 def test_ray_store_equals_local_store_real_engine(cluster, tmp_path):
-    spec = SweepSpec(name="ray-engine", workload="surge_sweep_tiny_workload:workload",
-                     lr=LRGrid(values=(1e-2, 3e-2)), batch_size=BatchGrid(values=(4, 16)), rounds=2, group_size=2,
-                     max_steps=200)
+    spec = SweepSpec(
+        name="ray-engine",
+        workload="surge_sweep_tiny_workload:workload",
+        lr=LRGrid(values=(1e-2, 3e-2)),
+        batch_size=BatchGrid(values=(4, 16)),
+        rounds=2,
+        group_size=2,
+        max_steps=200,
+    )
     plan = plan_sweep(spec)
     local = run_sweep(plan, tmp_path / "local.db")
     remote = run_sweep(plan, tmp_path / "ray.db", executor="ray", cpus_per_group=1)
@@ -182,8 +196,14 @@ def test_a_worker_killed_mid_group_is_retried_and_recorded_once(cluster, tmp_pat
     thread.start()
     events = []
     try:
-        summary = run_sweep(plan, tmp_path / "s.db", runner="surge_sweep_fakes:run_group", executor="ray",
-                            max_retries=2, progress=events.append)
+        summary = run_sweep(
+            plan,
+            tmp_path / "s.db",
+            runner="surge_sweep_fakes:run_group",
+            executor="ray",
+            max_retries=2,
+            progress=events.append,
+        )
     finally:
         stop.set()
         thread.join(timeout=10)
@@ -224,8 +244,9 @@ def test_retries_used_up_record_the_group_as_failed_and_a_rerun_finishes_it(clus
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        summary = run_sweep(plan, tmp_path / "s.db", runner="surge_sweep_fakes:run_group", executor="ray",
-                            max_retries=1)
+        summary = run_sweep(
+            plan, tmp_path / "s.db", runner="surge_sweep_fakes:run_group", executor="ray", max_retries=1
+        )
     finally:
         stop.set()
         thread.join(timeout=10)
@@ -238,16 +259,34 @@ def test_retries_used_up_record_the_group_as_failed_and_a_rerun_finishes_it(clus
 
 
 def _cli(args, **kw):
-    return subprocess.Popen([sys.executable, "-c", DRIVER.format(here=str(HERE)), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ}, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER.format(here=str(HERE)), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+        **kw,
+    )
 
 
 def test_the_driver_killed_then_rerun_resumes_without_recomputing(cluster, tmp_path, monkeypatch):
     spec = tmp_path / "ray-fake.toml"
     spec.write_text(FAKE_SPEC)
     store = tmp_path / "killed.db"
-    args = ["sweep", "run", str(spec), "--store", str(store), "--runner", "surge_sweep_fakes:run_group",
-            "--executor", "ray", "--address", cluster, "--json"]
+    args = [
+        "sweep",
+        "run",
+        str(spec),
+        "--store",
+        str(store),
+        "--runner",
+        "surge_sweep_fakes:run_group",
+        "--executor",
+        "ray",
+        "--address",
+        cluster,
+        "--json",
+    ]
     proc = _cli(args)
     deadline = time.monotonic() + 180
     while count_rows(store) == 0 and time.monotonic() < deadline:
@@ -265,7 +304,11 @@ def test_the_driver_killed_then_rerun_resumes_without_recomputing(cluster, tmp_p
     assert rerun.returncode == 0, err
     result = json.loads(out)
     assert (result["skipped"], result["ran"], result["done"], result["failed"]) == (
-        len(before), FAKE_TOTAL - len(before), FAKE_TOTAL, 0)  # only the missing groups were trained
+        len(before),
+        FAKE_TOTAL - len(before),
+        FAKE_TOTAL,
+        0,
+    )  # only the missing groups were trained
     assert result["executor"] == "ray" and "--executor ray --address" in result["resume"]
     after = rows(store)
     assert set(before) <= set(after) and len(after) == FAKE_TOTAL  # nothing lost, nothing rewritten
@@ -281,22 +324,31 @@ def test_bad_arguments_are_one_line_errors(tmp_path, group_config_type, monkeypa
     plan = fake_plan()
     with monkeypatch.context() as m:
         m.setitem(sys.modules, "ray", None)  # as if the extra were not installed
-        with pytest.raises(SurgeError, match=r"executor 'ray' needs the ray package, which does not import here "
-                                             r".*; install it with: pip install 'surge\[ray\]'"):
+        with pytest.raises(
+            SurgeError,
+            match=r"executor 'ray' needs the ray package, which does not import here "
+            r".*; install it with: pip install 'surge\[ray\]'",
+        ):
             run_sweep(plan, tmp_path / "s.db", runner=fakes.run_group, executor="ray")
     with pytest.raises(SurgeError, match=r"executor must be 'local' or 'ray', got 'dask'"):
         run_sweep(plan, tmp_path / "s.db", runner=fakes.run_group, executor="dask")
     with pytest.raises(SurgeError, match=r"apply to executor='ray' only"):
         run_sweep(plan, tmp_path / "s.db", runner=fakes.run_group, gpus_per_group=1)
-    with pytest.raises(SurgeError, match=r"gpus_per_group must be 0, a fraction in \(0, 1\] or a whole number "
-                                         r"of GPUs, got 1.5"):
+    with pytest.raises(
+        SurgeError,
+        match=r"gpus_per_group must be 0, a fraction in \(0, 1\] or a whole number "
+        r"of GPUs, got 1.5",
+    ):
         run_sweep(plan, tmp_path / "s.db", runner=fakes.run_group, executor="ray", gpus_per_group=1.5)
     with pytest.raises(SurgeError, match=r"cpus_per_group must be a positive number of CPUs, got 0"):
         run_sweep(plan, tmp_path / "s.db", runner=fakes.run_group, executor="ray", cpus_per_group=0)
     with pytest.raises(SurgeError, match=r"max_retries must be an integer >= 0, got -1"):
         run_sweep(plan, tmp_path / "s.db", runner=fakes.run_group, executor="ray", max_retries=-1)
-    with pytest.raises(SurgeError, match=r"address must be 'auto', 'local', 'HOST:PORT' or 'ray://HOST:PORT', "
-                                         r"got 'ray://nohost'"):
+    with pytest.raises(
+        SurgeError,
+        match=r"address must be 'auto', 'local', 'HOST:PORT' or 'ray://HOST:PORT', "
+        r"got 'ray://nohost'",
+    ):
         check_address("ray://nohost")
     assert check_address("ray://head.example:10001") == "ray://head.example:10001" and check_address("auto") == "auto"
     assert task_resources("cpu", None, None) == (1.0, 0.0) and task_resources("cuda:1", 2, 0.25) == (2.0, 0.25)
@@ -307,16 +359,32 @@ def test_bad_arguments_are_one_line_errors(tmp_path, group_config_type, monkeypa
 
 def test_a_cluster_without_gpus_refuses_a_gpu_request(cluster, tmp_path, group_config_type):
     with pytest.raises(SurgeError, match=r"gpus_per_group=0.5: the Ray cluster has 0 GPUs"):
-        run_sweep(fake_plan(), tmp_path / "s.db", runner="surge_sweep_fakes:run_group", executor="ray",
-                  gpus_per_group=0.5)
+        run_sweep(
+            fake_plan(), tmp_path / "s.db", runner="surge_sweep_fakes:run_group", executor="ray", gpus_per_group=0.5
+        )
 
 
 def test_ctrl_c_cancels_the_tasks_and_prints_the_resume_command(cluster, tmp_path):
     spec = tmp_path / "ray-fake.toml"
     spec.write_text(FAKE_SPEC)
     store = tmp_path / "s.db"
-    proc = _cli(["sweep", "run", str(spec), "--store", str(store), "--runner", "surge_sweep_fakes:run_group",
-                 "--executor", "ray", "--address", cluster, "--cpus-per-group", "1"])
+    proc = _cli(
+        [
+            "sweep",
+            "run",
+            str(spec),
+            "--store",
+            str(store),
+            "--runner",
+            "surge_sweep_fakes:run_group",
+            "--executor",
+            "ray",
+            "--address",
+            cluster,
+            "--cpus-per-group",
+            "1",
+        ]
+    )
     deadline = time.monotonic() + 180
     while count_rows(store) == 0 and time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -328,8 +396,9 @@ def test_ctrl_c_cancels_the_tasks_and_prints_the_resume_command(cluster, tmp_pat
     text = " ".join(err.split())
     assert "interrupted:" in text and "trials are done and saved in" in text
     resume = next(line for line in err.splitlines() if line.startswith("resume with: "))
-    assert resume == (f"resume with: surge sweep run {spec} --store {store} --executor ray --address {cluster} "
-                      f"--cpus-per-group 1")
+    assert resume == (
+        f"resume with: surge sweep run {spec} --store {store} --executor ray --address {cluster} --cpus-per-group 1"
+    )
     n = count_rows(store)
     assert n % 6 == 0 and 0 < n < FAKE_TOTAL
     time.sleep(1.5)  # the cancelled tasks' groups never reach the store

@@ -41,8 +41,14 @@ values = [1, 4, 16, 64]
 
 def surge(args, env_extra, **kw):
     env = {**os.environ, **env_extra}
-    return subprocess.Popen([sys.executable, "-c", DRIVER.format(here=str(HERE)), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER.format(here=str(HERE)), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def count_rows(path: Path) -> int:
@@ -109,8 +115,12 @@ def test_sigkill_then_resume_equals_uninterrupted_fake_runner(tmp_path):
     store = tmp_path / "killed.db"
     killed_log, resumed_log, clean_log = tmp_path / "killed.log", tmp_path / "resumed.log", tmp_path / "clean.log"
 
-    kill_part_way(["sweep", "run", str(spec), "--store", str(store), *runner], {"SURGE_FAKE_SLEEP": "0.4",
-                  "SURGE_FAKE_LOG": str(killed_log)}, store, total)
+    kill_part_way(
+        ["sweep", "run", str(spec), "--store", str(store), *runner],
+        {"SURGE_FAKE_SLEEP": "0.4", "SURGE_FAKE_LOG": str(killed_log)},
+        store,
+        total,
+    )
     before = snapshot(store)
     assert len(before) % 6 == 0  # whole groups only
     run_to_end(["sweep", "run", str(spec), "--store", str(store), *runner], {"SURGE_FAKE_LOG": str(resumed_log)})
@@ -168,8 +178,17 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(tmp_path, workers):
     spec = tmp_path / "kill-me.toml"
     spec.write_text(FAKE_SPEC)
     store = tmp_path / "s.db"
-    args = ["sweep", "run", str(spec), "--store", str(store), "--runner", "surge_sweep_fakes:run_group",
-            "--workers", str(workers)]
+    args = [
+        "sweep",
+        "run",
+        str(spec),
+        "--store",
+        str(store),
+        "--runner",
+        "surge_sweep_fakes:run_group",
+        "--workers",
+        str(workers),
+    ]
     proc = surge(args, {"SURGE_FAKE_SLEEP": "0.4"})
     deadline = time.monotonic() + 120
     while count_rows(store) == 0 and time.monotonic() < deadline and proc.poll() is None:
@@ -181,6 +200,7 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(tmp_path, workers):
     assert "interrupted:" in text and "trials are done and saved in" in text
     resume = next(line for line in err.splitlines() if line.startswith("resume with: "))
     assert resume == "resume with: " + f"surge sweep run {spec} --store {store}" + (
-        f" --workers {workers}" if workers > 1 else "")
+        f" --workers {workers}" if workers > 1 else ""
+    )
     n = count_rows(store)
     assert n % 6 == 0 and 0 < n < 48

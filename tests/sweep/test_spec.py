@@ -74,8 +74,11 @@ def test_bare_array_is_a_list_of_values():
     [
         (toml("bogus = 1"), ValueError, r"unknown key 'bogus' at the top level of the spec"),
         (toml("round = 1"), ValueError, r"unknown key 'round'.*did you mean 'rounds'"),
-        (toml() + "[optimizer]\nname = 'adam'\nbeta = [0.9, 0.99]\n", ValueError,
-         r"unknown key 'beta' in section \[optimizer\].*did you mean 'betas'"),
+        (
+            toml() + "[optimizer]\nname = 'adam'\nbeta = [0.9, 0.99]\n",
+            ValueError,
+            r"unknown key 'beta' in section \[optimizer\].*did you mean 'betas'",
+        ),
         (toml().replace("step = 1e-4", "step = 1e-4\nend = 1"), ValueError, r"unknown key 'end' in section \[lr\]"),
         (toml("rounds_ = 'x'"), ValueError, r"unknown key 'rounds_'"),
         (toml().replace("rounds = 2", "rounds = 'ten'"), TypeError, r"rounds must be an integer, got 'ten' \(string\)"),
@@ -90,12 +93,21 @@ def test_bare_array_is_a_list_of_values():
         (toml().replace("start = 1e-4", "start = -1e-4"), ValueError, r"lr.start must be > 0, got -0.0001"),
         (toml().replace("step = 1e-4\n", ""), ValueError, r"lr.step is missing"),
         (toml().replace("start = 1e-4", "start = 'a'"), TypeError, r"lr.start must be a number, got 'a' \(string\)"),
-        (toml("batch_size = 3").replace("[batch_size]\nvalues = [1, 2, 4]", ""), TypeError,
-         r"batch_size must be a table \(start, stop, step\) or an array"),
-        (toml().replace("[batch_size]\nvalues = [1, 2, 4]", "[batch_size]\nvalues = [1]\nstart = 1"), ValueError,
-         r"batch_size takes either values or start/stop/step, not both"),
-        (toml() + "[optimizer]\nname = 'adagrad'\n", ValueError,
-         r"optimizer.name must be one of 'adam', 'adamw', 'sgd', 'signsgd', 'lion'; got 'adagrad'"),
+        (
+            toml("batch_size = 3").replace("[batch_size]\nvalues = [1, 2, 4]", ""),
+            TypeError,
+            r"batch_size must be a table \(start, stop, step\) or an array",
+        ),
+        (
+            toml().replace("[batch_size]\nvalues = [1, 2, 4]", "[batch_size]\nvalues = [1]\nstart = 1"),
+            ValueError,
+            r"batch_size takes either values or start/stop/step, not both",
+        ),
+        (
+            toml() + "[optimizer]\nname = 'adagrad'\n",
+            ValueError,
+            r"optimizer.name must be one of 'adam', 'adamw', 'sgd', 'signsgd', 'lion'; got 'adagrad'",
+        ),
         (toml() + "[optimizer]\nbetas = [0.9]\n", ValueError, r"optimizer.betas must have 2 elements"),
         (toml() + "[optimizer]\nbetas = [0.9, 1.0]\n", ValueError, r"optimizer.betas\[1\] must be < 1, got 1"),
         (toml() + "[optimizer]\neps = -1.0\n", ValueError, r"optimizer.eps must be >= 0"),
@@ -157,11 +169,22 @@ def test_toml_round_trip_of_presets(preset, tmp_path):
 
 def test_toml_round_trip_of_every_field():
     spec = SweepSpec(
-        name="all fields \"quoted\"", workload="pkg.mod:attr", lr=LRGrid(values=(3e-4, 1e-3)),
+        name='all fields "quoted"',
+        workload="pkg.mod:attr",
+        lr=LRGrid(values=(3e-4, 1e-3)),
         batch_size=BatchGrid(start=2, stop=10, step=4),
         optimizer=OptimizerConfig(name="adamw", betas=(0.0, 0.0), eps=1e-6, weight_decay=0.1, momentum=0.0),
-        rounds=3, seed=7, target_loss=(1.5, 0.25), extra_steps=11, max_steps=123, max_examples=4567,
-        device="cuda:1", dtype="float64", strategy="loop", data_dir="/tmp/d", group_size=9,
+        rounds=3,
+        seed=7,
+        target_loss=(1.5, 0.25),
+        extra_steps=11,
+        max_steps=123,
+        max_examples=4567,
+        device="cuda:1",
+        dtype="float64",
+        strategy="loop",
+        data_dir="/tmp/d",
+        group_size=9,
     )
     assert spec_from_toml(spec.to_toml()) == spec
     assert spec_from_dict(spec.to_dict()) == spec

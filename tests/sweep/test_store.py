@@ -18,8 +18,9 @@ class _Cfg:
 
 @pytest.fixture
 def plan():
-    spec = SweepSpec(workload="fake", lr=LRGrid(values=(1e-3, 0.1)), batch_size=BatchGrid(values=(2, 4)), rounds=2,
-                     max_steps=500)
+    spec = SweepSpec(
+        workload="fake", lr=LRGrid(values=(1e-3, 0.1)), batch_size=BatchGrid(values=(2, 4)), rounds=2, max_steps=500
+    )
     return plan_sweep(spec, workload=fakes.INFO)
 
 
@@ -85,7 +86,9 @@ def test_failed_group_then_retry_replaces_it_and_finished_rows_are_never_overwri
         assert st.finished_keys() == {t.key for t in g.trials}
         # A second write of the same (finished) trials changes nothing.
         st.record_trials(sid, plan, g.trials, g.key, error="late failure")
-        assert st._conn.execute("SELECT trial_key, rowid, created_at FROM trials ORDER BY trial_key").fetchall() == first
+        assert (
+            st._conn.execute("SELECT trial_key, rowid, created_at FROM trials ORDER BY trial_key").fetchall() == first
+        )
         assert st.trial_statuses() == {t.key: ("diverged" if t.lr == 0.1 else "ok") for t in g.trials}
 
 
@@ -189,8 +192,13 @@ def test_a_directory_is_not_a_store(tmp_path):
 
 def test_the_workload_record_is_kept_with_the_sweep(tmp_path):
     """A workload's metadata (e.g. which tokenizer a language model used) is stated in the store."""
-    info = fakes.WorkloadInfo(name="fake", default_targets=(1.0, 0.5), extra_steps=3, batch_unit="sequences",
-                              metadata={"tokenizer": "bpe-local-4096", "tokens_per_sequence": 128})
+    info = fakes.WorkloadInfo(
+        name="fake",
+        default_targets=(1.0, 0.5),
+        extra_steps=3,
+        batch_unit="sequences",
+        metadata={"tokenizer": "bpe-local-4096", "tokens_per_sequence": 128},
+    )
     spec = SweepSpec(workload="fake", lr=LRGrid(values=(1e-3,)), batch_size=BatchGrid(values=(2,)), max_steps=50)
     with SweepStore(tmp_path / "s.db") as st:
         st.register_sweep(plan_sweep(spec, workload=info))

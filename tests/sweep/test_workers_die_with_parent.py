@@ -55,11 +55,25 @@ def alive(pid: int) -> bool:
 def test_workers_and_resource_tracker_die_with_a_sigkilled_parent(tmp_path):
     spec = tmp_path / "orphans.toml"
     spec.write_text(SPEC)
-    args = ["sweep", "run", str(spec), "--store", str(tmp_path / "s.db"), "--runner", "surge_sweep_fakes:run_group",
-            "--workers", "2"]
+    args = [
+        "sweep",
+        "run",
+        str(spec),
+        "--store",
+        str(tmp_path / "s.db"),
+        "--runner",
+        "surge_sweep_fakes:run_group",
+        "--workers",
+        "2",
+    ]
     env = {**os.environ, "SURGE_FAKE_SLEEP": "30"}
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER.format(here=str(HERE)), *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER.format(here=str(HERE)), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         kids: list[int] = []
@@ -90,10 +104,19 @@ def test_json_mode_shows_progress_on_stderr(tmp_path):
 
     spec = tmp_path / "p.toml"
     spec.write_text(SPEC)
-    args = ["sweep", "run", str(spec), "--store", str(tmp_path / "p.db"), "--runner", "surge_sweep_fakes:run_group",
-            "--json"]
-    proc = subprocess.run([sys.executable, "-c", DRIVER.format(here=str(HERE)), *args], capture_output=True,
-                          text=True, timeout=300)
+    args = [
+        "sweep",
+        "run",
+        str(spec),
+        "--store",
+        str(tmp_path / "p.db"),
+        "--runner",
+        "surge_sweep_fakes:run_group",
+        "--json",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER.format(here=str(HERE)), *args], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["done"] == 24
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("sweep orphans: ")]

@@ -31,10 +31,18 @@ def test_inversion_gives_back_eps_max(law):
 
 def test_names_and_lookup():
     assert [get_law(n).name for n in ("adam", "sgd(alpha=1)", "sgd(alpha=0.5)", "sgd(alpha=free)")] == [
-        "adam", "sgd(alpha=1)", "sgd(alpha=0.5)", "sgd(alpha=free)"]
+        "adam",
+        "sgd(alpha=1)",
+        "sgd(alpha=0.5)",
+        "sgd(alpha=free)",
+    ]
     assert get_law("sgd", 0.5) == SGDLaw(0.5) and get_law(ADAM_LAW) is ADAM_LAW
     assert [f.name for f in compare_laws(B, ADAM_LAW.lr(B, 1e-3, 64)).laws] == [
-        "adam", "sgd(alpha=1)", "sgd(alpha=0.5)", "sgd(alpha=free)"]
+        "adam",
+        "sgd(alpha=1)",
+        "sgd(alpha=0.5)",
+        "sgd(alpha=free)",
+    ]
     with pytest.raises(ValueError, match="law must be 'adam' or 'sgd'"):
         get_law("lion")
     with pytest.raises(ValueError, match="alpha must be > 0"):

@@ -47,10 +47,16 @@ def test_adam_law_is_symmetric_in_log_b_about_b_noise_and_peaks_there(eps_max, b
 def test_small_and_large_batch_asymptotes_hold_in_their_limits(eps_max, b_noise):
     tiny, huge = b_noise * 1e-8, b_noise * 1e8
     # Eq 4: square-root scaling below B_noise; Eq 2's own large-B limit above it.
-    assert float(adam_optimal_lr(tiny, eps_max, b_noise) / adam_small_batch_lr(tiny, eps_max, b_noise)) == pytest.approx(1, rel=1e-6)
-    assert float(adam_optimal_lr(huge, eps_max, b_noise) / adam_large_batch_lr(huge, eps_max, b_noise)) == pytest.approx(1, rel=1e-6)
+    assert float(
+        adam_optimal_lr(tiny, eps_max, b_noise) / adam_small_batch_lr(tiny, eps_max, b_noise)
+    ) == pytest.approx(1, rel=1e-6)
+    assert float(
+        adam_optimal_lr(huge, eps_max, b_noise) / adam_large_batch_lr(huge, eps_max, b_noise)
+    ) == pytest.approx(1, rel=1e-6)
     # Eq 3: linear scaling below B_noise; eps_max above it.
-    assert float(sgd_optimal_lr(tiny, eps_max, b_noise) / sgd_small_batch_lr(tiny, eps_max, b_noise)) == pytest.approx(1, rel=1e-6)
+    assert float(sgd_optimal_lr(tiny, eps_max, b_noise) / sgd_small_batch_lr(tiny, eps_max, b_noise)) == pytest.approx(
+        1, rel=1e-6
+    )
     assert float(sgd_optimal_lr(huge, eps_max, b_noise)) == pytest.approx(eps_max, rel=1e-6)
 
 

@@ -15,7 +15,9 @@ def literal_eq9(mu, sigma, h, b):
     """Eq 9 exactly as printed: sum_i E_i mu_i / (sum_i (1 - E_i^2) H_ii + sum_ij E_i E_j H_ij)."""
     e = special.erf(np.sqrt(b / 2) * mu / sigma)
     n = len(mu)
-    den = sum((1 - e[i] ** 2) * h[i, i] for i in range(n)) + sum(e[i] * e[j] * h[i, j] for i in range(n) for j in range(n))
+    den = sum((1 - e[i] ** 2) * h[i, i] for i in range(n)) + sum(
+        e[i] * e[j] * h[i, j] for i in range(n) for j in range(n)
+    )
     return sum(e[i] * mu[i] for i in range(n)) / den
 
 
@@ -51,7 +53,12 @@ def test_exact_lr_matches_printed_eq9_and_enumerated_lemma1():
 
 def test_loss_improvement_is_the_maximum_of_eq31_over_lr(surge_model):
     for b in (2.0, 16.0, 200.0):
-        res = optimize.minimize_scalar(lambda lr: -float(surge_model.expected_loss_decrease(b, lr)), bounds=(1e-6, 1.0), method="bounded", options={"xatol": 1e-12})
+        res = optimize.minimize_scalar(
+            lambda lr: -float(surge_model.expected_loss_decrease(b, lr)),
+            bounds=(1e-6, 1.0),
+            method="bounded",
+            options={"xatol": 1e-12},
+        )
         assert res.x == pytest.approx(float(surge_model.optimal_lr(b)), rel=1e-5)
         assert -res.fun == pytest.approx(float(surge_model.loss_improvement(b)), rel=1e-9)
 
@@ -68,7 +75,9 @@ def test_exact_curve_agrees_with_monte_carlo_of_lemma1(surge_model):
         c = np.einsum("ki,ij,kj->k", v, m.hessian, v)
         ratio = a.mean() / c.mean()
         cov = np.cov(a, c) / a.size
-        se = abs(ratio) * math.sqrt(cov[0, 0] / a.mean() ** 2 + cov[1, 1] / c.mean() ** 2 - 2 * cov[0, 1] / (a.mean() * c.mean()))
+        se = abs(ratio) * math.sqrt(
+            cov[0, 0] / a.mean() ** 2 + cov[1, 1] / c.mean() ** 2 - 2 * cov[0, 1] / (a.mean() * c.mean())
+        )
         assert abs(ratio - float(m.optimal_lr(b))) < 3 * se, (b, ratio, float(m.optimal_lr(b)), se)
 
 
@@ -81,7 +90,9 @@ def test_key_quantities_match_their_printed_double_sums(surge_model):
     b_noise = math.pi * trace / (2 * offdiag)  # Eq 14, with H_ij
     assert m.b_noise == pytest.approx(b_noise, rel=1e-12)
     assert m.eps_max == pytest.approx(math.sqrt(b_noise / (2 * math.pi)) * msum / trace, rel=1e-12)  # Eq 16
-    dl = sum(mu[i] ** 2 * mu[j] ** 2 / (sigma[i] * sigma[j]) for i in range(n) for j in range(n)) / (2 * offdiag)  # Eq 19
+    dl = sum(mu[i] ** 2 * mu[j] ** 2 / (sigma[i] * sigma[j]) for i in range(n) for j in range(n)) / (
+        2 * offdiag
+    )  # Eq 19
     assert m.dl_max == pytest.approx(dl, rel=1e-12)
     # Eq 41: eps_max >= M / (S + D) by AM-GM
     assert m.eps_max >= msum / (offdiag + trace)
@@ -93,7 +104,9 @@ def test_theorem3_curve_is_eq2_and_within_1_percent_below_a_tenth_of_validity(su
     b = np.geomspace(0.01, m.validity_batch_size / 10, 60)
     np.testing.assert_allclose(m.theorem3_lr(b), adam_optimal_lr(b, m.eps_max, m.b_noise), rtol=1e-12)  # Eq 13 = Eq 40
     assert np.max(np.abs(m.theorem3_lr(b) / m.optimal_lr(b) - 1)) < 0.01
-    np.testing.assert_allclose(m.theorem5_loss_improvement(b), loss_improvement(b, m.dl_max, m.b_noise), rtol=1e-12)  # Eq 43 = Eq 18
+    np.testing.assert_allclose(
+        m.theorem5_loss_improvement(b), loss_improvement(b, m.dl_max, m.b_noise), rtol=1e-12
+    )  # Eq 43 = Eq 18
     assert np.max(np.abs(m.theorem5_loss_improvement(b) / m.loss_improvement(b) - 1)) < 0.03
 
 
@@ -103,7 +116,9 @@ def test_exact_peak_is_near_b_noise_when_b_noise_is_deep_in_the_linear_regime(su
     assert p.batch_size == pytest.approx(surge_model.b_noise, rel=0.05)
     assert p.lr == pytest.approx(surge_model.eps_max, rel=0.01)
     # it is the maximum: nearby batch sizes give less
-    assert float(surge_model.optimal_lr(p.batch_size * 1.01)) < p.lr > float(surge_model.optimal_lr(p.batch_size / 1.01))
+    assert (
+        float(surge_model.optimal_lr(p.batch_size * 1.01)) < p.lr > float(surge_model.optimal_lr(p.batch_size / 1.01))
+    )
 
 
 @pytest.mark.parametrize("coupling_ratio, expected", [(52.5, 12.09), (1.57, 648.0), (0.79, None)])
@@ -138,7 +153,9 @@ def test_diagonal_hessian_has_no_surge_and_a_monotone_curve(check_parameters):
     closed = np.abs(mu) @ special.erf(np.sqrt(b[None, :] / 2) * np.abs(mu / sigma)[:, None]) / diag.sum()
     np.testing.assert_allclose(model.optimal_lr(b), closed, rtol=1e-12)
     # the same Hessian given dense gives the same numbers
-    np.testing.assert_allclose(SignGradientModel(mu, sigma, np.diag(diag)).optimal_lr(b), model.optimal_lr(b), rtol=1e-12)
+    np.testing.assert_allclose(
+        SignGradientModel(mu, sigma, np.diag(diag)).optimal_lr(b), model.optimal_lr(b), rtol=1e-12
+    )
 
 
 def test_sign_blind_coupling_gives_no_surge():
@@ -200,7 +217,10 @@ def test_diagonal_model_with_two_million_coordinates():
         ((np.ones(3), np.array([1.0, 0.0, 1.0]), np.ones(3)), r"sigma must be > 0; element 1 is 0.0"),
         ((np.ones(3), np.ones(3), np.ones(4)), r"a diagonal hessian must have shape \(3,\) like mu, got \(4,\)"),
         ((np.ones(3), np.ones(3), np.ones((3, 2))), r"hessian must have shape \(3, 3\) or \(3,\), got \(3, 2\)"),
-        ((np.ones(2), np.ones(2), np.array([[1.0, 0.5], [0.0, 1.0]])), r"hessian must be symmetric; max \|H - H\^T\| is 0.5"),
+        (
+            (np.ones(2), np.ones(2), np.array([[1.0, 0.5], [0.0, 1.0]])),
+            r"hessian must be symmetric; max \|H - H\^T\| is 0.5",
+        ),
         ((np.ones(2), np.ones(2), np.array([1.0, -1.0])), r"hessian diagonal must be >= 0 .*H\[1,1\] = -1.0"),
         ((np.ones(2), np.ones(2), np.zeros(2)), r"hessian must have a positive trace"),
         ((np.ones((2, 2)), np.ones(2), np.ones(2)), r"mu must be 1-dimensional, got shape \(2, 2\)"),

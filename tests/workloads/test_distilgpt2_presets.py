@@ -16,8 +16,9 @@ def _no_data(name, data_dir):
     raise WorkloadUnavailable(f"workload {name!r} cannot load: no ELI5-Category here")
 
 
-@pytest.mark.parametrize("name, betas, lrs", [("distilgpt2-adam", (0.9, 0.999), ADAM_LRS),
-                                              ("distilgpt2-sign", (0.0, 0.0), SIGN_LRS)])
+@pytest.mark.parametrize(
+    "name, betas, lrs", [("distilgpt2-adam", (0.9, 0.999), ADAM_LRS), ("distilgpt2-sign", (0.0, 0.0), SIGN_LRS)]
+)
 def test_grids_are_table_1_rows(name, betas, lrs, tmp_path):
     spec = get_preset(name)
     assert spec.workload == "distilgpt2-eli5" and spec.optimizer.name == "adam" and spec.optimizer.betas == betas

@@ -22,8 +22,10 @@ from surge.workloads.lm_gpt2 import GPT2CausalLM, gpt2_param_count, lm_loss, pac
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-WORDS = ("the water cold warm sun light because energy atoms move faster heat when you why does air "
-         "pressure sound travels through wave ear brain signal cells body blood oxygen plants grow").split()
+WORDS = (
+    "the water cold warm sun light because energy atoms move faster heat when you why does air "
+    "pressure sound travels through wave ear brain signal cells body blood oxygen plants grow"
+).split()
 TINY = {"size": "tiny", "seq_len": 16, "tokenizer": "bpe", "bpe_vocab": 300, "probe_size": 16}
 
 
@@ -47,8 +49,11 @@ def _records(n=40, seed=0):
             "title": "Why " + _sentence(rng, 6),
             "selftext": _sentence(rng, 8) if i % 3 else "",
             "category": "Physics",
-            "answers": {"a_id": [f"a{i}_{j}" for j in range(2)], "text": [_sentence(rng, 25) for _ in range(2)],
-                        "score": [5, 2]},
+            "answers": {
+                "a_id": [f"a{i}_{j}" for j in range(2)],
+                "text": [_sentence(rng, 25) for _ in range(2)],
+                "score": [5, 2],
+            },
         }
         for i in range(n)
     ]
@@ -74,18 +79,30 @@ def _no_gpt2(monkeypatch):
 def test_eli5_document_takes_title_body_and_every_answer():
     rec = {"title": "Why is the sky blue?", "selftext": " ", "answers": {"text": ["Rayleigh.", "Light scatters."]}}
     assert eli5_document(rec) == "Why is the sky blue?\n\nRayleigh.\n\nLight scatters."
-    assert eli5_document({"title": "T", "selftext": "B", "answers": [{"text": "A1"}, {"text": "A2"}]}) == "T\n\nB\n\nA1\n\nA2"
+    assert (
+        eli5_document({"title": "T", "selftext": "B", "answers": [{"text": "A1"}, {"text": "A2"}]})
+        == "T\n\nB\n\nA1\n\nA2"
+    )
     assert eli5_document({"title": "T", "answers.text": ["A"]}) == "T\n\nA"  # a flattened dataset
     assert eli5_document({"text": " plain "}) == "plain"
 
 
 def test_train_files_are_preferred_and_cache_is_skipped(tmp_path):
     root = tmp_path / "eli5_category"
-    for name in ("train.jsonl", "data/train-00001.parquet", "validation1.jsonl", "restraint.txt",
-                 "cache/tokens.json", "notes.md"):
+    for name in (
+        "train.jsonl",
+        "data/train-00001.parquet",
+        "validation1.jsonl",
+        "restraint.txt",
+        "cache/tokens.json",
+        "notes.md",
+    ):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("{}")
-    assert [p.relative_to(root).as_posix() for p in find_text_files(root)] == ["data/train-00001.parquet", "train.jsonl"]
+    assert [p.relative_to(root).as_posix() for p in find_text_files(root)] == [
+        "data/train-00001.parquet",
+        "train.jsonl",
+    ]
     (root / "train.jsonl").unlink()
     (root / "data" / "train-00001.parquet").unlink()
     assert [p.name for p in find_text_files(root)] == ["restraint.txt", "validation1.jsonl"]
@@ -156,10 +173,14 @@ def test_datasets_download_is_saved_and_the_local_bpe_is_used_offline(tmp_path, 
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     _no_gpt2(monkeypatch)
-    with pytest.warns(RuntimeWarning, match="the GPT-2 tokenizer could not be fetched \\(OSError\\); training a byte-level BPE"):
+    with pytest.warns(
+        RuntimeWarning, match="the GPT-2 tokenizer could not be fetched \\(OSError\\); training a byte-level BPE"
+    ):
         wl = get_workload("surge.workloads.eli5:distilgpt2_eli5", data_dir=str(tmp_path))
-    assert calls == [("rexarski/eli5_category", "train", {}),
-                     ("rexarski/eli5_category", "train", {"revision": "refs/convert/parquet"})]
+    assert calls == [
+        ("rexarski/eli5_category", "train", {}),
+        ("rexarski/eli5_category", "train", {"revision": "refs/convert/parquet"}),
+    ]
     assert (tmp_path / "eli5_category" / "train.parquet").is_file()
     assert wl.metadata["files"] == ["train.parquet"] and wl.metadata["n_documents"] == 40
     assert wl.metadata["tokenizer"].startswith("bpe-local-") and wl.metadata["size"] == "small"
@@ -173,8 +194,10 @@ def test_download_failure_says_where_to_put_the_files(tmp_path, monkeypatch):
         raise ConnectionError("Couldn't reach 'rexarski/eli5_category' on the Hub (LocalEntryNotFoundError)")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(FileNotFoundError, match="ELI5-Category is not in .*eli5_category and could not be downloaded "
-                                                "\\(ConnectionError: Couldn't reach"):
+    with pytest.raises(
+        FileNotFoundError,
+        match="ELI5-Category is not in .*eli5_category and could not be downloaded \\(ConnectionError: Couldn't reach",
+    ):
         distilgpt2_eli5(str(tmp_path), **TINY)
     with pytest.raises(FileNotFoundError, match="no ELI5-Category files \\(.jsonl, .json, .parquet, .txt\\) in"):
         distilgpt2_eli5(str(tmp_path), download=False, **TINY)
@@ -186,8 +209,11 @@ def test_gpt2_tokenizer_when_it_can_be_fetched(tmp_path, monkeypatch):
 
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=train_bpe([eli5_document(r) for r in _records(20, seed=3)], 400).tokenizer,
-        eos_token="<|endoftext|>")
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda name, **k: fast if name == "gpt2" else None)
+        eos_token="<|endoftext|>",
+    )
+    monkeypatch.setattr(
+        transformers.AutoTokenizer, "from_pretrained", lambda name, **k: fast if name == "gpt2" else None
+    )
     _write_jsonl(tmp_path / "eli5_category" / "train.jsonl", _records())
     wl = distilgpt2_eli5(str(tmp_path), size="tiny", seq_len=16, probe_size=8)
     assert wl.metadata["tokenizer"] == "gpt2" and wl.metadata["vocab_size"] == len(fast)
@@ -197,7 +223,9 @@ def test_gpt2_tokenizer_when_it_can_be_fetched(tmp_path, monkeypatch):
     _no_gpt2(monkeypatch)
     _write_jsonl(tmp_path / "fresh" / "eli5_category" / "train.jsonl", _records(5))
     workloads.clear_cache()
-    assert torch.equal(distilgpt2_eli5(str(tmp_path), size="tiny", seq_len=16, probe_size=8).train_inputs, wl.train_inputs)
+    assert torch.equal(
+        distilgpt2_eli5(str(tmp_path), size="tiny", seq_len=16, probe_size=8).train_inputs, wl.train_inputs
+    )
     with pytest.raises(OSError, match="the GPT-2 tokenizer could not be fetched \\(OSError: We couldn't connect"):
         distilgpt2_eli5(str(tmp_path / "fresh"), tokenizer="gpt2")
 
@@ -215,7 +243,7 @@ def test_argument_and_file_errors(tmp_path, monkeypatch):
     (bad / "train.jsonl").write_text('{"title": "ok"}\n{not json\n')
     with pytest.raises(ValueError, match="train.jsonl: line 2 is not JSON .*; expected one record per line"):
         distilgpt2_eli5(str(tmp_path / "bad"), **TINY)
-    (bad / "train.jsonl").write_text('[1, 2]')
+    (bad / "train.jsonl").write_text("[1, 2]")
     with pytest.raises(ValueError, match="records must be JSON objects, got int"):
         distilgpt2_eli5(str(tmp_path / "bad"), **TINY)
     (bad / "train.jsonl").write_text('{"title": " ", "answers": {"text": []}}\n')
@@ -242,9 +270,12 @@ def test_tokenizer_and_download_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda name, **k: NoEos())
     with pytest.raises(ValueError, match="the 'gpt2' tokenizer has no eos_token_id"):
         gpt2_tokenizer()
-    monkeypatch.setattr(datasets, "load_dataset",
-                        lambda *a, **k: datasets.Dataset.from_list([{"title": "t", "body": "b"}]))
-    with pytest.raises(ValueError, match="dataset 'rexarski/eli5_category' has no 'answers' column \\(columns: title, body\\)"):
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_list([{"title": "t", "body": "b"}])
+    )
+    with pytest.raises(
+        ValueError, match="dataset 'rexarski/eli5_category' has no 'answers' column \\(columns: title, body\\)"
+    ):
         distilgpt2_eli5(str(tmp_path), **TINY)
 
 
@@ -276,12 +307,14 @@ def test_model_layout_and_hf_compatibility():
 def _tiny_group(tmp_path, **kw):
     _write_jsonl(tmp_path / "eli5_category" / "train.jsonl", _records())
     module = tmp_path / "surge_eli5_tiny_wl.py"
-    module.write_text(textwrap.dedent(f"""
+    module.write_text(
+        textwrap.dedent(f"""
         from surge.workloads.eli5 import distilgpt2_eli5
 
         def make(data_dir=None):
             return distilgpt2_eli5(data_dir, **{TINY!r})
-    """))
+    """)
+    )
     return dict(workload="surge_eli5_tiny_wl:make", data_dir=str(tmp_path), **kw)
 
 
@@ -290,10 +323,22 @@ def test_lockstep_and_loop_agree_in_float64(tmp_path, monkeypatch):
     base = _tiny_group(tmp_path)
     results = {}
     for strategy in ("lockstep", "loop"):
-        results[strategy] = run_group(GroupConfig(
-            **base, optimizer=OptimizerConfig("adam", betas=(0.9, 0.999)), batch_size=4, lrs=(1e-3, 3e-3),
-            seeds=(0, 0), target_losses=(5.0, 4.5), extra_steps=3, max_steps=24, dtype="float64",
-            strategy=strategy, workers=1, probe_interval=4))
+        results[strategy] = run_group(
+            GroupConfig(
+                **base,
+                optimizer=OptimizerConfig("adam", betas=(0.9, 0.999)),
+                batch_size=4,
+                lrs=(1e-3, 3e-3),
+                seeds=(0, 0),
+                target_losses=(5.0, 4.5),
+                extra_steps=3,
+                max_steps=24,
+                dtype="float64",
+                strategy=strategy,
+                workers=1,
+                probe_interval=4,
+            )
+        )
     for a, b in zip(results["lockstep"], results["loop"]):
         assert a.strategy == "lockstep" and b.strategy == "loop"
         assert abs(a.initial_loss - b.initial_loss) < 1e-12 and abs(a.final_loss - b.final_loss) < 1e-10
@@ -310,10 +355,21 @@ def test_default_configuration_trains_a_few_steps(tmp_path, monkeypatch):
     with pytest.warns(RuntimeWarning, match="GPT-2 tokenizer could not be fetched"):
         wl = get_workload("distilgpt2-eli5", data_dir=str(tmp_path))
     assert wl.metadata["n_layer"] == 6 and wl.metadata["n_embd"] == 256 and wl.metadata["n_head"] == 4
-    res = run_group(GroupConfig(
-        workload="distilgpt2-eli5", data_dir=str(tmp_path), optimizer=OptimizerConfig("adam", betas=(0.0, 0.0)),
-        batch_size=2, lrs=(1e-4, 5e-4), seeds=(0, 0), target_losses=(0.5,), extra_steps=0, max_steps=2,
-        workers=1, probe_examples=4))
+    res = run_group(
+        GroupConfig(
+            workload="distilgpt2-eli5",
+            data_dir=str(tmp_path),
+            optimizer=OptimizerConfig("adam", betas=(0.0, 0.0)),
+            batch_size=2,
+            lrs=(1e-4, 5e-4),
+            seeds=(0, 0),
+            target_losses=(0.5,),
+            extra_steps=0,
+            max_steps=2,
+            workers=1,
+            probe_examples=4,
+        )
+    )
     assert [r.strategy for r in res] == ["lockstep"] * 2 and all(r.steps_run == 2 for r in res)
     assert all(r.final_loss < r.initial_loss for r in res)
 
@@ -325,9 +381,10 @@ def test_sweep_run_with_a_spec_file(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(tmp_path))
     group = _tiny_group(tmp_path)
     spec = tmp_path / "eli5-tiny.toml"
-    spec.write_text(textwrap.dedent(f"""
-        workload = "{group['workload']}"
-        data_dir = "{group['data_dir']}"
+    spec.write_text(
+        textwrap.dedent(f"""
+        workload = "{group["workload"]}"
+        data_dir = "{group["data_dir"]}"
         rounds = 1
         target_loss = [5.0, 4.6]
         extra_steps = 4
@@ -338,7 +395,8 @@ def test_sweep_run_with_a_spec_file(tmp_path, monkeypatch, capsys):
         [optimizer]
         name = "adam"
         betas = [0.9, 0.999]
-    """))
+    """)
+    )
     assert main(["sweep", "run", str(spec), "--store", str(tmp_path / "s.db"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["total"] == out["done"] == 4 and out["failed"] == 0
@@ -356,10 +414,21 @@ def test_pydoc_workload_trains_on_real_text():
     assert wl.metadata["tokenizer"] == "bpe-local-4096" and wl.metadata["n_documents"] > 50
     assert wl.num_train > 800 and wl.batch_unit == "sequences" and wl.extra_steps == 50
     assert torch.equal(gpt2_pydoc().train_inputs, wl.train_inputs)  # the same corpus and tokenizer every time
-    res = run_group(GroupConfig(
-        workload="gpt2-pydoc", optimizer=OptimizerConfig("adam", betas=(0.9, 0.999)), batch_size=4,
-        lrs=(3e-3,), seeds=(0,), target_losses=(7.0,), extra_steps=5, max_steps=48, workers=1, probe_interval=16,
-        probe_examples=16))
+    res = run_group(
+        GroupConfig(
+            workload="gpt2-pydoc",
+            optimizer=OptimizerConfig("adam", betas=(0.9, 0.999)),
+            batch_size=4,
+            lrs=(3e-3,),
+            seeds=(0,),
+            target_losses=(7.0,),
+            extra_steps=5,
+            max_steps=48,
+            workers=1,
+            probe_interval=16,
+            probe_examples=16,
+        )
+    )
     r = res[0]
     assert abs(r.initial_loss - math.log(4096)) < 0.05
     assert r.stages[0].reached and r.final_loss < r.initial_loss - 1.5

@@ -103,8 +103,11 @@ def test_decoded_images_are_cached_beside_the_data(tmp_path, monkeypatch):
 
 
 def test_missing_or_malformed_data_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"Tiny-ImageNet is not in .*tiny-imagenet-200 \(no wnids.txt\)\. "
-                                                r"Download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"Tiny-ImageNet is not in .*tiny-imagenet-200 \(no wnids.txt\)\. "
+        r"Download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip",
+    ):
         ti.load_tiny_imagenet(tmp_path, download=False)
     tree = _write_tree(tmp_path, per_class=1, val=1)
     root = tree["root"]
@@ -158,14 +161,19 @@ def test_checksum_mismatch_is_a_clear_error_and_deletes_nothing(tmp_path):
     archive, digest = _zip_tree(tmp_path)
     dest = tmp_path / "data"
     wrong = "0" * 64
-    with pytest.raises(ValueError, match=rf"checksum mismatch for .*data/tiny-imagenet-200.zip.part: expected sha256 "
-                                         rf"{wrong}, got {digest}\. The file was left in place"):
+    with pytest.raises(
+        ValueError,
+        match=rf"checksum mismatch for .*data/tiny-imagenet-200.zip.part: expected sha256 "
+        rf"{wrong}, got {digest}\. The file was left in place",
+    ):
         ti.download_tiny_imagenet(dest, url=archive.as_uri(), checksum=("sha256", wrong))
     assert sorted(p.name for p in dest.iterdir()) == ["tiny-imagenet-200.zip.part"]  # kept, nothing unpacked
     # an archive the user put there is checked too, and left alone on a mismatch
     owned = dest / "tiny-imagenet-200.zip"
     owned.write_bytes(archive.read_bytes())
-    with pytest.raises(ValueError, match=rf"checksum mismatch for .*data/tiny-imagenet-200.zip: expected sha256 {wrong}"):
+    with pytest.raises(
+        ValueError, match=rf"checksum mismatch for .*data/tiny-imagenet-200.zip: expected sha256 {wrong}"
+    ):
         ti.download_tiny_imagenet(dest, url="http://unused.invalid/x.zip", checksum=("sha256", wrong))
     assert owned.read_bytes() == archive.read_bytes() and not (dest / "tiny-imagenet-200").exists()
 
@@ -180,9 +188,12 @@ def test_load_downloads_when_missing(tmp_path, monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(ti, "fetch", offline)
-    with pytest.raises(FileNotFoundError, match=r"could not be downloaded from http://cs231n.stanford.edu/"
-                                                r"tiny-imagenet-200.zip \(URLError: <urlopen error no network>\)\. "
-                                                r"Download and unzip it into .*data yourself"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"could not be downloaded from http://cs231n.stanford.edu/"
+        r"tiny-imagenet-200.zip \(URLError: <urlopen error no network>\)\. "
+        r"Download and unzip it into .*data yourself",
+    ):
         ti.load_tiny_imagenet(dest)
     monkeypatch.setattr(ti, "fetch", lambda url, path: path.write_bytes(archive.read_bytes()))
     with pytest.raises(ValueError, match=r"checksum mismatch .* expected md5 90528d7ca1a48142e341f4ef8d21d0de"):
@@ -208,7 +219,9 @@ def test_model_is_torchvision_resnet18_behind_a_fixed_normalisation():
     torch.manual_seed(0)
     model = ti.TinyImageNetResNet18().double().eval()
     assert sum(p.numel() for p in model.parameters()) == 11_279_112
-    assert all(n.rsplit(".", 1)[1] in ("running_mean", "running_var", "num_batches_tracked") for n, _ in model.named_buffers())
+    assert all(
+        n.rsplit(".", 1)[1] in ("running_mean", "running_var", "num_batches_tracked") for n, _ in model.named_buffers()
+    )
     assert model.net.conv1.kernel_size == (7, 7) and model.net.conv1.stride == (2, 2)
     assert isinstance(model.net.maxpool, torch.nn.MaxPool2d)
     plain = resnet18(num_classes=200).double().eval()

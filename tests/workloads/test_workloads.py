@@ -214,7 +214,10 @@ def test_user_workload_by_import_path(tmp_path, monkeypatch):
 
 
 def test_user_workload_errors(monkeypatch):
-    with pytest.raises(ValueError, match=r"workload 'no_such_pkg.mod:make': no module 'no_such_pkg' in the current folder .*--workload-path DIR"):
+    with pytest.raises(
+        ValueError,
+        match=r"workload 'no_such_pkg.mod:make': no module 'no_such_pkg' in the current folder .*--workload-path DIR",
+    ):
         get_workload("no_such_pkg.mod:make")
     with pytest.raises(ValueError, match="module 'surge.workloads.models' has no attribute 'Nope'"):
         get_workload("surge.workloads.models:Nope")
@@ -228,12 +231,20 @@ def test_user_workload_errors(monkeypatch):
 
 def test_workload_validation():
     x, y = torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)
-    kw = dict(name="w", make_model=lambda: torch.nn.Linear(3, 2), train_inputs=x, train_targets=y,
-              probe_inputs=x, probe_targets=y)
+    kw = dict(
+        name="w",
+        make_model=lambda: torch.nn.Linear(3, 2),
+        train_inputs=x,
+        train_targets=y,
+        probe_inputs=x,
+        probe_targets=y,
+    )
     Workload(**kw)
     with pytest.raises(ValueError, match="default_targets must be strictly decreasing"):
         Workload(**kw, default_targets=(0.5, 0.5))
-    with pytest.raises(ValueError, match="train_inputs and train_targets must be non-empty with equal lengths; got 4 and 3"):
+    with pytest.raises(
+        ValueError, match="train_inputs and train_targets must be non-empty with equal lengths; got 4 and 3"
+    ):
         Workload(**{**kw, "train_targets": y[:3]})
     with pytest.raises(TypeError, match="Workload.probe_inputs must be a torch.Tensor, got list"):
         Workload(**{**kw, "probe_inputs": [1, 2]})

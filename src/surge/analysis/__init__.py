@@ -11,6 +11,7 @@ NumPy / SciPy / pandas only (no torch, no matplotlib). Typical use::
 The figures are in :mod:`surge.plots.sweep_figures`, the report in :mod:`surge.report`.
 """
 
+from surge.analysis._frame import CONFIG_COLUMNS, REQUIRED, configs, load_store, select_config, tidy_frame
 from surge.analysis.analyze import analyze
 from surge.analysis.results import (
     EPS_LAWS,
@@ -22,7 +23,6 @@ from surge.analysis.results import (
     StageAnalysis,
     SweepAnalysis,
 )
-from surge.analysis._frame import CONFIG_COLUMNS, REQUIRED, configs, load_store, select_config, tidy_frame
 from surge.analysis.synthetic import synthetic_frame, synthetic_laws, write_synthetic_store
 
 __all__ = [

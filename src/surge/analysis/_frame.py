@@ -34,8 +34,8 @@ import pandas as pd
 
 from surge._units import BATCH_UNITS
 from surge.errors import SurgeError, SurgeTypeError
-
 from surge.records import STATUSES  # noqa: E402
+
 REQUIRED = ("batch_size", "lr", "status", "target_loss", "reached", "steps", "loss_decrease")
 # Columns that identify an optimizer configuration; trials of different configurations are never mixed.
 CONFIG_COLUMNS = ("workload", "optimizer", "beta1", "beta2", "eps", "weight_decay", "momentum", "batch_unit")

@@ -30,10 +30,9 @@ import pandas as pd
 
 from surge._validation import check_choice, check_scalar
 from surge.analysis._frame import select_config, tidy_frame
-from surge.analysis.optimum import _batch_optimum, _stage_seed
 from surge.analysis.bnoise import STEPS_RULES, jackknife_b_noise, steps_points
 from surge.analysis.fitted import FIT_MODELS
-from surge.analysis.selection import selection_bias, selection_message
+from surge.analysis.optimum import _batch_optimum, _stage_seed
 from surge.analysis.results import (
     EPS_LAWS,
     AnalysisSettings,
@@ -43,6 +42,7 @@ from surge.analysis.results import (
     SweepAnalysis,
     _lr_points,
 )
+from surge.analysis.selection import selection_bias, selection_message
 from surge.analysis.verdict import _fall_evidence, _trend
 from surge.errors import SurgeError
 from surge.fit import compare_laws, fit_b_noise, fit_eps_max, fit_surge
@@ -58,8 +58,9 @@ def _analyze_stage(
     rows, cols = [], []
     for b in batch_sizes:
         sub = stage_df[stage_df["batch_size"] == b]
-        row, col = _batch_optimum(sub, int(b), lrs_all, st, _stage_seed(st.seed, target, int(b)),
-                                  steps_measured=steps_measured)
+        row, col = _batch_optimum(
+            sub, int(b), lrs_all, st, _stage_seed(st.seed, target, int(b)), steps_measured=steps_measured
+        )
         rows.append(row)
         cols.append(col)
     rows_t = tuple(rows)
@@ -116,12 +117,14 @@ def _analyze_stage(
     other_pts = s_optimal if st.steps_rule == "fewest" else s_fewest
     b_noise_other = None
     if len(other_pts) >= 2 and len({p[0] for p in other_pts}) >= 2:
-        b_noise_other = fit_b_noise([p[0] for p in other_pts], [p[1] for p in other_pts], method=st.b_noise_method,
-                                    confidence=st.confidence)
+        b_noise_other = fit_b_noise(
+            [p[0] for p in other_pts], [p[1] for p in other_pts], method=st.b_noise_method, confidence=st.confidence
+        )
     jackknife = None
     if steps_measured and n_reached > 0:
-        jackknife = jackknife_b_noise(stage_df, st.steps_rule, opt_lrs, method=st.b_noise_method,
-                                      confidence=st.confidence)
+        jackknife = jackknife_b_noise(
+            stage_df, st.steps_rule, opt_lrs, method=st.b_noise_method, confidence=st.confidence
+        )
         if jackknife is not None and jackknife.message:
             msgs.append(f"B_noise jackknife: {jackknife.message}")
     if n_reached > 0 and not no_steps:
@@ -243,7 +246,6 @@ def _one_measurement(df: pd.DataFrame, extra_steps: float | None, messages: list
     return df[key == chosen]
 
 
-
 def analyze(
     frame: pd.DataFrame,
     *,
@@ -357,12 +359,15 @@ def analyze(
             rows_sb: tuple = ()
             if higher.size:
                 prev_t = higher.min()
-                rows_sb = selection_bias(df[np.isclose(df["target_loss"], prev_t, rtol=1e-12, atol=0)],
-                                         df[np.isclose(df["target_loss"], st_res.target_loss, rtol=1e-12, atol=0)],
-                                         float(n_extra_all[0]))
+                rows_sb = selection_bias(
+                    df[np.isclose(df["target_loss"], prev_t, rtol=1e-12, atol=0)],
+                    df[np.isclose(df["target_loss"], st_res.target_loss, rtol=1e-12, atol=0)],
+                    float(n_extra_all[0]),
+                )
             msg = selection_message(rows_sb)
-            with_bias.append(dataclasses.replace(st_res, selection_bias=rows_sb,
-                                                 messages=st_res.messages + ((msg,) if msg else ())))
+            with_bias.append(
+                dataclasses.replace(st_res, selection_bias=rows_sb, messages=st_res.messages + ((msg,) if msg else ()))
+            )
         stage_results = tuple(with_bias)
     first = df.iloc[0]
     betas = None

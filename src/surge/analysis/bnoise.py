@@ -58,14 +58,17 @@ def steps_points(stage_df: pd.DataFrame, rule: str, optimal_lr: dict[int, float]
                 out[int(b)] = float(means.min())
         else:
             lr = optimal_lr.get(int(b), math.nan)
-            hit = means[np.isclose(means.index.to_numpy(dtype=float), lr, rtol=1e-9)] if math.isfinite(lr) else means[:0]
+            hit = (
+                means[np.isclose(means.index.to_numpy(dtype=float), lr, rtol=1e-9)] if math.isfinite(lr) else means[:0]
+            )
             if len(hit):
                 out[int(b)] = float(hit.iloc[0])
     return out
 
 
-def jackknife_b_noise(stage_df: pd.DataFrame, rule: str, optimal_lr: dict[int, float], *, method: str = "linear",
-                      confidence: float = 0.95) -> JackknifeBNoise | None:
+def jackknife_b_noise(
+    stage_df: pd.DataFrame, rule: str, optimal_lr: dict[int, float], *, method: str = "linear", confidence: float = 0.95
+) -> JackknifeBNoise | None:
     """Leave-one-round-out jackknife of the Eq 22 B_noise (see the module docstring); None without a fit.
 
     The optimal learning rates (rule ``"optimal"``) are held at their all-rounds values."""
@@ -79,8 +82,9 @@ def jackknife_b_noise(stage_df: pd.DataFrame, rule: str, optimal_lr: dict[int, f
     R = rounds.size
     nan = math.nan
     if R < 2:
-        return JackknifeBNoise(full.b_noise, nan, (nan, nan), nan, int(R), 0, False,
-                               "a single round: no jackknife interval")
+        return JackknifeBNoise(
+            full.b_noise, nan, (nan, nan), nan, int(R), 0, False, "a single round: no jackknife interval"
+        )
     logs, failed = [], 0
     for r in rounds:
         p = steps_points(stage_df[stage_df["round"] != r], rule, optimal_lr)
@@ -90,8 +94,16 @@ def jackknife_b_noise(stage_df: pd.DataFrame, rule: str, optimal_lr: dict[int, f
             continue
         logs.append(math.log(fit.b_noise))
     if len(logs) < 2:
-        return JackknifeBNoise(full.b_noise, nan, (nan, nan), nan, int(R), failed, False,
-                               f"{failed} of {R} leave-one-round-out fits failed: no jackknife interval")
+        return JackknifeBNoise(
+            full.b_noise,
+            nan,
+            (nan, nan),
+            nan,
+            int(R),
+            failed,
+            False,
+            f"{failed} of {R} leave-one-round-out fits failed: no jackknife interval",
+        )
     jk = np.asarray(logs)
     n = jk.size
     theta = math.log(full.b_noise)
@@ -103,9 +115,12 @@ def jackknife_b_noise(stage_df: pd.DataFrame, rule: str, optimal_lr: dict[int, f
     trusted = R >= MIN_ROUNDS and failed == 0
     msg = ""
     if R < MIN_ROUNDS:
-        msg = (f"only {R} rounds: the jackknife interval of B_noise is not to be trusted (needs at least "
-               f"{MIN_ROUNDS}); run more rounds")
+        msg = (
+            f"only {R} rounds: the jackknife interval of B_noise is not to be trusted (needs at least "
+            f"{MIN_ROUNDS}); run more rounds"
+        )
     elif failed:
         msg = f"{failed} of {R} leave-one-round-out fits failed; the interval uses the others"
-    return JackknifeBNoise(full.b_noise, math.exp(corrected), ci, full.b_noise / math.exp(corrected), int(R), failed,
-                           trusted, msg)
+    return JackknifeBNoise(
+        full.b_noise, math.exp(corrected), ci, full.b_noise / math.exp(corrected), int(R), failed, trusted, msg
+    )

@@ -117,7 +117,11 @@ def fit_optimum(
         raise SurgeError("lrs must be positive and strictly increasing")
     if model == "auto":
         model = "second-order" if int(extra_steps) == 1 else "log-quadratic"
-    cand = np.isfinite(V).any(axis=0) if candidate is None else np.asarray(candidate, dtype=bool) & np.isfinite(V).any(axis=0)
+    cand = (
+        np.isfinite(V).any(axis=0)
+        if candidate is None
+        else np.asarray(candidate, dtype=bool) & np.isfinite(V).any(axis=0)
+    )
     nan = math.nan
 
     def none(msg: str, n_lrs: int = 0, flat: bool = False) -> FittedOptimum:
@@ -144,8 +148,11 @@ def fit_optimum(
         use = idx[lo:hi]
         if pos == 0 or pos == idx.size - 1:
             side = "smallest" if pos == 0 else "largest"
-            return none(f"the best learning rate is the {side} candidate: the grid does not bracket the optimum",
-                        int(use.size), flat)
+            return none(
+                f"the best learning rate is the {side} candidate: the grid does not bracket the optimum",
+                int(use.size),
+                flat,
+            )
         if use.size < 3:
             return none("fewer than 3 learning rates around the best one: no log-quadratic fit", int(use.size), flat)
         x = np.log(lrs[use])
@@ -159,8 +166,10 @@ def fit_optimum(
     if not math.isfinite(point):
         return none("the fitted curve has no maximum at a positive learning rate", int(use.size), flat)
     if not span[0] <= point <= span[1]:
-        msg = (f"the fitted optimum {point:.3g} lies outside the learning rates used ({span[0]:.3g}..{span[1]:.3g}): "
-               "extend the grid")
+        msg = (
+            f"the fitted optimum {point:.3g} lies outside the learning rates used ({span[0]:.3g}..{span[1]:.3g}): "
+            "extend the grid"
+        )
     ci, width, failed = (nan, nan), nan, nan
     R = V.shape[0]
     if R >= 2 and n_boot > 0:
@@ -187,13 +196,16 @@ def fit_optimum(
             ci = (float(lo_q), float(hi_q))
             width = ci[1] / ci[0] if ci[0] > 0 and math.isfinite(ci[1]) else math.inf
         if failed > (1 - confidence) / 2:
-            msg = (msg + "; " if msg else "") + (f"{failed:.0%} of the bootstrap resamples have no maximum: "
-                                                 "the interval is open; more rounds or a wider grid")
+            msg = (msg + "; " if msg else "") + (
+                f"{failed:.0%} of the bootstrap resamples have no maximum: "
+                "the interval is open; more rounds or a wider grid"
+            )
     elif R < 2:
         msg = (msg + "; " if msg else "") + "a single round: no bootstrap interval"
     if flat:
-        msg = (msg + "; " if msg else "") + ("flat optimum: the best grid learning rate and the runner-up differ by "
-                                             "less than one standard error")
+        msg = (msg + "; " if msg else "") + (
+            "flat optimum: the best grid learning rate and the runner-up differ by less than one standard error"
+        )
     return FittedOptimum(float(point), ci, float(width), model, int(use.size), failed, flat, msg)
 
 

@@ -52,7 +52,6 @@ def _stage_seed(seed: int, target: float, batch_size: int) -> np.random.Generato
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(batch_size), bits & 0xFFFFFFFF, bits >> 32])
 
 
-
 def _batch_optimum(
     sub: pd.DataFrame, b: int, lrs_all: np.ndarray, st: AnalysisSettings, rng, *, steps_measured: bool = True
 ) -> tuple[BatchOptimum, dict]:
@@ -91,8 +90,11 @@ def _batch_optimum(
         # censored trials count like diverged ones: a learning rate most of whose trials did not reach the
         # target (or blew up) is not a candidate, however well its few survivors did
         frac_bad = np.where(n_nonfailed > 0, (col["n_diverged"] + col["n_censored"]) / np.maximum(n_nonfailed, 1), 0.0)
-    candidate = ((col["n_used"] > 0) & (frac_div <= st.max_diverged_fraction + 1e-12)
-                 & (frac_bad <= max(st.max_diverged_fraction, 0.5) + 1e-12))
+    candidate = (
+        (col["n_used"] > 0)
+        & (frac_div <= st.max_diverged_fraction + 1e-12)
+        & (frac_bad <= max(st.max_diverged_fraction, 0.5) + 1e-12)
+    )
     col["candidate"] = candidate
     with np.errstate(invalid="ignore"), np.errstate(divide="ignore"):
         mean = np.nansum(V, axis=0) / np.sum(np.isfinite(V), axis=0)
@@ -143,7 +145,9 @@ def _batch_optimum(
         else:
             boot_means = None
             notes.append("a single round: no bootstrap interval")
-        refined, ref_ci, edge, note = _refine(k, candidate, cand_mean, cand_idx, boot_means, lrs_all, col["n_trials"], st)
+        refined, ref_ci, edge, note = _refine(
+            k, candidate, cand_mean, cand_idx, boot_means, lrs_all, col["n_trials"], st
+        )
         if note:
             notes.append(note)
     if n_excluded:
@@ -162,8 +166,16 @@ def _batch_optimum(
     fitted = None
     if np.isfinite(cand_mean).any():
         n_extra = sub["extra_steps"].dropna().unique() if "extra_steps" in sub else np.array([])
-        fitted = fit_optimum(lrs_all, V, extra_steps=int(n_extra[0]) if n_extra.size == 1 else 0, model=st.fit_model,
-                             candidate=candidate, n_boot=st.n_boot, confidence=st.confidence, rng=rng)
+        fitted = fit_optimum(
+            lrs_all,
+            V,
+            extra_steps=int(n_extra[0]) if n_extra.size == 1 else 0,
+            model=st.fit_model,
+            candidate=candidate,
+            n_boot=st.n_boot,
+            confidence=st.confidence,
+            rng=rng,
+        )
     steps, examples, steps_lr, why = _steps_point(sub, lr_index, failed, n_nonfailed, lrs_all, st)
     if why and n_trials > n_failed and steps_measured:
         notes.append(why)
@@ -188,9 +200,18 @@ def _batch_optimum(
         n_failed=n_failed,
         n_excluded_lrs=n_excluded,
         note="; ".join(notes),
-        **({} if fitted is None else dict(
-            fitted_lr=fitted.lr, fitted_lr_ci=fitted.lr_ci, fitted_width=fitted.width, fit_model=fitted.model,
-            flat_optimum=fitted.flat, fit_note=fitted.message)),
+        **(
+            {}
+            if fitted is None
+            else dict(
+                fitted_lr=fitted.lr,
+                fitted_lr_ci=fitted.lr_ci,
+                fitted_width=fitted.width,
+                fit_model=fitted.model,
+                flat_optimum=fitted.flat,
+                fit_note=fitted.message,
+            )
+        ),
     )
     return row, col
 
@@ -210,8 +231,10 @@ def _refine(k, candidate, cand_mean, cand_idx, boot_means, lrs_all, n_trials, st
         why = ""
         if side == "largest" and k + 1 < n_l and n_trials[k + 1] > 0 and not candidate[k + 1]:
             why = " (the next larger learning rate diverged or has no usable trial)"
-        note = (f"the best learning rate is the {side} candidate{why}: the grid does not bracket the optimum, "
-                "so it is a bound, and no refined estimate is made")
+        note = (
+            f"the best learning rate is the {side} candidate{why}: the grid does not bracket the optimum, "
+            "so it is a bound, and no refined estimate is made"
+        )
         return refined, ref_ci, True, note
     x = np.log(lrs_all[lo : hi + 1])
     v = _vertex(x, cand_mean[lo : hi + 1][:, None])[0]

@@ -62,8 +62,16 @@ def _needed(rounds: int, w: float, target: float) -> int | None:
     return max(rounds, int(math.ceil(rounds * (math.log(w) / math.log(target)) ** 2)))
 
 
-def advise(frame, *, width: float = 1.5, b_noise_width: float = 2.0, config=None, n_boot: int = 500,
-           seed: int = 0, confidence: float = 0.95) -> Advice:
+def advise(
+    frame,
+    *,
+    width: float = 1.5,
+    b_noise_width: float = 2.0,
+    config=None,
+    n_boot: int = 500,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Advice:
     """Rounds for a ``width`` (hi / lo factor) interval of the fitted optimal lr at every batch size, and for
     a ``b_noise_width`` interval of B_noise, from a pilot's trial frame; and the grid extensions it needs.
 
@@ -83,13 +91,28 @@ def advise(frame, *, width: float = 1.5, b_noise_width: float = 2.0, config=None
             w = r.fitted_width
             if r.at_grid_edge and math.isfinite(r.optimal_lr):
                 low = r.optimal_lr <= lrs.min() * (1 + 1e-9)
-                ext = (f"add {r.optimal_lr / 2:.3g} and {r.optimal_lr / 4:.3g}" if low
-                       else f"add {r.optimal_lr * 2:.3g} and {r.optimal_lr * 4:.3g}")
-                warnings.append(f"target {st.target_loss:g}, B = {r.batch_size}: the best learning rate is the "
-                                f"{'smallest' if low else 'largest'} of the grid, so the grid does not bracket the "
-                                f"optimum; {ext}")
-            items.append(RoundsAdvice(st.target_loss, "optimal_lr", r.batch_size, r.fitted_lr, w, r.n_rounds,
-                                      _needed(r.n_rounds, w, width), note))
+                ext = (
+                    f"add {r.optimal_lr / 2:.3g} and {r.optimal_lr / 4:.3g}"
+                    if low
+                    else f"add {r.optimal_lr * 2:.3g} and {r.optimal_lr * 4:.3g}"
+                )
+                warnings.append(
+                    f"target {st.target_loss:g}, B = {r.batch_size}: the best learning rate is the "
+                    f"{'smallest' if low else 'largest'} of the grid, so the grid does not bracket the "
+                    f"optimum; {ext}"
+                )
+            items.append(
+                RoundsAdvice(
+                    st.target_loss,
+                    "optimal_lr",
+                    r.batch_size,
+                    r.fitted_lr,
+                    w,
+                    r.n_rounds,
+                    _needed(r.n_rounds, w, width),
+                    note,
+                )
+            )
         # B_noise: the jackknife (scratch), the Eq 22 fit, or the Adam law fitted to the optima (branch)
         rounds_now = max((r.n_rounds for r in st.rows), default=0)
         bn, ci, src = math.nan, (math.nan, math.nan), ""
@@ -101,25 +124,47 @@ def advise(frame, *, width: float = 1.5, b_noise_width: float = 2.0, config=None
         elif st.surge_fit is not None and st.surge_fit.success:
             bn, ci, src = st.surge_fit.b_noise, st.surge_fit.b_noise_ci, "Adam law fitted to the optima"
         bw = ci[1] / ci[0] if ci[0] > 0 and math.isfinite(ci[1]) else (math.inf if ci[0] > 0 else math.nan)
-        items.append(RoundsAdvice(st.target_loss, "b_noise", None, bn, bw, rounds_now, _needed(rounds_now, bw,
-                                  b_noise_width), src or "no B_noise estimate"))
+        items.append(
+            RoundsAdvice(
+                st.target_loss,
+                "b_noise",
+                None,
+                bn,
+                bw,
+                rounds_now,
+                _needed(rounds_now, bw, b_noise_width),
+                src or "no B_noise estimate",
+            )
+        )
         bs = st.grid.batch_sizes
         if math.isfinite(bn) and bs.size:
             if bn > bs.max() / 2:
-                warnings.append(f"target {st.target_loss:g}: B_noise ~ {bn:.3g} ({src}) is near or past the largest "
-                                f"batch size {int(bs.max())}; add batch sizes up to {int(4 * max(bn, bs.max()))}")
+                warnings.append(
+                    f"target {st.target_loss:g}: B_noise ~ {bn:.3g} ({src}) is near or past the largest "
+                    f"batch size {int(bs.max())}; add batch sizes up to {int(4 * max(bn, bs.max()))}"
+                )
             elif bn < 2 * bs.min():
-                warnings.append(f"target {st.target_loss:g}: B_noise ~ {bn:.3g} ({src}) is near or below the smallest "
-                                f"batch size {int(bs.min())}; add batch sizes down to {max(1, int(bn / 4))}")
+                warnings.append(
+                    f"target {st.target_loss:g}: B_noise ~ {bn:.3g} ({src}) is near or below the smallest "
+                    f"batch size {int(bs.min())}; add batch sizes down to {max(1, int(bn / 4))}"
+                )
         else:
             fitted = np.array([r.fitted_lr for r in st.rows])
             ok = np.isfinite(fitted)
             if ok.sum() >= 2 and fitted[ok][-1] >= np.max(fitted[ok]):
-                warnings.append(f"target {st.target_loss:g}: the optimal learning rate still rises at the largest batch "
-                                f"size {int(bs.max())} and there is no B_noise estimate; add batch sizes up to "
-                                f"{int(4 * bs.max())}")
+                warnings.append(
+                    f"target {st.target_loss:g}: the optimal learning rate still rises at the largest batch "
+                    f"size {int(bs.max())} and there is no B_noise estimate; add batch sizes up to "
+                    f"{int(4 * bs.max())}"
+                )
     lr_need = [i.rounds_needed for i in items if i.what == "optimal_lr"]
     bn_need = [i.rounds_needed for i in items if i.what == "b_noise"]
     most = lambda v: None if not v or any(x is None for x in v) else max(v)  # noqa: E731
-    return Advice(width=width, b_noise_width=b_noise_width, rounds=tuple(items), warnings=tuple(warnings),
-                  rounds_for_lr=most(lr_need), rounds_for_b_noise=most(bn_need))
+    return Advice(
+        width=width,
+        b_noise_width=b_noise_width,
+        rounds=tuple(items),
+        warnings=tuple(warnings),
+        rounds_for_lr=most(lr_need),
+        rounds_for_b_noise=most(bn_need),
+    )

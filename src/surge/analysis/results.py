@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from surge.errors import SurgeError
 from surge.analysis.bnoise import JackknifeBNoise
+from surge.errors import SurgeError
 from surge.fit import BNoiseFit, EpsMaxFit, LawComparison, SurgeFit
 from surge.theory.laws import ADAM_LAW, Law, SGDLaw
 
@@ -16,7 +16,6 @@ Interval = tuple[float, float]
 _NAN_CI: Interval = (math.nan, math.nan)
 # the laws drawn and fitted at the Eq 22 B_noise, in the order the paper names them
 EPS_LAWS: tuple[Law, ...] = (ADAM_LAW, SGDLaw(1.0), SGDLaw(0.5))
-
 
 
 def _lr_points(rows, lr_estimate: str) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +30,6 @@ def _lr_points(rows, lr_estimate: str) -> tuple[np.ndarray, np.ndarray]:
             b.append(r.batch_size)
             lr.append(v)
     return np.asarray(b, dtype=float), np.asarray(lr, dtype=float)
-
 
 
 @dataclass(frozen=True)
@@ -224,5 +222,3 @@ class SweepAnalysis:
             f"no stage with target loss {target_loss!r}; the stages are "
             + ", ".join(f"{s.target_loss:g}" for s in self.stages)
         )
-
-

@@ -42,8 +42,14 @@ def selection_bias(prev: pd.DataFrame, this: pd.DataFrame, extra_steps: float) -
     keys = ["batch_size", "lr", "round"]
     cols = keys + ["reached", "steps", "loss_at_target"]
     m = this[cols + ["loss_decrease"]].merge(prev[cols], on=keys, suffixes=("", "_prev"))
-    ok = (m["reached"] & m["reached_prev"] & np.isfinite(m["loss_decrease"]) & np.isfinite(m["loss_at_target"])
-          & np.isfinite(m["loss_at_target_prev"]) & (m["steps"] > m["steps_prev"]))
+    ok = (
+        m["reached"]
+        & m["reached_prev"]
+        & np.isfinite(m["loss_decrease"])
+        & np.isfinite(m["loss_at_target"])
+        & np.isfinite(m["loss_at_target_prev"])
+        & (m["steps"] > m["steps_prev"])
+    )
     m = m[ok]
     if m.empty:
         return ()
@@ -53,8 +59,11 @@ def selection_bias(prev: pd.DataFrame, this: pd.DataFrame, extra_steps: float) -
     out = []
     for b, sub in m.groupby("batch_size"):
         r = sub["ratio"].to_numpy()
-        out.append(SelectionBias(int(b), float(np.median(r)), (float(np.quantile(r, 0.25)), float(np.quantile(r, 0.75))),
-                                 int(r.size)))
+        out.append(
+            SelectionBias(
+                int(b), float(np.median(r)), (float(np.quantile(r, 0.25)), float(np.quantile(r, 0.75))), int(r.size)
+            )
+        )
     return tuple(out)
 
 
@@ -64,7 +73,12 @@ def selection_message(rows: tuple[SelectionBias, ...]) -> str:
         return ""
     parts = ", ".join(f"{r.ratio:.2g}x at B = {r.batch_size}" for r in rows)
     spread = max(r.ratio for r in rows) / min(r.ratio for r in rows) if min(r.ratio for r in rows) > 0 else math.inf
-    verdict = ("it differs across batch sizes (the optimum read from it is biased in B; consider the branch protocol)"
-               if spread > 1.5 else "about equal across batch sizes")
-    return (f"selection bias: the decrease over the N steps after the first crossing, as a multiple of the local "
-            f"loss trend, is {parts}; {verdict}")
+    verdict = (
+        "it differs across batch sizes (the optimum read from it is biased in B; consider the branch protocol)"
+        if spread > 1.5
+        else "about equal across batch sizes"
+    )
+    return (
+        f"selection bias: the decrease over the N steps after the first crossing, as a multiple of the local "
+        f"loss trend, is {parts}; {verdict}"
+    )

@@ -27,8 +27,8 @@ import pandas as pd
 
 from surge._units import BATCH_UNITS
 from surge._validation import check_array, check_choice, check_scalar, renamed
-from surge.theory.laws import get_law
 from surge.errors import SurgeError
+from surge.theory.laws import get_law
 
 
 def _per_target(value, name: str, n: int) -> np.ndarray | None:
@@ -117,8 +117,9 @@ def synthetic_frame(
     """
     law = check_choice(law, "law", ("adam", "sgd"))
     target_loss = renamed(target_loss, targets, "target_loss", "targets", (2.0, 1.5, 1.0))
-    t, bn, em = synthetic_laws(law, b_noise=b_noise, eps_max=eps_max, target_loss=target_loss,
-                               b_noise_growth=b_noise_growth)
+    t, bn, em = synthetic_laws(
+        law, b_noise=b_noise, eps_max=eps_max, target_loss=target_loss, b_noise_growth=b_noise_growth
+    )
     alpha = check_scalar(alpha, "alpha", positive=True)
     b = check_array(batch_sizes, "batch_sizes", ndim=1, positive=True)
     if np.any(b != np.round(b)):

@@ -40,7 +40,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise SurgeError(f"--table {str(path)!r} is not a readable table: {' '.join(str(exc).split())}") from None
     except Exception as exc:  # pyarrow's own error types for a bad Parquet file
-        raise SurgeError(f"--table {str(path)!r} is not a readable Parquet file: {' '.join(str(exc).split())}") from None
+        raise SurgeError(
+            f"--table {str(path)!r} is not a readable Parquet file: {' '.join(str(exc).split())}"
+        ) from None
     raise SurgeError(f"--table {str(path)!r} must end in {', '.join(TABLE_SUFFIXES)}; got {suffix or 'no suffix'!r}")
 
 
@@ -103,7 +105,12 @@ def table_frame(
     if len(table) == 0:
         raise SurgeError("the table has no rows: no runs to analyse")
     lr = _numbers(_column(table, lr_column, "--lr-column"), "--lr-column", lr_column, allow_missing=False)
-    b = _numbers(_column(table, batch_size_column, "--batch-size-column"), "--batch-size-column", batch_size_column, allow_missing=False)
+    b = _numbers(
+        _column(table, batch_size_column, "--batch-size-column"),
+        "--batch-size-column",
+        batch_size_column,
+        allow_missing=False,
+    )
     loss = _numbers(_column(table, loss_column, "--loss-column"), "--loss-column", loss_column, allow_missing=True)
     for values, option, col in ((lr, "--lr-column", lr_column), (b, "--batch-size-column", batch_size_column)):
         bad = ~(np.isfinite(values) & (values > 0))
@@ -113,12 +120,16 @@ def table_frame(
     frac = b != np.round(b)
     if frac.any():
         i = int(np.flatnonzero(frac)[0])
-        raise SurgeError(f"--batch-size-column {batch_size_column!r}: row {i + 1} is {b[i]:g}; batch sizes are whole numbers")
+        raise SurgeError(
+            f"--batch-size-column {batch_size_column!r}: row {i + 1} is {b[i]:g}; batch sizes are whole numbers"
+        )
     finite = np.isfinite(loss)
     if not finite.any():
         raise SurgeError(f"--loss-column {loss_column!r} holds no finite loss: every run diverged or is empty")
     if np.unique(b).size < 2:
-        raise SurgeError(f"--batch-size-column {batch_size_column!r} holds one batch size ({b[0]:g}); the analysis needs at least 2")
+        raise SurgeError(
+            f"--batch-size-column {batch_size_column!r} holds one batch size ({b[0]:g}); the analysis needs at least 2"
+        )
     df = pd.DataFrame({"batch_size": b.astype(np.int64), "lr": lr})
     if seed_column is not None:
         seed = _numbers(_column(table, seed_column, "--seed-column"), "--seed-column", seed_column, allow_missing=False)

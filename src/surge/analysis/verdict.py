@@ -201,7 +201,13 @@ def _trend(stages: tuple[StageAnalysis, ...]) -> BNoiseTrend:
     )
     if rises and apart_up:
         return BNoiseTrend(
-            targets, bn, cis, rho, True, f"B_noise grows as the target loss falls ({pairs}), as the paper predicts", "grows"
+            targets,
+            bn,
+            cis,
+            rho,
+            True,
+            f"B_noise grows as the target loss falls ({pairs}), as the paper predicts",
+            "grows",
         )
     if falls_apart:
         return BNoiseTrend(

@@ -24,7 +24,9 @@ def analyze(
         show_default=False,
     ),
     lr_column: Optional[str] = typer.Option(None, "--lr-column", help="--table: the learning-rate column."),
-    batch_size_column: Optional[str] = typer.Option(None, "--batch-size-column", help="--table: the batch-size column."),
+    batch_size_column: Optional[str] = typer.Option(
+        None, "--batch-size-column", help="--table: the batch-size column."
+    ),
     loss_column: Optional[str] = typer.Option(
         None, "--loss-column", help="--table: the final or evaluation loss column (lower is better)."
     ),
@@ -101,7 +103,11 @@ def analyze(
     check_output_dir(out)
     if table is not None:
         frame = load_table(
-            table, lr_column=lr_column, batch_size_column=batch_size_column, loss_column=loss_column, seed_column=seed_column
+            table,
+            lr_column=lr_column,
+            batch_size_column=batch_size_column,
+            loss_column=loss_column,
+            seed_column=seed_column,
         )
     else:
         frame = load_store(store)

@@ -15,7 +15,9 @@ from surge.cli._output import console, emit_json, fmt, fmt_ci
 from surge.errors import EstimationError
 from surge.fit import compare_laws, fit_b_noise, fit_eps_max
 
-app = typer.Typer(help="Fit B_noise (Eq 22), eps_max (Eq 23/24) or compare laws, from a CSV file.", no_args_is_help=True)
+app = typer.Typer(
+    help="Fit B_noise (Eq 22), eps_max (Eq 23/24) or compare laws, from a CSV file.", no_args_is_help=True
+)
 
 FILE = typer.Argument(..., help="CSV file with a header line.", show_default=False)
 JSON = typer.Option(False, "--json", help="Print one JSON object instead of a table.")
@@ -65,13 +67,17 @@ def lr(
     b_noise: float = typer.Option(..., "--b-noise", help="B_noise to fit eps_max at."),
     law: str = typer.Option("adam", "--law", help="adam (Eq 23) or sgd (Eq 24)."),
     alpha: float = typer.Option(1.0, "--alpha", help="SGD exponent of (1 + B_noise/B)."),
-    method: str = typer.Option("mean", "--method", help="mean (the paper's Eq 23/24) or lsq (least squares in log lr)."),
+    method: str = typer.Option(
+        "mean", "--method", help="mean (the paper's Eq 23/24) or lsq (least squares in log lr)."
+    ),
     confidence: float = typer.Option(0.95, "--confidence", help="Coverage of the interval."),
     as_json: bool = JSON,
 ) -> None:
     """eps_max from the optimal learning rate at each batch size (columns batch_size,lr)."""
     cols = read_columns(file, ("batch_size", "lr"))
-    res = fit_eps_max(cols["batch_size"], cols["lr"], b_noise, law=law, alpha=alpha, method=method, confidence=confidence)
+    res = fit_eps_max(
+        cols["batch_size"], cols["lr"], b_noise, law=law, alpha=alpha, method=method, confidence=confidence
+    )
     if as_json:
         emit_json(dataclasses.asdict(res))
         return
@@ -93,8 +99,23 @@ def compare(
     cols = read_columns(file, ("batch_size", "lr"))
     res = compare_laws(cols["batch_size"], cols["lr"], b_noise=b_noise)
     if as_json:
-        laws = [{"name": f.name, **f.params, **{k: v for k, v in dataclasses.asdict(f).items() if k not in ("name", "params")}} for f in res.laws]
-        emit_json({"laws": laws, "best": res.best.name, "criterion": res.criterion, "n_points": res.n_points, "b_noise_given": res.b_noise_given})
+        laws = [
+            {
+                "name": f.name,
+                **f.params,
+                **{k: v for k, v in dataclasses.asdict(f).items() if k not in ("name", "params")},
+            }
+            for f in res.laws
+        ]
+        emit_json(
+            {
+                "laws": laws,
+                "best": res.best.name,
+                "criterion": res.criterion,
+                "n_points": res.n_points,
+                "b_noise_given": res.b_noise_given,
+            }
+        )
         return
     table = Table(title=f"law comparison on {file.name} ({res.n_points} points, best by {res.criterion.upper()})")
     for col in ("law", "eps_max", "B_noise", "alpha", "k", "RMS log resid", "AICc", "BIC", "status"):

@@ -11,7 +11,9 @@ from surge.cli._args import parse_number_list
 from surge.cli._output import console, emit_json, fmt
 from surge.theory.laws import adam_optimal_lr, sgd_optimal_lr
 
-app = typer.Typer(help="Evaluate the Adam law (Eq 2) or the SGD law (Eq 1 / 24) at given batch sizes.", no_args_is_help=True)
+app = typer.Typer(
+    help="Evaluate the Adam law (Eq 2) or the SGD law (Eq 1 / 24) at given batch sizes.", no_args_is_help=True
+)
 
 EPS_MAX = typer.Option(..., "--eps-max", help="Peak (Adam) or large-batch (SGD) learning rate eps_max.")
 B_NOISE = typer.Option(..., "--b-noise", help="B_noise: the batch size of the peak (Adam) / the knee (SGD).")
@@ -29,7 +31,11 @@ def _show(law: str, eps_max: float, b_noise: float, alpha: Optional[float], batc
     table.add_column("learning rate", justify="right")
     table.add_column("regime", justify="left")
     for b, lr in zip(batch, lrs):
-        table.add_row(fmt(b, 6), fmt(lr, 5), "below B_noise" if b < b_noise else ("at B_noise" if b == b_noise else "above B_noise"))
+        table.add_row(
+            fmt(b, 6),
+            fmt(lr, 5),
+            "below B_noise" if b < b_noise else ("at B_noise" if b == b_noise else "above B_noise"),
+        )
     console.print(table)
 
 

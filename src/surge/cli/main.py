@@ -15,13 +15,11 @@ import warnings
 import typer
 
 from surge import __version__
-from surge.cli import analyze
+from surge.cli import analyze, simulate, sweep
 from surge.cli import demo as demo_cmd
 from surge.cli import fit as fit_cmd
 from surge.cli import law as law_cmd
 from surge.cli import recommend as recommend_cmd
-from surge.cli import simulate
-from surge.cli import sweep
 from surge.errors import SurgeError
 
 app = typer.Typer(

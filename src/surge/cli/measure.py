@@ -30,10 +30,22 @@ def measure(
     steps: int = typer.Option(..., "--steps", help="Optimizer steps."),
     every: int = typer.Option(20, "--every", help="Measure every K steps (from step 0)."),
     out: Path = typer.Option(..., "--out", help="Folder for measure.json, series.csv and measure.png."),
-    measure_examples: Optional[int] = typer.Option(None, "--measure-examples", help="Examples per measurement (default max(batch size, 256))."),
-    curve_points: int = typer.Option(3, "--curve-points", help="Measurements (evenly spaced) with the curves over batch size."),
-    curve_batch_size: Optional[list[str]] = typer.Option(None, "--curve-batch-size", help="Batch sizes of the curves (default 1, 2, 4, ... up to half the measured examples)."),
-    curve_at_loss: Optional[list[str]] = typer.Option(None, "--curve-at-loss", help="Also compute the curves at the first measurement at or below each of these probe losses."),
+    measure_examples: Optional[int] = typer.Option(
+        None, "--measure-examples", help="Examples per measurement (default max(batch size, 256))."
+    ),
+    curve_points: int = typer.Option(
+        3, "--curve-points", help="Measurements (evenly spaced) with the curves over batch size."
+    ),
+    curve_batch_size: Optional[list[str]] = typer.Option(
+        None,
+        "--curve-batch-size",
+        help="Batch sizes of the curves (default 1, 2, 4, ... up to half the measured examples).",
+    ),
+    curve_at_loss: Optional[list[str]] = typer.Option(
+        None,
+        "--curve-at-loss",
+        help="Also compute the curves at the first measurement at or below each of these probe losses.",
+    ),
     window: int = typer.Option(3, "--window", help="Measurements pooled into the smoothed series."),
     n_draws: int = typer.Option(32, "--draws", help="Resampled batches per batch size in the direct curve."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, batches and estimators."),
@@ -45,17 +57,39 @@ def measure(
     series.csv and measure.png in --out."""
     from surge.monitor.run import MeasureConfig, check_config, check_out_dir, check_workload, measure_run, write_measure
 
-    cfg = check_config(MeasureConfig(
-        workload=workload, optimizer=optimizer, betas=_betas(betas), lr=lr, batch_size=batch_size, steps=steps, every=every,
-        measure_examples=measure_examples, curve_points=curve_points,
-        curve_batch_sizes=None if curve_batch_size is None else tuple(parse_number_list(curve_batch_size, "--curve-batch-size")),
-        curve_losses=() if curve_at_loss is None else tuple(parse_number_list(curve_at_loss, "--curve-at-loss")),
-        window=window, n_draws=n_draws, seed=seed, data_dir=data_dir,
-    ))
+    cfg = check_config(
+        MeasureConfig(
+            workload=workload,
+            optimizer=optimizer,
+            betas=_betas(betas),
+            lr=lr,
+            batch_size=batch_size,
+            steps=steps,
+            every=every,
+            measure_examples=measure_examples,
+            curve_points=curve_points,
+            curve_batch_sizes=None
+            if curve_batch_size is None
+            else tuple(parse_number_list(curve_batch_size, "--curve-batch-size")),
+            curve_losses=() if curve_at_loss is None else tuple(parse_number_list(curve_at_loss, "--curve-at-loss")),
+            window=window,
+            n_draws=n_draws,
+            seed=seed,
+            data_dir=data_dir,
+        )
+    )
     check_out_dir(out)
     check_workload(cfg)
-    progress = Progress(TextColumn("[bold]measure"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-                        TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
+    progress = Progress(
+        TextColumn("[bold]measure"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
     with progress:
         task = progress.add_task("measure", total=cfg.steps, note="")
 
@@ -70,16 +104,32 @@ def measure(
     if as_json:
         emit_json(doc)
         return
-    table = Table(title=f"{cfg.workload}: {cfg.optimizer} betas {list(cfg.betas)}, lr {fmt(cfg.lr)}, batch {cfg.batch_size} "
-                        f"({doc['batch_unit']}); pooled over {cfg.window} measurement(s)")
-    for col in ("step", "probe loss", "B_noise (Eq 14) [95 %]", "B_simple [95 %]", "eps_max", "validity B", "direct peak"):
+    table = Table(
+        title=f"{cfg.workload}: {cfg.optimizer} betas {list(cfg.betas)}, lr {fmt(cfg.lr)}, batch {cfg.batch_size} "
+        f"({doc['batch_unit']}); pooled over {cfg.window} measurement(s)"
+    )
+    for col in (
+        "step",
+        "probe loss",
+        "B_noise (Eq 14) [95 %]",
+        "B_simple [95 %]",
+        "eps_max",
+        "validity B",
+        "direct peak",
+    ):
         table.add_column(col, justify="right")
     for r in doc["series"]:
         table.add_row(
-            str(r["step"]), fmt(r["loss"]), f"{fmt(r['smooth_b_noise'])} [{fmt(r['smooth_b_noise_lo'])}, {fmt(r['smooth_b_noise_hi'])}]",
+            str(r["step"]),
+            fmt(r["loss"]),
+            f"{fmt(r['smooth_b_noise'])} [{fmt(r['smooth_b_noise_lo'])}, {fmt(r['smooth_b_noise_hi'])}]",
             f"{fmt(r['smooth_b_simple'])} [{fmt(r['smooth_b_simple_lo'])}, {fmt(r['smooth_b_simple_hi'])}]",
-            fmt(r["smooth_eps_max"]), fmt(r["validity_batch_size"]), fmt(r["direct_peak_batch_size"]),
+            fmt(r["smooth_eps_max"]),
+            fmt(r["validity_batch_size"]),
+            fmt(r["direct_peak_batch_size"]),
         )
     console.print(table)
-    console.print(f"wrote {doc['files']['measure_json']}, {doc['files']['series_csv']}, {doc['files']['figure']}; "
-                  f"{doc['wall_seconds']:.1f} s, of which measuring {doc['monitor_seconds']:.1f} s")
+    console.print(
+        f"wrote {doc['files']['measure_json']}, {doc['files']['series_csv']}, {doc['files']['figure']}; "
+        f"{doc['wall_seconds']:.1f} s, of which measuring {doc['monitor_seconds']:.1f} s"
+    )

@@ -19,15 +19,25 @@ def recommend(
     from_lr: float = typer.Option(..., "--from-lr", help="The tuned (optimal) learning rate at --from-batch-size."),
     to_batch_size: float = typer.Option(..., "--to-batch-size", help="The batch size to move to."),
     b_noise: Optional[float] = typer.Option(
-        None, "--b-noise", help="B_noise of the workload (from 'surge analyze' or 'surge fit b-noise'); without it only the rules of thumb."
+        None,
+        "--b-noise",
+        help="B_noise of the workload (from 'surge analyze' or 'surge fit b-noise'); without it only the rules of thumb.",
     ),
-    measured: Optional[Path] = typer.Option(None, "--measured", help="DIR/measure.json from 'surge measure' (instead of --b-noise)."),
-    at_loss: Optional[float] = typer.Option(None, "--at-loss", help="With --measured: the first measurement at or below this probe loss."),
-    at_step: Optional[int] = typer.Option(None, "--at-step", help="With --measured: the measurement nearest this step (default: the last)."),
+    measured: Optional[Path] = typer.Option(
+        None, "--measured", help="DIR/measure.json from 'surge measure' (instead of --b-noise)."
+    ),
+    at_loss: Optional[float] = typer.Option(
+        None, "--at-loss", help="With --measured: the first measurement at or below this probe loss."
+    ),
+    at_step: Optional[int] = typer.Option(
+        None, "--at-step", help="With --measured: the measurement nearest this step (default: the last)."
+    ),
     law: str = typer.Option("adam", "--law", help="adam (Eq 2) or sgd (Eq 1 / 24)."),
     alpha: float = typer.Option(1.0, "--alpha", help="SGD exponent of (1 + B_noise/B)."),
     beta2: Optional[float] = typer.Option(
-        None, "--beta2", help="Adam's beta2 at --from-batch-size: also print beta2 ** (to/from), the same second-moment half-life in examples."
+        None,
+        "--beta2",
+        help="Adam's beta2 at --from-batch-size: also print beta2 ** (to/from), the same second-moment half-life in examples.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
@@ -43,7 +53,9 @@ def recommend(
     if as_json:
         emit_json(dataclasses.asdict(rec))
         return
-    table = Table(title=f"from lr {fmt(rec.from_lr)} at batch {fmt(rec.from_batch_size, 6)} to batch {fmt(rec.to_batch_size, 6)}")
+    table = Table(
+        title=f"from lr {fmt(rec.from_lr)} at batch {fmt(rec.from_batch_size, 6)} to batch {fmt(rec.to_batch_size, 6)}"
+    )
     table.add_column("rule")
     table.add_column("learning rate", justify="right")
     if rec.regime != "unknown":
@@ -57,7 +69,9 @@ def recommend(
             f"at batch {fmt(rec.to_batch_size, 6)} (beta2 ** (to/from): the same half-life of the second moment in examples)"
         )
     if rec.regime != "unknown":
-        console.print(f"batch {fmt(rec.to_batch_size, 6)} is {rec.regime} B_noise; implied eps_max = {fmt(rec.eps_max)}")
+        console.print(
+            f"batch {fmt(rec.to_batch_size, 6)} is {rec.regime} B_noise; implied eps_max = {fmt(rec.eps_max)}"
+        )
     if rec.warning:
         err_console.print(f"[yellow]warning:[/yellow] {rec.warning}")
 
@@ -72,15 +86,22 @@ def _measured(path: Path, b0: float, lr0: float, b1: float, at_loss, at_step, as
         emit_json(dataclasses.asdict(rec))
         return
     where = f"step {rec.at_step}" + (f", probe loss {fmt(rec.at_loss)}" if rec.at_loss is not None else "")
-    table = Table(title=f"from lr {fmt(rec.from_lr)} at batch {fmt(rec.from_batch_size, 6)} to batch {fmt(rec.to_batch_size, 6)} "
-                        f"(measured at {where}; {rec.n_examples} examples)")
+    table = Table(
+        title=f"from lr {fmt(rec.from_lr)} at batch {fmt(rec.from_batch_size, 6)} to batch {fmt(rec.to_batch_size, 6)} "
+        f"(measured at {where}; {rec.n_examples} examples)"
+    )
     table.add_column("rule")
     table.add_column("learning rate", justify="right")
     table.add_column("95 % interval", justify="right")
-    table.add_row(f"[bold]measured, Theorem 3[/bold] (B_noise={fmt(rec.b_noise)} {fmt_ci(rec.b_noise_ci)})",
-                  f"[bold]{fmt(rec.lr, 5)}[/bold]", fmt_ci(rec.lr_ci))
+    table.add_row(
+        f"[bold]measured, Theorem 3[/bold] (B_noise={fmt(rec.b_noise)} {fmt_ci(rec.b_noise_ci)})",
+        f"[bold]{fmt(rec.lr, 5)}[/bold]",
+        fmt_ci(rec.lr_ci),
+    )
     if rec.direct_lr is not None:
-        table.add_row(f"measured, direct curve (step {rec.curve_step})", fmt(rec.direct_lr, 5), fmt_ci(rec.direct_lr_ci))
+        table.add_row(
+            f"measured, direct curve (step {rec.curve_step})", fmt(rec.direct_lr, 5), fmt_ci(rec.direct_lr_ci)
+        )
     table.add_row("linear rule", fmt(rec.linear_lr, 5), "")
     table.add_row("square-root rule", fmt(rec.sqrt_lr, 5), "")
     console.print(table)

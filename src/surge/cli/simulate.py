@@ -29,7 +29,9 @@ JSON = typer.Option(False, "--json", help="Print one JSON object instead of tabl
 def figure1(
     out: Path = typer.Option(..., "--out", help="PNG file to write the figure to."),
     problem: str = typer.Option(
-        "surge", "--problem", help="surge, diagonal, sign-blind, equal-snr, or a .npz file with arrays mu, sigma, hessian."
+        "surge",
+        "--problem",
+        help="surge, diagonal, sign-blind, equal-snr, or a .npz file with arrays mu, sigma, hessian.",
     ),
     samples: int = typer.Option(100_000, "--samples", help="Monte-Carlo samples per batch size."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
@@ -65,8 +67,13 @@ def figure1(
     z = res.sign.z_scores
     for i, b in enumerate(res.batch_size):
         table.add_row(
-            fmt(b, 6), fmt(res.sign.mc_optimal_lr[i], 3), fmt(res.sign.mc_stderr[i], 2), fmt(res.sign.exact_optimal_lr[i], 3),
-            "nan" if not np.isfinite(z[i]) else f"{z[i]:.2f}", fmt(res.theorem3_lr[i], 3), fmt(res.sgd.mc_optimal_lr[i], 3),
+            fmt(b, 6),
+            fmt(res.sign.mc_optimal_lr[i], 3),
+            fmt(res.sign.mc_stderr[i], 2),
+            fmt(res.sign.exact_optimal_lr[i], 3),
+            "nan" if not np.isfinite(z[i]) else f"{z[i]:.2f}",
+            fmt(res.theorem3_lr[i], 3),
+            fmt(res.sgd.mc_optimal_lr[i], 3),
             fmt(res.sgd.exact_optimal_lr[i], 3),
         )
     console.print(table)
@@ -85,21 +92,31 @@ def figure1(
 @app.command("training", context_settings={"allow_extra_args": True})
 def training(
     ctx: typer.Context,
-    out: Path = typer.Option(..., "--out", help="Directory for trials.csv, result.json, training.png and the "
-                             "analysis report (report.md, report.html, analysis.json, stage figures)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Directory for trials.csv, result.json, training.png and the "
+        "analysis report (report.md, report.html, analysis.json, stage figures).",
+    ),
     target_loss: list[str] | None = typer.Option(
-        None, "--target-loss", "--targets",
+        None,
+        "--target-loss",
+        "--targets",
         help="Target losses (stages): --target-loss 0.5 0.3 0.18 (or comma-separated); default 0.5 0.3 0.18.",
     ),
     optimizer: str = typer.Option("sign", "--optimizer", help="sign, adam or sgd."),
     beta1: float = typer.Option(0.9, "--beta1", help="Adam's beta1 (0 with --beta2 0 is sign descent)."),
     beta2: float = typer.Option(0.999, "--beta2", help="Adam's beta2."),
-    batch_size: list[str] | None = typer.Option(None, "--batch-size", "-b",
-                                                help="Batch sizes (whole numbers); default 12 from 1 to 4096."),
-    lrs: list[str] | None = typer.Option(None, "--lr", help="Learning rates; default 10 per optimizer, chosen for the problem."),
+    batch_size: list[str] | None = typer.Option(
+        None, "--batch-size", "-b", help="Batch sizes (whole numbers); default 12 from 1 to 4096."
+    ),
+    lrs: list[str] | None = typer.Option(
+        None, "--lr", help="Learning rates; default 10 per optimizer, chosen for the problem."
+    ),
     rounds: int = typer.Option(16, "--rounds", "--seeds", help="Rounds: trajectories per (batch size, learning rate)."),
-    extra_steps: int = typer.Option(50, "--extra-steps", "--n-after",
-                                    help="N: steps after a target over which the loss decrease is measured."),
+    extra_steps: int = typer.Option(
+        50, "--extra-steps", "--n-after", help="N: steps after a target over which the loss decrease is measured."
+    ),
     max_steps: int = typer.Option(4_000, "--max-steps", help="Step budget per trajectory."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples of the rounds in the analysis."),
@@ -125,8 +142,12 @@ def training(
         nonlocal bar
         if bar is None:
             bar = Progress(
-                TextColumn("simulating"), BarColumn(), TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
-                TimeElapsedColumn(), console=err_console, transient=True,
+                TextColumn("simulating"),
+                BarColumn(),
+                TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
             )
             bar.start()
             bar.add_task("train", total=total)
@@ -134,8 +155,16 @@ def training(
 
     try:
         res = simulate_training(
-            optimizer=optimizer, batch_sizes=batch, lrs=lr_values, target_loss=target_values, rounds=rounds,
-            extra_steps=extra_steps, max_steps=max_steps, betas=(beta1, beta2), seed=seed, n_boot=n_boot,
+            optimizer=optimizer,
+            batch_sizes=batch,
+            lrs=lr_values,
+            target_loss=target_values,
+            rounds=rounds,
+            extra_steps=extra_steps,
+            max_steps=max_steps,
+            betas=(beta1, beta2),
+            seed=seed,
+            n_boot=n_boot,
             progress=progress,
         )
     finally:
@@ -159,8 +188,9 @@ def training(
     report = write_report(res.analysis, out)
     for note in report.figure_errors:
         err_console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
-    files.update({"report_markdown": str(report.markdown), "report_html": str(report.html),
-                  "analysis": str(report.json)})
+    files.update(
+        {"report_markdown": str(report.markdown), "report_html": str(report.html), "analysis": str(report.json)}
+    )
     payload = {**res.to_dict(), "files": files}
     result_file.write_text(json.dumps(to_jsonable(payload), indent=1) + "\n")
     if as_json:
@@ -168,20 +198,30 @@ def training(
         return
     total = res.lr.size * res.rounds
     for st, th in zip(res.stages, res.theory):
-        table = Table(title=f"target loss {st.target_loss:g}: B_noise (Eq 22) = {fmt(st.b_noise)} {fmt_ci(st.b_noise_ci)}")
+        table = Table(
+            title=f"target loss {st.target_loss:g}: B_noise (Eq 22) = {fmt(st.b_noise)} {fmt_ci(st.b_noise_ci)}"
+        )
         for col in ("batch size", "optimal lr", "steps S", "examples E", "diverged / censored (of lr x rounds)"):
             table.add_column(col, justify="right")
         for row in st.rows:
-            table.add_row(fmt(row.batch_size, 6), fmt(row.optimal_lr), fmt(row.steps), fmt(row.examples),
-                          f"{row.n_diverged} / {row.n_censored} (of {total})")
+            table.add_row(
+                fmt(row.batch_size, 6),
+                fmt(row.optimal_lr),
+                fmt(row.steps),
+                fmt(row.examples),
+                f"{row.n_diverged} / {row.n_censored} (of {total})",
+            )
         console.print(table)
-        console.print(f"one-step theory at the states reached: B_noise (Eq 14) = {fmt(th.local_b_noise)}, "
-                      f"exact Eq 9 peak at B = {fmt(th.local_peak_batch_size)}")
+        console.print(
+            f"one-step theory at the states reached: B_noise (Eq 14) = {fmt(th.local_b_noise)}, "
+            f"exact Eq 9 peak at B = {fmt(th.local_peak_batch_size)}"
+        )
         for msg in st.messages:
             console.print(f"[yellow]note:[/yellow] {msg}")
     fig_txt = f"{figure}, " if "figure" in files else ""
-    console.print(f"wrote {trials}, {result_file}, {fig_txt}{report.html} (and report.md, analysis.json, "
-                  f"stage figures in {out})")
+    console.print(
+        f"wrote {trials}, {result_file}, {fig_txt}{report.html} (and report.md, analysis.json, stage figures in {out})"
+    )
 
 
 def _check_suffix(path: Path, suffix: str, name: str) -> None:

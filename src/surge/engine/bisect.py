@@ -41,7 +41,11 @@ class _Chunk:
         self.cfg = config
         self.wl = workload
         self.runner = RUNNERS[strategy](
-            workload, build_optimizer(config.optimizer), device=config.device, dtype=config.dtype, probe_examples=config.probe_examples
+            workload,
+            build_optimizer(config.optimizer),
+            device=config.device,
+            dtype=config.dtype,
+            probe_examples=config.probe_examples,
         )
         self.strategy = strategy
         self.B = config.batch_size
@@ -215,5 +219,3 @@ class _Crossing:
 
 def _censored(target: float) -> StageRecord:
     return StageRecord(target, False, None, None, None, None, None)
-
-

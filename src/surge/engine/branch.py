@@ -118,9 +118,15 @@ def _save(path: Path, payload: dict) -> None:
 
 
 def _state_dict(cp: Checkpoint) -> dict:
-    return {"target_loss": cp.target_loss, "reached": cp.reached, "step": cp.step, "loss": cp.loss,
-            "params": cp.params, "buffers": cp.buffers,
-            "opt": None if cp.opt is None else (type(cp.opt).__name__, cp.opt._asdict())}
+    return {
+        "target_loss": cp.target_loss,
+        "reached": cp.reached,
+        "step": cp.step,
+        "loss": cp.loss,
+        "params": cp.params,
+        "buffers": cp.buffers,
+        "opt": None if cp.opt is None else (type(cp.opt).__name__, cp.opt._asdict()),
+    }
 
 
 def _from_state(d: dict, opt_type) -> Checkpoint:
@@ -161,8 +167,13 @@ def _train_trunk(config: GroupConfig, workload: Workload, path: Path | None, sav
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same bits in every process
     try:
-        runner = LoopRunner(workload, build_optimizer(config.optimizer), device=config.device, dtype=config.dtype,
-                            probe_examples=config.probe_examples)
+        runner = LoopRunner(
+            workload,
+            build_optimizer(config.optimizer),
+            device=config.device,
+            dtype=config.dtype,
+            probe_examples=config.probe_examples,
+        )
         B = int(config.trunk_batch_size)
         budget = config.max_steps if config.max_examples is None else min(config.max_steps, config.max_examples // B)
         # the trunk is one lane: probing 8x as often as a scratch trial costs little and puts each
@@ -176,8 +187,14 @@ def _train_trunk(config: GroupConfig, workload: Workload, path: Path | None, sav
             opt_type = type(runner.optimizer.init(torch.zeros(1, 1)))
             checkpoints = [_from_state(d, opt_type) for d in saved["checkpoints"]]
             st = saved["state"]
-            lanes = Lanes(trial=[0], seed=[config.trunk_seed], lr=[float(config.trunk_lr)], params=st["params"].clone(),
-                          opt=opt_type(**st["opt"]), buffers={n: b.clone() for n, b in st["buffers"].items()})
+            lanes = Lanes(
+                trial=[0],
+                seed=[config.trunk_seed],
+                lr=[float(config.trunk_lr)],
+                params=st["params"].clone(),
+                opt=opt_type(**st["opt"]),
+                buffers={n: b.clone() for n, b in st["buffers"].items()},
+            )
             step = int(st["step"])
             loss = st["loss"]
         else:
@@ -188,10 +205,21 @@ def _train_trunk(config: GroupConfig, workload: Workload, path: Path | None, sav
         def save(done: bool) -> None:
             if path is None:
                 return
-            _save(path, {"config": trunk_config(config), "done": done,
-                         "checkpoints": [_state_dict(c) for c in checkpoints],
-                         "state": {"step": step, "loss": loss, "params": lanes.params, "opt": lanes.opt._asdict(),
-                                   "buffers": lanes.buffers}})
+            _save(
+                path,
+                {
+                    "config": trunk_config(config),
+                    "done": done,
+                    "checkpoints": [_state_dict(c) for c in checkpoints],
+                    "state": {
+                        "step": step,
+                        "loss": loss,
+                        "params": lanes.params,
+                        "opt": lanes.opt._asdict(),
+                        "buffers": lanes.buffers,
+                    },
+                },
+            )
 
         while len(checkpoints) < len(targets):
             if loss is not None and math.isfinite(loss) and loss <= targets[len(checkpoints)]:
@@ -207,12 +235,21 @@ def _train_trunk(config: GroupConfig, workload: Workload, path: Path | None, sav
                     if not math.isfinite(loss):
                         continue
                 one = lanes.select([0])
-                checkpoints.append(Checkpoint(targets[len(checkpoints)], True, step, loss, one.params[0].clone(),
-                                              {n: b[0].clone() for n, b in one.buffers.items()}, one.opt))
+                checkpoints.append(
+                    Checkpoint(
+                        targets[len(checkpoints)],
+                        True,
+                        step,
+                        loss,
+                        one.params[0].clone(),
+                        {n: b[0].clone() for n, b in one.buffers.items()},
+                        one.opt,
+                    )
+                )
                 save(False)
                 continue
             if step >= budget or (loss is not None and not math.isfinite(loss)):
-                for t in targets[len(checkpoints):]:
+                for t in targets[len(checkpoints) :]:
                     checkpoints.append(Checkpoint(t, False, None, None, None, None, None))
                 break
             for _ in range(min(k, budget - step)):
@@ -233,8 +270,14 @@ def _branch_lanes(runner: _Runner, cp: Checkpoint, trials: list[tuple[int, int, 
         opt = select_state(cp.opt, [0] * n)
     else:
         opt = runner.optimizer.init(params)
-    return Lanes(trial=[t for t, _, _ in trials], seed=[s for _, s, _ in trials], lr=[float(r) for _, _, r in trials],
-                 params=params, opt=opt, buffers={k: v[None].expand(n, *v.shape).clone() for k, v in cp.buffers.items()})
+    return Lanes(
+        trial=[t for t, _, _ in trials],
+        seed=[s for _, s, _ in trials],
+        lr=[float(r) for _, _, r in trials],
+        params=params,
+        opt=opt,
+        buffers={k: v[None].expand(n, *v.shape).clone() for k, v in cp.buffers.items()},
+    )
 
 
 def run_branch_group(config: GroupConfig, *, progress: Callable[[int, int], None] | None = None) -> list[TrialRecord]:
@@ -255,8 +298,13 @@ def run_branch_group(config: GroupConfig, *, progress: Callable[[int, int], None
     if torch.device(config.device).type == "cpu":
         torch.set_num_threads(1)
     try:
-        runner = RUNNERS[strategy](workload, build_optimizer(config.optimizer), device=config.device,
-                                   dtype=config.dtype, probe_examples=config.probe_examples)
+        runner = RUNNERS[strategy](
+            workload,
+            build_optimizer(config.optimizer),
+            device=config.device,
+            dtype=config.dtype,
+            probe_examples=config.probe_examples,
+        )
         n, N, B = config.n_trials, config.extra_steps, config.batch_size
         total = n * N * len(checkpoints)
         stages: list[list[StageRecord]] = [[] for _ in range(n)]
@@ -274,8 +322,12 @@ def run_branch_group(config: GroupConfig, *, progress: Callable[[int, int], None
                 continue
             for start in range(0, n, per):
                 idx = list(range(start, min(n, start + per)))
-                lanes = _branch_lanes(runner, cp, [(t, config.seeds[t], config.lrs[t]) for t in idx],
-                                      config.branch_optimizer_state == "carry")
+                lanes = _branch_lanes(
+                    runner,
+                    cp,
+                    [(t, config.seeds[t], config.lrs[t]) for t in idx],
+                    config.branch_optimizer_state == "carry",
+                )
                 finite = [True] * len(idx)
                 for step in range(1, N + 1):
                     rows = []
@@ -294,16 +346,33 @@ def run_branch_group(config: GroupConfig, *, progress: Callable[[int, int], None
                     value = float(after[r])
                     ok = finite[r] and math.isfinite(value)
                     last[t] = value
-                    stages[t].append(StageRecord(
-                        target_loss=cp.target_loss, reached=True, steps=None, examples=None, loss_at_target=cp.loss,
-                        loss_after=value if ok else None, loss_decrease=cp.loss - value if ok else None))
+                    stages[t].append(
+                        StageRecord(
+                            target_loss=cp.target_loss,
+                            reached=True,
+                            steps=None,
+                            examples=None,
+                            loss_at_target=cp.loss,
+                            loss_after=value if ok else None,
+                            loss_decrease=cp.loss - value if ok else None,
+                        )
+                    )
     finally:
         torch.set_num_threads(threads)
     wall = time.perf_counter() - started
     first = next((c.loss for c in checkpoints if c.reached), None)
     return [
-        TrialRecord(lr=config.lrs[t], seed=config.seeds[t], status="ok", stages=tuple(stages[t]),
-                    steps_run=N * sum(c.reached for c in checkpoints), diverged_at_step=None, strategy=strategy,
-                    wall_seconds=wall / n, initial_loss=first, final_loss=last[t])
+        TrialRecord(
+            lr=config.lrs[t],
+            seed=config.seeds[t],
+            status="ok",
+            stages=tuple(stages[t]),
+            steps_run=N * sum(c.reached for c in checkpoints),
+            diverged_at_step=None,
+            strategy=strategy,
+            wall_seconds=wall / n,
+            initial_loss=first,
+            final_loss=last[t],
+        )
         for t in range(n)
     ]

@@ -48,5 +48,3 @@ class DataOrder:
             mask = epochs == e
             out[mask] = self._perm(e)[pos[mask] % m]
         return out
-
-

@@ -68,8 +68,9 @@ def _saved_bytes(model: torch.nn.Module, wl: Workload, n: int, dtype: torch.dtyp
     return sum(seen.values()), max(seen.values(), default=0)
 
 
-def activation_bytes(workload: str | Workload, batch_size: int, *, dtype: str = "float32",
-                     data_dir: str | None = None) -> tuple[int, str]:
+def activation_bytes(
+    workload: str | Workload, batch_size: int, *, dtype: str = "float32", data_dir: str | None = None
+) -> tuple[int, str]:
     """Bytes one lane's backward pass keeps at ``batch_size``, with headroom, and how they were found.
 
     Returns ``(bytes, method)``; ``method`` is ``"meta"`` (exact shapes at B) or ``"cpu"`` (a forward
@@ -90,8 +91,9 @@ def activation_bytes(workload: str | Workload, batch_size: int, *, dtype: str = 
     return int(saved + 2 * largest), method
 
 
-def lane_facts(workload: str | Workload, batch_size: int, *, dtype: str = "float32",
-               data_dir: str | None = None) -> dict:
+def lane_facts(
+    workload: str | Workload, batch_size: int, *, dtype: str = "float32", data_dir: str | None = None
+) -> dict:
     """What :func:`surge.sweep.gpu_sizing.lane_memory` needs: parameter count and bytes, activation
     bytes at ``batch_size``, the bytes a group pays once and the replay batch width.
 
@@ -107,13 +109,25 @@ def lane_facts(workload: str | Workload, batch_size: int, *, dtype: str = "float
     probe_act, _ = activation_bytes(wl, min(wl.probe_chunk, len(wl.probe_inputs)), dtype=dtype)
     crossing = 3 * n_params * dtype_bytes  # what the protocol counts per queued crossing
     replay_lanes = min(16, REPLAY_BYTES // max(1, crossing) + 1)
-    return {"n_params": int(n_params), "dtype_bytes": int(dtype_bytes), "activation_bytes": int(act),
-            "activation_method": method, "fixed_bytes": int(REPLAY_BYTES + probe_act // 2 + CONTEXT_BYTES),
-            "replay_lanes": int(replay_lanes)}
+    return {
+        "n_params": int(n_params),
+        "dtype_bytes": int(dtype_bytes),
+        "activation_bytes": int(act),
+        "activation_method": method,
+        "fixed_bytes": int(REPLAY_BYTES + probe_act // 2 + CONTEXT_BYTES),
+        "replay_lanes": int(replay_lanes),
+    }
 
 
-def measure_lane_bytes(workload: str | Workload, batch_size: int, *, optimizer: str = "adam", dtype: str = "float32",
-                       data_dir: str | None = None, device: str = "cuda") -> int:
+def measure_lane_bytes(
+    workload: str | Workload,
+    batch_size: int,
+    *,
+    optimizer: str = "adam",
+    dtype: str = "float32",
+    data_dir: str | None = None,
+    device: str = "cuda",
+) -> int:
     """Bytes one lane of a lockstep step takes on ``device`` (CUDA): half the difference of the peak
     allocated memory of a step with 4 lanes and one with 2 (same batches; a fresh runner each).
 
@@ -123,8 +137,9 @@ def measure_lane_bytes(workload: str | Workload, batch_size: int, *, optimizer: 
     from surge.engine.trainer import LockstepRunner
 
     if not torch.cuda.is_available() or torch.device(device).type != "cuda":
-        raise SurgeError(f"measure_lane_bytes needs a CUDA device, got {device!r} (CUDA available: "
-                         f"{torch.cuda.is_available()})")
+        raise SurgeError(
+            f"measure_lane_bytes needs a CUDA device, got {device!r} (CUDA available: {torch.cuda.is_available()})"
+        )
     wl = _load(workload, data_dir)
     peaks = {}
     for lanes in (2, 4):

@@ -43,7 +43,6 @@ from surge._validation import check_choice, check_scalar
 from surge.errors import SurgeError, SurgeTypeError
 from surge.records import OPTIMIZERS, OptimizerConfig
 
-
 Params = Any  # a Tensor [T, ...] or a pytree (dict, list, tuple) of them
 
 
@@ -154,8 +153,21 @@ def _probe_fused() -> bool:
     try:
         p, g = torch.zeros(3), torch.ones(3)
         m, v = torch.zeros(3), torch.zeros(3)
-        torch._fused_adam_([p], [g], [m], [v], [], [torch.tensor(1.0)], lr=0.1, beta1=0.9, beta2=0.999,
-                           weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
+        torch._fused_adam_(
+            [p],
+            [g],
+            [m],
+            [v],
+            [],
+            [torch.tensor(1.0)],
+            lr=0.1,
+            beta1=0.9,
+            beta2=0.999,
+            weight_decay=0.0,
+            eps=1e-8,
+            amsgrad=False,
+            maximize=False,
+        )
         return bool(torch.allclose(p, torch.full((3,), -0.1), atol=1e-6))
     except Exception:  # private op: absent or changed in this torch build
         return False
@@ -172,8 +184,21 @@ def _adam_fused(p, g, m, v, *, lr, step, b1, b2, eps, wd, decoupled) -> bool:
         return False
     fn = torch._fused_adamw_ if decoupled else torch._fused_adam_
     step_t = torch.tensor(float(step), dtype=torch.float32, device=p.device)
-    fn([p], [g], [m], [v], [], [step_t], lr=lr, beta1=b1, beta2=b2, weight_decay=wd, eps=eps,
-       amsgrad=False, maximize=False)
+    fn(
+        [p],
+        [g],
+        [m],
+        [v],
+        [],
+        [step_t],
+        lr=lr,
+        beta1=b1,
+        beta2=b2,
+        weight_decay=wd,
+        eps=eps,
+        amsgrad=False,
+        maximize=False,
+    )
     return True
 
 
@@ -264,7 +289,9 @@ def adam(
     return _make(name, init, update_, {"betas": (b1, b2), "eps": eps, "weight_decay": wd})
 
 
-def adamw(betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0) -> FunctionalOptimizer:
+def adamw(
+    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0
+) -> FunctionalOptimizer:
     """AdamW: Adam with decoupled weight decay (``torch.optim.AdamW``)."""
     return adam(betas, eps, weight_decay, decoupled=True)
 
@@ -357,8 +384,9 @@ def make_optimizer(
 
 def build_optimizer(config: OptimizerConfig) -> FunctionalOptimizer:
     """The functional optimizer an :class:`surge.records.OptimizerConfig` describes."""
-    return make_optimizer(config.name, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay,
-                          momentum=config.momentum)
+    return make_optimizer(
+        config.name, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, momentum=config.momentum
+    )
 
 
 def select_state(state: Any, index: torch.Tensor | list[int]) -> Any:

@@ -81,7 +81,6 @@ def shutdown_workers() -> None:
 atexit.register(shutdown_workers)
 
 
-
 def run_in_workers(config, strategy, workers, progress, total) -> dict[int, _Record]:
     pool, q = _pool(workers)
     call = (os.getpid(), time.monotonic_ns())

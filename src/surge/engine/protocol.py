@@ -114,5 +114,3 @@ def run_group(config: GroupConfig, *, progress: Callable[[int, int], None] | Non
         )
         for t in range(n)
     ]
-
-

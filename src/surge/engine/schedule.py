@@ -82,5 +82,3 @@ def resolve_workers(config: GroupConfig, strategy: str) -> int:
 def _chunks(n: int, workers: int) -> list[list[int]]:
     """Trials dealt round-robin to the workers (so fast and slow learning rates mix in every chunk)."""
     return [list(range(c, n, workers)) for c in range(workers)]
-
-

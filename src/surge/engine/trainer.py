@@ -32,9 +32,9 @@ from torch.func import functional_call, grad_and_value, vmap
 from torch.utils import _pytree as pytree
 
 from surge.engine.optim import FunctionalOptimizer, cat_states, select_state
-from surge.workloads import Workload
 from surge.errors import SurgeError, SurgeTypeError
 from surge.records import DTYPES
+from surge.workloads import Workload
 
 TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}  # the names of surge.records.DTYPES
 
@@ -136,7 +136,9 @@ def _seeded_model(workload: Workload, seed: int) -> nn.Module:
         torch.manual_seed(int(seed))
         model = workload.make_model()
     if not isinstance(model, nn.Module):
-        raise SurgeTypeError(f"workload {workload.name!r}: make_model() returned {type(model).__name__}, not a torch.nn.Module")
+        raise SurgeTypeError(
+            f"workload {workload.name!r}: make_model() returned {type(model).__name__}, not a torch.nn.Module"
+        )
     return model
 
 
@@ -144,7 +146,13 @@ class _Runner(abc.ABC):
     strategy = ""
 
     def __init__(
-        self, workload: Workload, optimizer: FunctionalOptimizer, *, device: str, dtype: str, probe_examples: int | None = None
+        self,
+        workload: Workload,
+        optimizer: FunctionalOptimizer,
+        *,
+        device: str,
+        dtype: str,
+        probe_examples: int | None = None,
     ) -> None:
         self.workload = workload
         self.optimizer = optimizer

@@ -137,10 +137,29 @@ class NoiseEstimate:
         out = {
             k: getattr(self, k)
             for k in (
-                "b_noise", "b_noise_ci", "b_simple", "b_simple_ci", "eps_max", "eps_max_ci", "delta_l_max",
-                "delta_l_max_ci", "validity_batch_size", "within_validity", "n_examples", "n_rows",
-                "micro_batch_size", "n_params", "n_groups", "n_hvp", "confidence", "components", "components_se",
-                "dof", "direct_update", "n_draws", "message",
+                "b_noise",
+                "b_noise_ci",
+                "b_simple",
+                "b_simple_ci",
+                "eps_max",
+                "eps_max_ci",
+                "delta_l_max",
+                "delta_l_max_ci",
+                "validity_batch_size",
+                "within_validity",
+                "n_examples",
+                "n_rows",
+                "micro_batch_size",
+                "n_params",
+                "n_groups",
+                "n_hvp",
+                "confidence",
+                "components",
+                "components_se",
+                "dof",
+                "direct_update",
+                "n_draws",
+                "message",
             )
         }
         out["covariance"] = np.asarray(self.covariance).tolist()
@@ -302,7 +321,9 @@ def estimate_noise(
     m, n = g.shape
     k = len(bs)
     if m < MIN_ROWS:
-        return _nan_estimate(m, b, n, conf, bs, f"too few examples: {m} rows of {b} example(s); need >= {MIN_ROWS} rows")
+        return _nan_estimate(
+            m, b, n, conf, bs, f"too few examples: {m} rows of {b} example(s); need >= {MIN_ROWS} rows"
+        )
     rng = np.random.default_rng(seed)
     K = min(n_groups, m // 2)
     labels = rng.permutation(np.arange(m) % K)
@@ -409,14 +430,36 @@ def estimate_noise(
             "(b_noise, eps_max) is outside its own regime; use the curves instead"
         )
     return NoiseEstimate(
-        b_noise=est["b_noise"], b_noise_ci=est["b_noise_ci"], b_simple=est["b_simple"], b_simple_ci=est["b_simple_ci"],
-        eps_max=est["eps_max"], eps_max_ci=est["eps_max_ci"], delta_l_max=est["delta_l_max"],
-        delta_l_max_ci=est["delta_l_max_ci"], validity_batch_size=validity, within_validity=within,
-        n_examples=m * b, n_rows=m, micro_batch_size=b, n_params=n, n_groups=K, n_hvp=n_hvp, confidence=conf,
+        b_noise=est["b_noise"],
+        b_noise_ci=est["b_noise_ci"],
+        b_simple=est["b_simple"],
+        b_simple_ci=est["b_simple_ci"],
+        eps_max=est["eps_max"],
+        eps_max_ci=est["eps_max_ci"],
+        delta_l_max=est["delta_l_max"],
+        delta_l_max_ci=est["delta_l_max_ci"],
+        validity_batch_size=validity,
+        within_validity=within,
+        n_examples=m * b,
+        n_rows=m,
+        micro_batch_size=b,
+        n_params=n,
+        n_groups=K,
+        n_hvp=n_hvp,
+        confidence=conf,
         components=dict(zip(COMPONENTS, (float(x) for x in comp))),
         components_se=dict(zip(COMPONENTS, (float(math.sqrt(max(x, 0.0))) for x in np.diag(cov)))),
-        covariance=cov, dof=dof, probe_covariance=probe_cov, probe_dof=probe_dof, batch_sizes=bs, model_lr=model_lr, direct_lr=direct_lr, direct_lr_ci=direct_ci,
-        direct_update=direct_update, n_draws=n_draws if k and hvp is not None else 0, message="; ".join(messages),
+        covariance=cov,
+        dof=dof,
+        probe_covariance=probe_cov,
+        probe_dof=probe_dof,
+        batch_sizes=bs,
+        model_lr=model_lr,
+        direct_lr=direct_lr,
+        direct_lr_ci=direct_ci,
+        direct_update=direct_update,
+        n_draws=n_draws if k and hvp is not None else 0,
+        message="; ".join(messages),
     )
 
 
@@ -480,7 +523,9 @@ def _log_delta(value: float, grad: np.ndarray, cov: np.ndarray, t: float) -> Int
     return (math.exp(lo), math.exp(hi) if hi < 700 else math.inf)
 
 
-def _t_value(grad: np.ndarray, data_cov: np.ndarray, probe_cov: np.ndarray, dof: int, probe_dof: int, conf: float) -> float:
+def _t_value(
+    grad: np.ndarray, data_cov: np.ndarray, probe_cov: np.ndarray, dof: int, probe_dof: int, conf: float
+) -> float:
     """Student's t for a linear combination grad^T c of the components, with Welch-Satterthwaite degrees of
     freedom from its data (jackknife) and probe (Hutchinson) variance parts."""
     vd = max(float(grad @ data_cov @ grad), 0.0)
@@ -490,7 +535,9 @@ def _t_value(grad: np.ndarray, data_cov: np.ndarray, probe_cov: np.ndarray, dof:
     return float(stats.t.ppf(0.5 + conf / 2.0, max(nu, 1.0)))
 
 
-def _derive(comp: np.ndarray, data_cov: np.ndarray, probe_cov: np.ndarray, dof: int, probe_dof: int, conf: float) -> dict:
+def _derive(
+    comp: np.ndarray, data_cov: np.ndarray, probe_cov: np.ndarray, dof: int, probe_dof: int, conf: float
+) -> dict:
     """B_noise, B_simple, eps_max, Delta L_max and their intervals from the components and their covariance."""
     cov = data_cov + probe_cov
     D, S, M, T, G2 = (float(x) for x in comp)
@@ -544,12 +591,32 @@ def _derive(comp: np.ndarray, data_cov: np.ndarray, probe_cov: np.ndarray, dof: 
 def _nan_estimate(m, b, n, conf, bs, message) -> NoiseEstimate:
     k = len(bs)
     return NoiseEstimate(
-        b_noise=math.nan, b_noise_ci=_NAN_CI, b_simple=math.nan, b_simple_ci=_NAN_CI, eps_max=math.nan,
-        eps_max_ci=_NAN_CI, delta_l_max=math.nan, delta_l_max_ci=_NAN_CI, validity_batch_size=math.nan,
-        within_validity=None, n_examples=m * b, n_rows=m, micro_batch_size=b, n_params=n, n_groups=0, n_hvp=0,
-        confidence=conf, components={c: math.nan for c in COMPONENTS}, components_se={c: math.nan for c in COMPONENTS},
-        covariance=np.full((5, 5), math.nan), dof=0, batch_sizes=bs, model_lr=np.full(k, math.nan),
-        direct_lr=np.full(k, math.nan), direct_lr_ci=np.full((k, 2), math.nan), message=message,
+        b_noise=math.nan,
+        b_noise_ci=_NAN_CI,
+        b_simple=math.nan,
+        b_simple_ci=_NAN_CI,
+        eps_max=math.nan,
+        eps_max_ci=_NAN_CI,
+        delta_l_max=math.nan,
+        delta_l_max_ci=_NAN_CI,
+        validity_batch_size=math.nan,
+        within_validity=None,
+        n_examples=m * b,
+        n_rows=m,
+        micro_batch_size=b,
+        n_params=n,
+        n_groups=0,
+        n_hvp=0,
+        confidence=conf,
+        components={c: math.nan for c in COMPONENTS},
+        components_se={c: math.nan for c in COMPONENTS},
+        covariance=np.full((5, 5), math.nan),
+        dof=0,
+        batch_sizes=bs,
+        model_lr=np.full(k, math.nan),
+        direct_lr=np.full(k, math.nan),
+        direct_lr_ci=np.full((k, 2), math.nan),
+        message=message,
     )
 
 
@@ -588,13 +655,24 @@ def pool_estimates(estimates, *, confidence: float | None = None) -> NoiseEstima
     within = None if not math.isfinite(est["b_noise"]) else bool(est["b_noise"] < last.validity_batch_size)
     return replace(
         last,
-        b_noise=est["b_noise"], b_noise_ci=est["b_noise_ci"], b_simple=est["b_simple"], b_simple_ci=est["b_simple_ci"],
-        eps_max=est["eps_max"], eps_max_ci=est["eps_max_ci"], delta_l_max=est["delta_l_max"],
-        delta_l_max_ci=est["delta_l_max_ci"], within_validity=within,
-        n_examples=int(sum(e.n_examples for e in ests)), n_rows=int(sum(e.n_rows for e in ests)),
-        n_hvp=int(sum(e.n_hvp for e in ests)), confidence=conf,
+        b_noise=est["b_noise"],
+        b_noise_ci=est["b_noise_ci"],
+        b_simple=est["b_simple"],
+        b_simple_ci=est["b_simple_ci"],
+        eps_max=est["eps_max"],
+        eps_max_ci=est["eps_max_ci"],
+        delta_l_max=est["delta_l_max"],
+        delta_l_max_ci=est["delta_l_max_ci"],
+        within_validity=within,
+        n_examples=int(sum(e.n_examples for e in ests)),
+        n_rows=int(sum(e.n_rows for e in ests)),
+        n_hvp=int(sum(e.n_hvp for e in ests)),
+        confidence=conf,
         components=dict(zip(COMPONENTS, (float(x) for x in comp))),
         components_se=dict(zip(COMPONENTS, (float(math.sqrt(max(x, 0.0))) for x in np.diag(cov)))),
-        covariance=np.asarray(cov), dof=dof, probe_covariance=np.asarray(pcov), probe_dof=probe_dof,
+        covariance=np.asarray(cov),
+        dof=dof,
+        probe_covariance=np.asarray(pcov),
+        probe_dof=probe_dof,
         message=f"pooled over {len(ests)} measurement(s)" + (f"; latest: {last.message}" if last.message else ""),
     )

@@ -45,8 +45,15 @@ def _default_xy(batch):
 class NoiseMonitorCallback(Callback):
     """Lightning callback around :class:`surge.monitor.NoiseMonitor` (same keyword arguments)."""
 
-    def __init__(self, loss_fn: Callable, every: int = 1000, *, batch_to_xy: Callable | None = None, log_to_module: bool = True,
-                 **monitor_kwargs: Any) -> None:
+    def __init__(
+        self,
+        loss_fn: Callable,
+        every: int = 1000,
+        *,
+        batch_to_xy: Callable | None = None,
+        log_to_module: bool = True,
+        **monitor_kwargs: Any,
+    ) -> None:
         super().__init__()
         self.loss_fn = loss_fn
         self.every = check_every(every)
@@ -73,8 +80,11 @@ class NoiseMonitorCallback(Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         row = self.monitor.measure(x, y, step=step, loss=loss)
         if self.log_to_module:
-            values = {f"surge/{k}": row[k] for k in ("b_noise", "b_simple", "eps_max", "smooth_b_noise", "smooth_b_simple")
-                      if row.get(k) is not None and math.isfinite(row[k])}
+            values = {
+                f"surge/{k}": row[k]
+                for k in ("b_noise", "b_simple", "eps_max", "smooth_b_noise", "smooth_b_simple")
+                if row.get(k) is not None and math.isfinite(row[k])
+            }
             if values:
                 pl_module.log_dict(values, on_step=True, on_epoch=False)
 

@@ -38,17 +38,44 @@ __all__ = ["NoiseMonitor", "SeriesLogger", "record_of", "SERIES_FIELDS"]
 
 # The columns of a series row (JSONL keys, CSV header); *_lo / *_hi are the interval ends.
 SERIES_FIELDS = (
-    "step", "loss", "n_examples", "b_simple", "b_simple_lo", "b_simple_hi", "b_noise", "b_noise_lo", "b_noise_hi",
-    "eps_max", "eps_max_lo", "eps_max_hi", "validity_batch_size", "within_validity", "model_peak_batch_size",
-    "direct_peak_batch_size", "smooth_n_examples", "smooth_b_simple", "smooth_b_simple_lo", "smooth_b_simple_hi",
-    "smooth_b_noise", "smooth_b_noise_lo", "smooth_b_noise_hi", "smooth_eps_max", "smooth_eps_max_lo",
-    "smooth_eps_max_hi", "seconds", "message",
+    "step",
+    "loss",
+    "n_examples",
+    "b_simple",
+    "b_simple_lo",
+    "b_simple_hi",
+    "b_noise",
+    "b_noise_lo",
+    "b_noise_hi",
+    "eps_max",
+    "eps_max_lo",
+    "eps_max_hi",
+    "validity_batch_size",
+    "within_validity",
+    "model_peak_batch_size",
+    "direct_peak_batch_size",
+    "smooth_n_examples",
+    "smooth_b_simple",
+    "smooth_b_simple_lo",
+    "smooth_b_simple_hi",
+    "smooth_b_noise",
+    "smooth_b_noise_lo",
+    "smooth_b_noise_hi",
+    "smooth_eps_max",
+    "smooth_eps_max_lo",
+    "smooth_eps_max_hi",
+    "seconds",
+    "message",
 )
 
 
 def record_of(step: int, loss: float | None, est: NoiseEstimate, smooth: NoiseEstimate | None, seconds: float) -> dict:
     """One row of the series from a measurement and its pooled (smoothed) version."""
-    row: dict[str, Any] = {"step": int(step), "loss": None if loss is None else float(loss), "n_examples": est.n_examples}
+    row: dict[str, Any] = {
+        "step": int(step),
+        "loss": None if loss is None else float(loss),
+        "n_examples": est.n_examples,
+    }
     for key in ("b_simple", "b_noise", "eps_max"):
         row[key] = getattr(est, key)
         row[key + "_lo"], row[key + "_hi"] = getattr(est, key + "_ci")
@@ -99,7 +126,15 @@ class SeriesLogger:
                 else:
                     csv.writer(f).writerow(["" if row.get(k) is None else row.get(k) for k in SERIES_FIELDS])
         if self.writer is not None:
-            for key in ("b_simple", "b_noise", "eps_max", "smooth_b_simple", "smooth_b_noise", "smooth_eps_max", "validity_batch_size"):
+            for key in (
+                "b_simple",
+                "b_noise",
+                "eps_max",
+                "smooth_b_simple",
+                "smooth_b_noise",
+                "smooth_eps_max",
+                "validity_batch_size",
+            ):
                 value = row.get(key)
                 if value is not None and math.isfinite(value):
                     self.writer.add_scalar(f"surge/{key}", value, row["step"])
@@ -189,7 +224,12 @@ class NoiseMonitor:
         if isinstance(hessian_every, bool) or not isinstance(hessian_every, int) or hessian_every < 0:
             raise SurgeError(f"hessian_every must be an integer >= 0 (0: never), got {hessian_every!r}")
         self.hessian_every = hessian_every
-        self.estimator_kwargs = {"n_groups": n_groups, "n_probes": n_probes, "sketch_size": sketch_size, **estimator_kwargs}
+        self.estimator_kwargs = {
+            "n_groups": n_groups,
+            "n_probes": n_probes,
+            "sketch_size": sketch_size,
+            **estimator_kwargs,
+        }
         self.logger = SeriesLogger(log_path, tensorboard_dir=tensorboard_dir)
         self.series: list[dict] = []
         self.estimates: list[tuple[int, NoiseEstimate]] = []
@@ -205,8 +245,16 @@ class NoiseMonitor:
             return None
         return self.measure(inputs, targets, step=at, loss=loss)
 
-    def measure(self, inputs: torch.Tensor, targets: torch.Tensor, *, step: int | None = None, loss=None, batch_sizes=None,
-                hessian: bool | None = None) -> dict:
+    def measure(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        step: int | None = None,
+        loss=None,
+        batch_sizes=None,
+        hessian: bool | None = None,
+    ) -> dict:
         """Measure now on (inputs, targets); append and log a series row and return it.
 
         ``hessian``: whether to compute the Hessian quantities (default: on every ``hessian_every``-th
@@ -215,17 +263,22 @@ class NoiseMonitor:
         was_training = self.model.training
         self.model.eval()
         try:
-            grads, b, _ = per_example_grads(self.model, self.loss_fn, inputs, targets, micro_batch_size=self.micro_batch_size)
+            grads, b, _ = per_example_grads(
+                self.model, self.loss_fn, inputs, targets, micro_batch_size=self.micro_batch_size
+            )
             bs = self.batch_sizes if batch_sizes is None else batch_sizes
             if hessian is None:
                 hessian = bs is not None or (self.hessian_every > 0 and len(self.estimates) % self.hessian_every == 0)
             k = len(inputs) if self.hessian_examples is None else min(len(inputs), int(self.hessian_examples))
             hvp = make_hvp(self.model, self.loss_fn, inputs[:k], targets[:k]) if hessian else None
             est = estimate_noise(
-                grads, hvp, micro_batch_size=b,
+                grads,
+                hvp,
+                micro_batch_size=b,
                 batch_sizes=bs if hessian else None,
                 adam_state=adam_state_of(self.optimizer, self.model) if bs is not None and hessian else None,
-                seed=self.seed + len(self.estimates), **self.estimator_kwargs,
+                seed=self.seed + len(self.estimates),
+                **self.estimator_kwargs,
             )
         finally:
             self.model.train(was_training)

@@ -32,7 +32,10 @@ def plot_measure(doc: dict, path: Path) -> Path:
     unit = doc.get("batch_unit", "examples")
     for ax, xkey, xlabel in ((axes[0], "step", "step"), (axes[1], "loss", "probe loss")):
         x = _col(rows, xkey)
-        for key, label, color in (("smooth_b_noise", "B_noise (Eq 14, pooled)", "C0"), ("smooth_b_simple", "B_simple (pooled)", "C2")):
+        for key, label, color in (
+            ("smooth_b_noise", "B_noise (Eq 14, pooled)", "C0"),
+            ("smooth_b_simple", "B_simple (pooled)", "C2"),
+        ):
             y = _col(rows, key)
             ax.plot(x, y, "o-", color=color, label=label, ms=3)
             _band(ax, x, _col(rows, key + "_lo"), _col(rows, key + "_hi"), color)
@@ -56,8 +59,16 @@ def plot_measure(doc: dict, path: Path) -> Path:
         direct = _col([{"v": v} for v in c["direct_lr"]], "v")
         lo = _col([{"v": v} for v in c["direct_lr_lo"]], "v")
         hi = _col([{"v": v} for v in c["direct_lr_hi"]], "v")
-        ax.errorbar(b, direct, yerr=[np.clip(direct - lo, 0, None), np.clip(hi - direct, 0, None)], fmt="o-", color=color,
-                    ms=4, capsize=2, label=f"direct, {lab}")
+        ax.errorbar(
+            b,
+            direct,
+            yerr=[np.clip(direct - lo, 0, None), np.clip(hi - direct, 0, None)],
+            fmt="o-",
+            color=color,
+            ms=4,
+            capsize=2,
+            label=f"direct, {lab}",
+        )
         ax.plot(b, _col([{"v": v} for v in c["model_lr"]], "v"), "--", color=color, label="model (Eq 9)")
         ax.plot(b, _col([{"v": v} for v in c["theorem3_lr"]], "v"), ":", color=color, label="Theorem 3")
     ax.set_xscale("log")
@@ -68,8 +79,10 @@ def plot_measure(doc: dict, path: Path) -> Path:
     if doc.get("curves"):
         ax.legend(fontsize=7)
     cfg = doc.get("config", {})
-    fig.suptitle(f"{cfg.get('workload')}: {cfg.get('optimizer')} betas {cfg.get('betas')}, lr {cfg.get('lr')}, "
-                 f"batch {cfg.get('batch_size')}")
+    fig.suptitle(
+        f"{cfg.get('workload')}: {cfg.get('optimizer')} betas {cfg.get('betas')}, lr {cfg.get('lr')}, "
+        f"batch {cfg.get('batch_size')}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

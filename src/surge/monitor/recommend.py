@@ -74,7 +74,12 @@ def pick_row(series: list[dict], *, at_loss: float | None = None, at_step: int |
 
 
 def recommend_from_measure(
-    doc: dict, from_batch_size: float, from_lr: float, to_batch_size: float, *, at_loss: float | None = None,
+    doc: dict,
+    from_batch_size: float,
+    from_lr: float,
+    to_batch_size: float,
+    *,
+    at_loss: float | None = None,
     at_step: int | None = None,
 ) -> MeasuredRecommendation:
     """The learning rate at ``to_batch_size`` from ``measure.json`` (a dict from ``load_measure``)."""
@@ -122,10 +127,25 @@ def recommend_from_measure(
                 "extrapolation (the true curve tends to the Eq 17 plateau); prefer the direct curve"
             )
     if math.isinf(bn):
-        warnings.append("no finite B_noise was measured at this point (no surge seen): the model-based answer is the square-root rule")
+        warnings.append(
+            "no finite B_noise was measured at this point (no surge seen): the model-based answer is the square-root rule"
+        )
     return MeasuredRecommendation(
-        from_batch_size=b0, from_lr=lr0, to_batch_size=b1, lr=lr, lr_ci=lr_ci, direct_lr=direct, direct_lr_ci=direct_ci,
-        linear_lr=lr0 * b1 / b0, sqrt_lr=lr0 * math.sqrt(b1 / b0), b_noise=bn, b_noise_ci=(lo, hi),
-        validity_batch_size=validity, at_step=int(row["step"]), at_loss=row.get("loss"),
-        n_examples=int(row.get("smooth_n_examples") or row.get("n_examples") or 0), curve_step=curve_step, warnings=warnings,
+        from_batch_size=b0,
+        from_lr=lr0,
+        to_batch_size=b1,
+        lr=lr,
+        lr_ci=lr_ci,
+        direct_lr=direct,
+        direct_lr_ci=direct_ci,
+        linear_lr=lr0 * b1 / b0,
+        sqrt_lr=lr0 * math.sqrt(b1 / b0),
+        b_noise=bn,
+        b_noise_ci=(lo, hi),
+        validity_batch_size=validity,
+        at_step=int(row["step"]),
+        at_loss=row.get("loss"),
+        n_examples=int(row.get("smooth_n_examples") or row.get("n_examples") or 0),
+        curve_step=curve_step,
+        warnings=warnings,
     )

@@ -114,19 +114,24 @@ def check_workload(cfg: MeasureConfig):
 
     wl = get_workload(cfg.workload, cfg.data_dir)
     if cfg.measure_examples is not None and cfg.measure_examples > wl.num_train:
-        raise SurgeError(f"--measure-examples {cfg.measure_examples} exceeds the {wl.num_train} training examples of {wl.name}")
+        raise SurgeError(
+            f"--measure-examples {cfg.measure_examples} exceeds the {wl.num_train} training examples of {wl.name}"
+        )
     torch.manual_seed(cfg.seed)
     if not any(p.requires_grad for p in wl.make_model().parameters()):
         raise SurgeError(f"workload {cfg.workload!r}: the model has no trainable parameters (nothing to measure)")
     return wl
 
 
-def measure_run(cfg: MeasureConfig, *, progress: Callable[[int, int, dict | None], None] | None = None) -> MeasureResult:
+def measure_run(
+    cfg: MeasureConfig, *, progress: Callable[[int, int, dict | None], None] | None = None
+) -> MeasureResult:
     """Train one run and measure along it (see the module docstring). ``progress(step, steps, row)`` per step."""
     import torch
 
     from surge.monitor.estimators import pool_estimates
     from surge.monitor.loop import NoiseMonitor
+
     cfg = check_config(cfg)
     wl = check_workload(cfg)
     torch.manual_seed(cfg.seed)
@@ -139,9 +144,24 @@ def measure_run(cfg: MeasureConfig, *, progress: Callable[[int, int, dict | None
     else:
         opt = torch.optim.SGD(params, lr=cfg.lr)
     n_meas = len(range(0, cfg.steps, cfg.every))
-    curve_at = set(np.unique(np.round(np.linspace(0, n_meas - 1, cfg.curve_points)).astype(int)).tolist()) if cfg.curve_points else set()
-    monitor = NoiseMonitor(model, wl.loss_fn, every=cfg.every, window=cfg.window, optimizer=opt if cfg.optimizer == "adam" else None,
-                           n_draws=cfg.n_draws, seed=cfg.seed, hessian_every=1, n_groups=16, n_probes=8, sketch_size=4)
+    curve_at = (
+        set(np.unique(np.round(np.linspace(0, n_meas - 1, cfg.curve_points)).astype(int)).tolist())
+        if cfg.curve_points
+        else set()
+    )
+    monitor = NoiseMonitor(
+        model,
+        wl.loss_fn,
+        every=cfg.every,
+        window=cfg.window,
+        optimizer=opt if cfg.optimizer == "adam" else None,
+        n_draws=cfg.n_draws,
+        seed=cfg.seed,
+        hessian_every=1,
+        n_groups=16,
+        n_probes=8,
+        sketch_size=4,
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     mgen = torch.Generator().manual_seed(cfg.seed + 1)
     order, pos = torch.randperm(wl.num_train, generator=gen), 0
@@ -165,14 +185,26 @@ def measure_run(cfg: MeasureConfig, *, progress: Callable[[int, int, dict | None
             row = monitor.measure(wl.train_inputs[midx], wl.train_targets[midx], step=step, loss=loss, batch_sizes=bs)
             if bs is not None:
                 est = monitor.latest
-                curves.append({
-                    "step": step, "loss": loss, "target_losses": crossed, "batch_sizes": est.batch_sizes, "model_lr": est.model_lr,
-                    "theorem3_lr": est.lr_at(est.batch_sizes), "direct_lr": est.direct_lr,
-                    "direct_lr_lo": est.direct_lr_ci[:, 0], "direct_lr_hi": est.direct_lr_ci[:, 1],
-                    "direct_update": est.direct_update, "b_noise": est.b_noise, "b_noise_ci": est.b_noise_ci,
-                    "eps_max": est.eps_max, "validity_batch_size": est.validity_batch_size,
-                    "model_peak_batch_size": est.model_peak_batch_size, "direct_peak_batch_size": est.direct_peak_batch_size,
-                })
+                curves.append(
+                    {
+                        "step": step,
+                        "loss": loss,
+                        "target_losses": crossed,
+                        "batch_sizes": est.batch_sizes,
+                        "model_lr": est.model_lr,
+                        "theorem3_lr": est.lr_at(est.batch_sizes),
+                        "direct_lr": est.direct_lr,
+                        "direct_lr_lo": est.direct_lr_ci[:, 0],
+                        "direct_lr_hi": est.direct_lr_ci[:, 1],
+                        "direct_update": est.direct_update,
+                        "b_noise": est.b_noise,
+                        "b_noise_ci": est.b_noise_ci,
+                        "eps_max": est.eps_max,
+                        "validity_batch_size": est.validity_batch_size,
+                        "model_peak_batch_size": est.model_peak_batch_size,
+                        "direct_peak_batch_size": est.direct_peak_batch_size,
+                    }
+                )
         model.train()
         out = wl.loss_fn(model(x), y)
         if not torch.isfinite(out):
@@ -185,8 +217,14 @@ def measure_run(cfg: MeasureConfig, *, progress: Callable[[int, int, dict | None
     wall = time.perf_counter() - t0
     final = pool_estimates([e for _, e in monitor.estimates[-cfg.window :]]).to_dict()
     return MeasureResult(
-        config=cfg, series=monitor.series, curves=to_jsonable(curves), final=to_jsonable(final), batch_unit=wl.batch_unit,
-        n_params=sum(p.numel() for p in params), wall_seconds=wall, monitor_seconds=monitor.seconds,
+        config=cfg,
+        series=monitor.series,
+        curves=to_jsonable(curves),
+        final=to_jsonable(final),
+        batch_unit=wl.batch_unit,
+        n_params=sum(p.numel() for p in params),
+        wall_seconds=wall,
+        monitor_seconds=monitor.seconds,
     )
 
 
@@ -205,14 +243,22 @@ def check_out_dir(out: Path) -> Path:
 
 def result_dict(res: MeasureResult) -> dict:
     cfg = res.config
-    return to_jsonable({
-        "kind": MEASURE_KIND, "version": MEASURE_VERSION,
-        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
-        "batch_unit": res.batch_unit, "n_params": res.n_params, "series": res.series, "curves": res.curves,
-        "final": res.final, "wall_seconds": res.wall_seconds, "monitor_seconds": res.monitor_seconds,
-        "monitor_fraction": res.monitor_seconds / res.wall_seconds if res.wall_seconds > 0 else None,
-        "files": res.files,
-    })
+    return to_jsonable(
+        {
+            "kind": MEASURE_KIND,
+            "version": MEASURE_VERSION,
+            "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+            "batch_unit": res.batch_unit,
+            "n_params": res.n_params,
+            "series": res.series,
+            "curves": res.curves,
+            "final": res.final,
+            "wall_seconds": res.wall_seconds,
+            "monitor_seconds": res.monitor_seconds,
+            "monitor_fraction": res.monitor_seconds / res.wall_seconds if res.wall_seconds > 0 else None,
+            "files": res.files,
+        }
+    )
 
 
 def write_measure(res: MeasureResult, out: Path) -> dict:
@@ -240,18 +286,24 @@ def load_measure(path) -> dict:
     """Read a ``measure.json`` written by ``surge measure``; one clear line if it is not one."""
     p = Path(path)
     if not p.is_file():
-        raise InputFileError(f"--measured {str(p)!r} does not exist or is not a file (give DIR/measure.json from 'surge measure')")
+        raise InputFileError(
+            f"--measured {str(p)!r} does not exist or is not a file (give DIR/measure.json from 'surge measure')"
+        )
     try:
         doc = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SurgeError(f"--measured {str(p)!r} is not JSON ({type(exc).__name__}: {exc}); expected measure.json from 'surge measure'") from None
+        raise SurgeError(
+            f"--measured {str(p)!r} is not JSON ({type(exc).__name__}: {exc}); expected measure.json from 'surge measure'"
+        ) from None
     if not isinstance(doc, dict) or doc.get("kind") != MEASURE_KIND:
-        raise SurgeError(f"--measured {str(p)!r} is not a surge measure.json (its \"kind\" is not {MEASURE_KIND!r})")
+        raise SurgeError(f'--measured {str(p)!r} is not a surge measure.json (its "kind" is not {MEASURE_KIND!r})')
     if doc.get("version") != MEASURE_VERSION:
-        raise SurgeError(f"--measured {str(p)!r} has version {doc.get('version')!r}; this surge reads version {MEASURE_VERSION}")
+        raise SurgeError(
+            f"--measured {str(p)!r} has version {doc.get('version')!r}; this surge reads version {MEASURE_VERSION}"
+        )
     series = doc.get("series")
     if not isinstance(series, list) or not series or not all(isinstance(r, dict) and "step" in r for r in series):
-        raise SurgeError(f"--measured {str(p)!r} has no measurements (an empty or malformed \"series\")")
+        raise SurgeError(f'--measured {str(p)!r} has no measurements (an empty or malformed "series")')
     return doc
 
 

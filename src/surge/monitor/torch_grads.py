@@ -35,6 +35,7 @@ def _math_attention():
 
         return contextlib.nullcontext()
 
+
 __all__ = ["trainable", "per_example_grads", "make_hvp", "flatten", "HVP"]
 
 
@@ -110,6 +111,7 @@ def per_example_grads(
     n = sum(v.numel() for v in params.values())
     chunk = max(1, min(n_ex, (1 << 24) // n)) if chunk is None else max(1, int(chunk))
     if micro_batch_size is None:
+
         def loss_one(p, x, y):
             out = functional_call(model, p, (x.unsqueeze(0),))
             return loss_fn(out, y.unsqueeze(0))
@@ -117,7 +119,10 @@ def per_example_grads(
         g1 = vmap(grad(loss_one), in_dims=(None, 0, 0))
         try:
             with _math_attention():
-                rows = [flatten(g1(detached, inputs[i : i + chunk], targets[i : i + chunk]), names, lead=1) for i in range(0, n_ex, chunk)]
+                rows = [
+                    flatten(g1(detached, inputs[i : i + chunk], targets[i : i + chunk]), names, lead=1)
+                    for i in range(0, n_ex, chunk)
+                ]
             return torch.cat(rows).detach(), 1, "vmap"
         except (RuntimeError, NotImplementedError, ValueError):
             micro_batch_size = 1
@@ -174,7 +179,9 @@ class HVP:
         gs = torch.autograd.grad(loss, list(params.values()), create_graph=True)
         flat_g = torch.cat([g.reshape(-1) for g in gs])
         hv = torch.autograd.grad(flat_g @ v, list(params.values()), allow_unused=True)
-        return torch.cat([(h if h is not None else torch.zeros_like(p)).reshape(-1) for h, p in zip(hv, params.values())])
+        return torch.cat(
+            [(h if h is not None else torch.zeros_like(p)).reshape(-1) for h, p in zip(hv, params.values())]
+        )
 
     def torch_apply(self, vectors: torch.Tensor) -> torch.Tensor:
         """H applied to each row of a (k, n) tensor (model dtype/device); returns (k, n)."""
@@ -188,7 +195,11 @@ class HVP:
             if self.method == "jvp":
                 try:
                     tang = _unflatten(blk, self.params)
-                    res = self._many(tang) if blk.shape[0] > 1 else {k: v.unsqueeze(0) for k, v in self._one({k: t[0] for k, t in tang.items()}).items()}
+                    res = (
+                        self._many(tang)
+                        if blk.shape[0] > 1
+                        else {k: v.unsqueeze(0) for k, v in self._one({k: t[0] for k, t in tang.items()}).items()}
+                    )
                     out.append(flatten(res, self.names, lead=1).detach())
                     self.calls += blk.shape[0]
                     continue
@@ -231,5 +242,10 @@ def adam_state_of(optimizer, model: nn.Module) -> dict | None:
         ms.append(st["exp_avg"].detach().reshape(-1).double().cpu())
         vs.append(st["exp_avg_sq"].detach().reshape(-1).double().cpu())
         step = int(float(st.get("step", 0)))
-    return {"m": torch.cat(ms).numpy(), "v": torch.cat(vs).numpy(), "step": step, "betas": tuple(group["betas"]),
-            "eps": float(group.get("eps", 1e-8))}
+    return {
+        "m": torch.cat(ms).numpy(),
+        "v": torch.cat(vs).numpy(),
+        "step": step,
+        "betas": tuple(group["betas"]),
+        "eps": float(group.get("eps", 1e-8)),
+    }

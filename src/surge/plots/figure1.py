@@ -54,14 +54,34 @@ def plot_figure1(result, path=None, *, sigmas: float = 3.0) -> Figure:
     if np.isfinite(t3).any():
         ax.plot(cb, t3, color=_THEORY, lw=1.6, ls="--", label="Theorem 3 (Eq 13)", zorder=2)
     if math.isfinite(result.large_batch_lr):
-        ax.axhline(result.large_batch_lr, color=_PLATEAU, lw=1.4, ls=":", label=f"Theorem 4 plateau (Eq 17) = {_fmt(result.large_batch_lr)}")
+        ax.axhline(
+            result.large_batch_lr,
+            color=_PLATEAU,
+            lw=1.4,
+            ls=":",
+            label=f"Theorem 4 plateau (Eq 17) = {_fmt(result.large_batch_lr)}",
+        )
     if math.isfinite(result.b_noise) and b.min() / 4 < result.b_noise < b.max() * 4:
         ax.axvline(result.b_noise, color="k", lw=1.2, ls="-.", label=f"$B_{{noise}}$ (Eq 14) = {_fmt(result.b_noise)}")
     if math.isfinite(result.validity_batch_size) and b.min() < result.validity_batch_size < b.max():
-        ax.axvline(result.validity_batch_size, color=_GREY, lw=1.0, ls=":", label=f"validity of Thm 3 = {_fmt(result.validity_batch_size)}")
+        ax.axvline(
+            result.validity_batch_size,
+            color=_GREY,
+            lw=1.0,
+            ls=":",
+            label=f"validity of Thm 3 = {_fmt(result.validity_batch_size)}",
+        )
     ax.errorbar(
-        b, result.sign.mc_optimal_lr, yerr=sigmas * result.sign.mc_stderr, fmt="o", ms=5, color="k", mfc="white",
-        capsize=3, label=f"Monte Carlo ($\\pm${sigmas:g} s.e.)", zorder=3,
+        b,
+        result.sign.mc_optimal_lr,
+        yerr=sigmas * result.sign.mc_stderr,
+        fmt="o",
+        ms=5,
+        color="k",
+        mfc="white",
+        capsize=3,
+        label=f"Monte Carlo ($\\pm${sigmas:g} s.e.)",
+        zorder=3,
     )
     top = np.nanmax(np.concatenate([result.exact_curve, result.sign.mc_optimal_lr]))
     ax.set_ylim(0, 1.25 * top)
@@ -72,17 +92,39 @@ def plot_figure1(result, path=None, *, sigmas: float = 3.0) -> Figure:
     ax.set_title(title if result.exact_peak_batch_size is not None else title + ": no surge")
     ax.grid(True, which="major", alpha=0.3)
     # without a peak the curve climbs to the upper right, leaving the upper left empty
-    ax.legend(loc="upper right" if result.exact_peak_batch_size is not None else "upper left", fontsize=8, framealpha=0.9)
+    ax.legend(
+        loc="upper right" if result.exact_peak_batch_size is not None else "upper left", fontsize=8, framealpha=0.9
+    )
 
     # ---- SGD ----
     bx.plot(cb, result.sgd_exact_curve, color=_SGD, lw=2, label="McCandlish: $\\epsilon_{max}/(1+B_{noise}/B)$")
     if math.isfinite(result.sgd_eps_max):
-        bx.axhline(result.sgd_eps_max, color=_GREY, lw=1.2, ls=":", label=f"$\\epsilon_{{max}}=|G|^2/G^THG$ = {_fmt(result.sgd_eps_max)}")
+        bx.axhline(
+            result.sgd_eps_max,
+            color=_GREY,
+            lw=1.2,
+            ls=":",
+            label=f"$\\epsilon_{{max}}=|G|^2/G^THG$ = {_fmt(result.sgd_eps_max)}",
+        )
     if math.isfinite(result.sgd_b_noise):
-        bx.axvline(result.sgd_b_noise, color="k", lw=1.2, ls="-.", label=f"$B_{{noise}}=tr(H\\Sigma)/G^THG$ = {_fmt(result.sgd_b_noise)}")
+        bx.axvline(
+            result.sgd_b_noise,
+            color="k",
+            lw=1.2,
+            ls="-.",
+            label=f"$B_{{noise}}=tr(H\\Sigma)/G^THG$ = {_fmt(result.sgd_b_noise)}",
+        )
     bx.errorbar(
-        b, result.sgd.mc_optimal_lr, yerr=sigmas * result.sgd.mc_stderr, fmt="o", ms=5, color="k", mfc="white",
-        capsize=3, label=f"Monte Carlo ($\\pm${sigmas:g} s.e.)", zorder=3,
+        b,
+        result.sgd.mc_optimal_lr,
+        yerr=sigmas * result.sgd.mc_stderr,
+        fmt="o",
+        ms=5,
+        color="k",
+        mfc="white",
+        capsize=3,
+        label=f"Monte Carlo ($\\pm${sigmas:g} s.e.)",
+        zorder=3,
     )
     bx.set_ylim(0, 1.15 * max(result.sgd_eps_max, np.nanmax(result.sgd.mc_optimal_lr)))
     bx.set_xscale("log")

@@ -387,7 +387,9 @@ def save_sweep_figures(
             files[stem] = got
         if why:
             notes.append(why)
-    got, why = draw_safely(lambda: save_figure(b_noise_figure(analysis), out / "b_noise_vs_target"), "the B_noise figure")
+    got, why = draw_safely(
+        lambda: save_figure(b_noise_figure(analysis), out / "b_noise_vs_target"), "the B_noise figure"
+    )
     if got is not None:
         files["b_noise_vs_target"] = got
     if why:

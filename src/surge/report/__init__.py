@@ -28,8 +28,15 @@ from surge.report.render import render_html, render_markdown
 summary_dict = analysis_to_dict  # the ``--json`` object (the analysis's JSON, with the report's files)
 stage_dict = stage_to_dict
 
-__all__ = ["ReportFiles", "render_html", "render_markdown", "report_blocks", "stage_dict", "summary_dict",
-           "write_report"]
+__all__ = [
+    "ReportFiles",
+    "render_html",
+    "render_markdown",
+    "report_blocks",
+    "stage_dict",
+    "summary_dict",
+    "write_report",
+]
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,6 @@ _VERDICT = {
 }
 
 
-
 # ---- numbers for people ------------------------------------------------------------------------
 
 
@@ -106,7 +105,10 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
     elif not reached_none:
         out.append(Paragraph("**B_noise (Eq 22)**: not estimated: fewer than 2 batch sizes have S(B)."))
     if st.eps_max_fits:
-        parts = [f"{_EPS_TITLES[name]} {_f(st.eps_max[name])} {_ci(st.eps_max_ci[name])}" for name in (law.name for law in EPS_LAWS)]
+        parts = [
+            f"{_EPS_TITLES[name]} {_f(st.eps_max[name])} {_ci(st.eps_max_ci[name])}"
+            for name in (law.name for law in EPS_LAWS)
+        ]
         out.append(
             Paragraph(
                 f"**eps_max** at that B_noise ({conf} intervals; mean over batch sizes of the inverted law): "
@@ -115,7 +117,9 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
             )
         )
     elif not reached_none:
-        out.append(Paragraph("**eps_max**: not estimated (needs B_noise and at least 2 batch sizes with an optimal lr)."))
+        out.append(
+            Paragraph("**eps_max**: not estimated (needs B_noise and at least 2 batch sizes with an optimal lr).")
+        )
     comp = st.law_comparison
     if comp is not None:
         how = f"B_noise fixed at {_f(comp.b_noise_given)} (Eq 22)" if comp.b_noise_given is not None else "B_noise free"
@@ -140,7 +144,9 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
                     lf.status,
                 ]
             )
-        out.append(Table(["law", "eps_max", "B_noise", "alpha", "k", "RMS log residual", "AICc", "ΔAICc", "status"], rows))
+        out.append(
+            Table(["law", "eps_max", "B_noise", "alpha", "k", "RMS log residual", "AICc", "ΔAICc", "status"], rows)
+        )
         free = st.law_comparison_free
         if free is not None and comp.b_noise_given is not None:
             out.append(
@@ -158,7 +164,9 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
             )
         )
     fl = st.falls
-    out.append(Paragraph(f"**Does the optimal learning rate fall past B_noise?** {_VERDICT[fl.verdict]}: {fl.message}."))
+    out.append(
+        Paragraph(f"**Does the optimal learning rate fall past B_noise?** {_VERDICT[fl.verdict]}: {fl.message}.")
+    )
     out.append(
         Paragraph(
             f"**Trials at this stage**: {st.n_trials} in all; {st.n_used} gave a loss decrease; "

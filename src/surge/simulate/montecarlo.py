@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from surge._validation import check_array, check_choice, check_scalar
-from surge.theory.problems import Problem, make_problem
 from surge.errors import SurgeError, SurgeTypeError
+from surge.theory.problems import Problem, make_problem
 
 __all__ = [
     "AdamMoments",

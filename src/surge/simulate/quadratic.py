@@ -111,7 +111,14 @@ def default_training_problem(
     for k, lam_k in enumerate(lam):
         sl = slice(k * block_size, (k + 1) * block_size)
         h[sl, sl] += lam_k / block_size
-    params = {"n_blocks": n_blocks, "block_size": block_size, "curvatures": curv.tolist(), "ridge": ridge, "sigma": sig, "start": start}
+    params = {
+        "n_blocks": n_blocks,
+        "block_size": block_size,
+        "curvatures": curv.tolist(),
+        "ridge": ridge,
+        "sigma": sig,
+        "start": start,
+    }
     return QuadraticProblem(
         "coupled-blocks",
         h,

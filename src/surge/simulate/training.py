@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 
 from surge._validation import check_array, check_choice, check_int, check_scalar, renamed
+from surge.errors import SurgeError, SurgeTypeError
 from surge.simulate.montecarlo import UPDATE_RULES
 from surge.simulate.quadratic import QuadraticProblem, default_training_problem
 from surge.theory.sign_model import SignGradientModel
-from surge.errors import SurgeError, SurgeTypeError
 
 __all__ = [
     "QuadraticProblem",
@@ -50,7 +50,6 @@ __all__ = [
     "default_training_problem",
     "simulate_training",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -109,49 +108,52 @@ class TrainingResult:
         from surge.sweep.store import FRAME_COLUMNS
 
         nt, nb, nl, ns = self.steps.shape
-        t, i, k, r = (a.ravel() for a in np.meshgrid(np.arange(nt), np.arange(nb), np.arange(nl), np.arange(ns),
-                                                      indexing="ij"))
+        t, i, k, r = (
+            a.ravel() for a in np.meshgrid(np.arange(nt), np.arange(nb), np.arange(nl), np.arange(ns), indexing="ij")
+        )
         steps = self.steps[t, i, k, r]
         reached = steps >= 0
         b = self.batch_size[i]
         diverged = self.diverged[i, k, r]
         betas = self.betas if self.betas is not None else (0.0, 0.0)
-        frame = pd.DataFrame({
-            "sweep": f"simulate:{self.problem}",
-            "trial_key": [f"{bb}:{ll!r}:{rr}" for bb, ll, rr in zip(b, self.lr[k], r)],
-            "workload": f"quadratic:{self.problem}",
-            "optimizer": _RECORD_NAMES[self.optimizer],
-            "beta1": betas[0],
-            "beta2": betas[1],
-            "eps": self.eps if self.optimizer == "adam" else 0.0,
-            "weight_decay": 0.0,
-            "momentum": 0.0,
-            "batch_size": b,
-            "batch_unit": "examples",
-            "lr": self.lr[k],
-            "seed": self.seed + r,
-            "round": r,
-            "status": np.where(diverged, "diverged", "ok"),
-            "stage": t,
-            "target_loss": self.target_loss[t],
-            "reached": reached,
-            "steps": pd.array(np.where(reached, steps, 0), dtype="Int64"),
-            "examples": pd.array(np.where(reached, steps * b, 0), dtype="Int64"),
-            "loss_at_target": self.loss_at_target[t, i, k, r],
-            "loss_after": self.loss_after[t, i, k, r],
-            "loss_decrease": self.decrease[t, i, k, r],
-            "extra_steps": self.extra_steps,
-            "max_steps": self.max_steps,
-            "max_examples": None,
-            "steps_run": None,
-            "diverged_at_step": None,
-            "strategy": "simulate",
-            "device": "cpu",
-            "dtype": "float64",
-            "wall_seconds": np.nan,
-            "error": None,
-            "created_at": None,
-        })
+        frame = pd.DataFrame(
+            {
+                "sweep": f"simulate:{self.problem}",
+                "trial_key": [f"{bb}:{ll!r}:{rr}" for bb, ll, rr in zip(b, self.lr[k], r)],
+                "workload": f"quadratic:{self.problem}",
+                "optimizer": _RECORD_NAMES[self.optimizer],
+                "beta1": betas[0],
+                "beta2": betas[1],
+                "eps": self.eps if self.optimizer == "adam" else 0.0,
+                "weight_decay": 0.0,
+                "momentum": 0.0,
+                "batch_size": b,
+                "batch_unit": "examples",
+                "lr": self.lr[k],
+                "seed": self.seed + r,
+                "round": r,
+                "status": np.where(diverged, "diverged", "ok"),
+                "stage": t,
+                "target_loss": self.target_loss[t],
+                "reached": reached,
+                "steps": pd.array(np.where(reached, steps, 0), dtype="Int64"),
+                "examples": pd.array(np.where(reached, steps * b, 0), dtype="Int64"),
+                "loss_at_target": self.loss_at_target[t, i, k, r],
+                "loss_after": self.loss_after[t, i, k, r],
+                "loss_decrease": self.decrease[t, i, k, r],
+                "extra_steps": self.extra_steps,
+                "max_steps": self.max_steps,
+                "max_examples": None,
+                "steps_run": None,
+                "diverged_at_step": None,
+                "strategy": "simulate",
+                "device": "cpu",
+                "dtype": "float64",
+                "wall_seconds": np.nan,
+                "error": None,
+                "created_at": None,
+            }
+        )
         frame.loc[~reached, ["steps", "examples"]] = pd.NA
         return frame[list(FRAME_COLUMNS)]
 
@@ -398,14 +400,17 @@ def simulate_training(
     theory = []
     for j, st in enumerate(analysis.stages):  # both in descending target order
         opt_lr = {row.batch_size: row.optimal_lr for row in st.rows}
-        theory.append(_stage_theory(tg[j], b, lr, opt_lr, steps[j], hit_state[j].reshape(nb, nl, ns, n), problem,
-                                    optimizer))
+        theory.append(
+            _stage_theory(tg[j], b, lr, opt_lr, steps[j], hit_state[j].reshape(nb, nl, ns, n), problem, optimizer)
+        )
     object.__setattr__(result, "analysis", analysis)
     object.__setattr__(result, "theory", tuple(theory))
     return result
 
 
-def _local_theory(problem: QuadraticProblem, states: np.ndarray, optimizer: str, limit: int = 24) -> tuple[float, float]:
+def _local_theory(
+    problem: QuadraticProblem, states: np.ndarray, optimizer: str, limit: int = 24
+) -> tuple[float, float]:
     """Median B_noise and median exact peak of the one-step theory over (up to ``limit``) states.
 
     Sign descent and Adam: Eq 14 and the argmax of the exact Eq 9 (inf where Eq 9 has no interior peak).
@@ -437,8 +442,16 @@ def _local_theory(problem: QuadraticProblem, states: np.ndarray, optimizer: str,
     )
 
 
-def _stage_theory(target: float, b: np.ndarray, lr: np.ndarray, opt_lr: dict, steps: np.ndarray,
-                  hit_state: np.ndarray, problem: QuadraticProblem, optimizer: str) -> StageTheory:
+def _stage_theory(
+    target: float,
+    b: np.ndarray,
+    lr: np.ndarray,
+    opt_lr: dict,
+    steps: np.ndarray,
+    hit_state: np.ndarray,
+    problem: QuadraticProblem,
+    optimizer: str,
+) -> StageTheory:
     """The one-step theory at the states where the per-batch-size optimal learning rates (from the
     analysis) first reached the target (a median over up to 24 of them)."""
     rows = []

@@ -5,6 +5,7 @@ spec (TOML or preset) -> plan (trial groups) -> executor (runs the engine) -> st
 Nothing here imports torch; the executor imports the engine only when a group is about to train.
 """
 
+from surge.records import OptimizerConfig
 from surge.sweep.executor import RunSummary, SweepProgress, resolve_runner, run_sweep
 from surge.sweep.plan import SweepPlan, Trial, TrialGroup, WorkloadInfo, plan_sweep, resolve_workload, trial_key
 from surge.sweep.presets import PRESETS, Preset, get_preset, list_presets
@@ -18,7 +19,6 @@ from surge.sweep.spec import (
     spec_from_toml,
 )
 from surge.sweep.store import FRAME_COLUMNS, SweepStore
-from surge.records import OptimizerConfig
 
 __all__ = [
     "FRAME_COLUMNS",

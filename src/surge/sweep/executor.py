@@ -128,13 +128,21 @@ def _pending(plan: SweepPlan, statuses: dict[str, str], retry_failed: bool) -> l
     """The groups (or, after a spec change, the unfinished parts of groups) still to train."""
     out = []
     for group in plan.groups:
-        todo = tuple(t for t in group.trials
-                     if statuses.get(t.key) not in FINISHED and (retry_failed or statuses.get(t.key) != "failed"))
+        todo = tuple(
+            t
+            for t in group.trials
+            if statuses.get(t.key) not in FINISHED and (retry_failed or statuses.get(t.key) != "failed")
+        )
         if not todo:
             continue
         if len(todo) < len(group.trials):
-            group = TrialGroup(index=group.index, batch_size=group.batch_size,
-                               rounds=tuple(sorted({t.round for t in todo})), trials=todo, strategy=group.strategy)
+            group = TrialGroup(
+                index=group.index,
+                batch_size=group.batch_size,
+                rounds=tuple(sorted({t.round for t in todo})),
+                trials=todo,
+                strategy=group.strategy,
+            )
         out.append(group)
     return out
 
@@ -179,22 +187,34 @@ def run_sweep(
     if plan.spec.device.startswith("cuda") or gpu_memory_gb is not None:
         from surge.sweep.gpu_sizing import size_plan_for_device
 
-        plan = size_plan_for_device(plan, memory_fraction=gpu_memory_fraction, gpu_memory_gb=gpu_memory_gb,
-                                    gpus_per_group=gpus_per_group)
+        plan = size_plan_for_device(
+            plan, memory_fraction=gpu_memory_fraction, gpu_memory_gb=gpu_memory_gb, gpus_per_group=gpus_per_group
+        )
     ray_options = None
     if executor == "ray":
         from surge.sweep.ray_executor import DEFAULT_MAX_RETRIES, check_address, check_resources
 
         retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
         check_resources(cpus_per_group, gpus_per_group, retries)
-        ray_options = dict(address=check_address(address), cpus_per_group=cpus_per_group,
-                           gpus_per_group=gpus_per_group, max_retries=retries)
+        ray_options = dict(
+            address=check_address(address),
+            cpus_per_group=cpus_per_group,
+            gpus_per_group=gpus_per_group,
+            max_retries=retries,
+        )
     own_store = not isinstance(store, SweepStore)
     st = SweepStore(store) if own_store else store
     try:
         with st.exclusive():
-            return _run(plan, st, runner=runner, workers=workers, progress=progress, retry_failed=retry_failed,
-                        ray_options=ray_options)
+            return _run(
+                plan,
+                st,
+                runner=runner,
+                workers=workers,
+                progress=progress,
+                retry_failed=retry_failed,
+                ray_options=ray_options,
+            )
     finally:
         if own_store:
             st.close()
@@ -213,9 +233,17 @@ class _Tally:
         self.statuses = statuses
 
     def event(self, name: str, group: TrialGroup | None = None, fraction: float = 0.0, error: str | None = None):
-        return SweepProgress(event=name, trials_total=self.total, trials_done=self.done, trials_failed=self.failed,
-                             groups_total=self.groups_total, groups_done=self.groups_done, group=group,
-                             group_fraction=fraction, error=error)
+        return SweepProgress(
+            event=name,
+            trials_total=self.total,
+            trials_done=self.done,
+            trials_failed=self.failed,
+            groups_total=self.groups_total,
+            groups_done=self.groups_done,
+            group=group,
+            group_fraction=fraction,
+            error=error,
+        )
 
     def finish(self, group: TrialGroup, results: list | None) -> None:
         self.groups_done += 1
@@ -234,8 +262,9 @@ class _Tally:
                 self.failed -= was_failed
 
 
-def _run(plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry_failed,
-         ray_options=None) -> RunSummary:
+def _run(
+    plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry_failed, ray_options=None
+) -> RunSummary:
     t0 = time.perf_counter()
     sweep_id = store.register_sweep(plan)
     statuses = store.trial_statuses()
@@ -253,8 +282,9 @@ def _run(plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry
                 return
             except (ValueError, TypeError, AttributeError) as exc:  # results that do not fit the group
                 outcome = ("error", _error_text(exc), tb_module.format_exc())
-        store.record_trials(sweep_id, plan, group.trials, group.key, error=outcome[1], traceback=outcome[2],
-                            device=device)
+        store.record_trials(
+            sweep_id, plan, group.trials, group.key, error=outcome[1], traceback=outcome[2], device=device
+        )
         tally.finish(group, None)
         emit(tally.event("group_done", group, error=outcome[1]))
 
@@ -267,15 +297,23 @@ def _run(plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry
         if ray_options is not None:  # a Ray task uses the CPUs it asked for
             engine_workers = max(1, int(ray_options["cpus_per_group"] or 1))
         checkpoints = str(store.path) + ".checkpoints" if plan.spec.protocol == "branch" else None
-        configs = {g.index: plan.group_config(g, device=device, engine_workers=engine_workers,
-                                              checkpoint_dir=checkpoints) for g in pending}
+        configs = {
+            g.index: plan.group_config(g, device=device, engine_workers=engine_workers, checkpoint_dir=checkpoints)
+            for g in pending
+        }
         if ray_options is not None:
             from surge.sweep.ray_executor import run_groups_on_ray
 
             resolve_runner(runner)  # a bad name is a usage error, not N failed groups
-            interrupted = run_groups_on_ray(runner or DEFAULT_RUNNER, pending, configs, record,
-                                            lambda g: emit(tally.event("group_start", g)), device=device,
-                                            **ray_options)
+            interrupted = run_groups_on_ray(
+                runner or DEFAULT_RUNNER,
+                pending,
+                configs,
+                record,
+                lambda g: emit(tally.event("group_start", g)),
+                device=device,
+                **ray_options,
+            )
         elif workers == 1:
             fn = resolve_runner(runner)
             interrupted = _run_here(fn, pending, configs, record, tally, emit)
@@ -285,14 +323,26 @@ def _run(plan: SweepPlan, store: SweepStore, *, runner, workers, progress, retry
                 try:
                     pickle.dumps(runner)
                 except Exception as exc:  # noqa: BLE001
-                    raise SurgeError(f"with workers > 1 the runner must pickle (a module-level function, or "
-                                     f"'package.module:attribute'); {runner!r} does not: {exc}") from None
+                    raise SurgeError(
+                        f"with workers > 1 the runner must pickle (a module-level function, or "
+                        f"'package.module:attribute'); {runner!r} does not: {exc}"
+                    ) from None
             interrupted = _run_pool(runner or DEFAULT_RUNNER, pending, configs, record, tally, emit, workers)
     emit(tally.event("end"))
     return RunSummary(
-        store=str(store.path), sweep=plan.spec.name, sweep_id=sweep_id, total=tally.total, skipped=tally.skipped,
-        ran=tally.ran, ok=tally.ok, diverged=tally.diverged, failed=tally.failed_now, done=tally.done,
-        failed_total=tally.failed, pending=tally.total - tally.done - tally.failed, interrupted=interrupted,
+        store=str(store.path),
+        sweep=plan.spec.name,
+        sweep_id=sweep_id,
+        total=tally.total,
+        skipped=tally.skipped,
+        ran=tally.ran,
+        ok=tally.ok,
+        diverged=tally.diverged,
+        failed=tally.failed_now,
+        done=tally.done,
+        failed_total=tally.failed,
+        pending=tally.total - tally.done - tally.failed,
+        interrupted=interrupted,
         wall_seconds=time.perf_counter() - t0,
     )
 

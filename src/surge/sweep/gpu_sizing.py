@@ -148,21 +148,29 @@ def size_group(memory: LaneMemory, budget_bytes: int, group_size: int, strategy:
         if fit >= 2:
             lanes = min(fit, group_size)
             why = f"{fit if fit < search_cap else f'{fit}+'} lockstep lanes fit {gib(budget_bytes)}" + (
-                f"; capped at group_size {group_size}" if fit > group_size else "")
+                f"; capped at group_size {group_size}" if fit > group_size else ""
+            )
             per = memory.state_bytes + memory.step_bytes
             return GroupSize(B, "lockstep", lanes, fit, per, memory.lockstep_bytes(lanes), budget_bytes, why)
         if strategy == "lockstep":
-            raise SurgeError(f"strategy 'lockstep' at batch size {B}: 2 lanes need "
-                             f"{gib(memory.lockstep_bytes(2))}, the budget is {gib(budget_bytes)}; "
-                             f"use strategy 'auto' or 'loop', or a larger gpu_memory_fraction")
+            raise SurgeError(
+                f"strategy 'lockstep' at batch size {B}: 2 lanes need "
+                f"{gib(memory.lockstep_bytes(2))}, the budget is {gib(budget_bytes)}; "
+                f"use strategy 'auto' or 'loop', or a larger gpu_memory_fraction"
+            )
     fit = _most_lanes(memory.loop_bytes, budget_bytes, search_cap)
     if fit < 1:
-        raise SurgeError(f"batch size {B}: one lane needs {gib(memory.loop_bytes(1))} "
-                         f"({gib(memory.activation_bytes)} of activations), the GPU budget is {gib(budget_bytes)}; "
-                         f"use a smaller batch size, a larger gpu_memory_fraction or a larger GPU")
+        raise SurgeError(
+            f"batch size {B}: one lane needs {gib(memory.loop_bytes(1))} "
+            f"({gib(memory.activation_bytes)} of activations), the GPU budget is {gib(budget_bytes)}; "
+            f"use a smaller batch size, a larger gpu_memory_fraction or a larger GPU"
+        )
     lanes = min(fit, group_size)
-    why = (f"lockstep does not fit 2 lanes ({gib(memory.lockstep_bytes(2))} > {gib(budget_bytes)}): loop, "
-           if strategy == "auto" else "strategy 'loop': ") + f"{fit} trials fit"
+    why = (
+        f"lockstep does not fit 2 lanes ({gib(memory.lockstep_bytes(2))} > {gib(budget_bytes)}): loop, "
+        if strategy == "auto"
+        else "strategy 'loop': "
+    ) + f"{fit} trials fit"
     return GroupSize(B, "loop", lanes, fit, memory.state_bytes, memory.loop_bytes(lanes), budget_bytes, why)
 
 
@@ -174,7 +182,7 @@ def split_trials(trials: tuple, max_lanes: int) -> list[tuple]:
     out, start = [], 0
     for i in range(parts):
         size = base + (i < extra)
-        out.append(tuple(trials[start:start + size]))
+        out.append(tuple(trials[start : start + size]))
         start += size
     return out
 
@@ -191,13 +199,25 @@ class PlanSizing:
     sizes: tuple[GroupSize, ...]  # one per batch size
 
     def as_dict(self) -> dict[str, Any]:
-        return {"gpu_memory_gb": round(self.gpu_bytes / GIB, 3), "gpu_memory_fraction": self.memory_fraction,
-                "gpus_per_group": self.gpus_per_group, "budget_gb": round(self.budget_bytes / GIB, 3),
-                "gpu_memory_source": self.source, "by_batch_size": [s.as_dict() for s in self.sizes]}
+        return {
+            "gpu_memory_gb": round(self.gpu_bytes / GIB, 3),
+            "gpu_memory_fraction": self.memory_fraction,
+            "gpus_per_group": self.gpus_per_group,
+            "budget_gb": round(self.budget_bytes / GIB, 3),
+            "gpu_memory_source": self.source,
+            "by_batch_size": [s.as_dict() for s in self.sizes],
+        }
 
 
-def size_plan(plan, memory: dict[int, LaneMemory], gpu_bytes: int, *, memory_fraction: float | None = None,
-              gpus_per_group: float | None = None, source: str = "given"):
+def size_plan(
+    plan,
+    memory: dict[int, LaneMemory],
+    gpu_bytes: int,
+    *,
+    memory_fraction: float | None = None,
+    gpus_per_group: float | None = None,
+    source: str = "given",
+):
     """A copy of ``plan`` whose groups fit the GPU: split where too big, the loop where lockstep cannot fit.
 
     ``memory`` maps each batch size of the plan to its :class:`LaneMemory`. Groups keep their order;
@@ -215,12 +235,23 @@ def size_plan(plan, memory: dict[int, LaneMemory], gpu_bytes: int, *, memory_fra
     for g in plan.groups:
         size = sizes[g.batch_size]
         for part in split_trials(g.trials, size.max_lanes):
-            groups.append(TrialGroup(index=len(groups), batch_size=g.batch_size,
-                                     rounds=tuple(sorted({t.round for t in part})), trials=part,
-                                     strategy=size.strategy))
-    sizing = PlanSizing(gpu_bytes=int(gpu_bytes), memory_fraction=DEFAULT_MEMORY_FRACTION if memory_fraction is None
-                        else float(memory_fraction), gpus_per_group=gpus_per_group, budget_bytes=budget, source=source,
-                        sizes=tuple(sizes[b] for b in plan.batch_sizes))
+            groups.append(
+                TrialGroup(
+                    index=len(groups),
+                    batch_size=g.batch_size,
+                    rounds=tuple(sorted({t.round for t in part})),
+                    trials=part,
+                    strategy=size.strategy,
+                )
+            )
+    sizing = PlanSizing(
+        gpu_bytes=int(gpu_bytes),
+        memory_fraction=DEFAULT_MEMORY_FRACTION if memory_fraction is None else float(memory_fraction),
+        gpus_per_group=gpus_per_group,
+        budget_bytes=budget,
+        source=source,
+        sizes=tuple(sizes[b] for b in plan.batch_sizes),
+    )
     return replace(plan, groups=tuple(groups), sizing=sizing)
 
 
@@ -236,8 +267,14 @@ def cuda_memory_bytes(device: str) -> int | None:
     return int(torch.cuda.get_device_properties(0 if index is None else index).total_memory)
 
 
-def size_plan_for_device(plan, *, memory_fraction: float | None = None, gpu_memory_gb: float | None = None,
-                         gpus_per_group: float | None = None, measure: bool = False):
+def size_plan_for_device(
+    plan,
+    *,
+    memory_fraction: float | None = None,
+    gpu_memory_gb: float | None = None,
+    gpus_per_group: float | None = None,
+    measure: bool = False,
+):
     """:func:`size_plan` with the lane memory of the plan's workload (:mod:`surge.engine.memory`).
 
     The GPU's size is ``gpu_memory_gb`` when given (planning for another machine, or a Ray driver
@@ -252,18 +289,36 @@ def size_plan_for_device(plan, *, memory_fraction: float | None = None, gpu_memo
         device = plan.spec.device if plan.spec.device.startswith("cuda") else "cuda"
         gpu_bytes, source = cuda_memory_bytes(device), device
         if gpu_bytes is None:
-            raise SurgeError(f"device {plan.spec.device!r}: this machine has no CUDA GPU to size the groups for; "
-                             f"give gpu_memory_gb (--gpu-memory GB), the memory of the workers' GPUs")
+            raise SurgeError(
+                f"device {plan.spec.device!r}: this machine has no CUDA GPU to size the groups for; "
+                f"give gpu_memory_gb (--gpu-memory GB), the memory of the workers' GPUs"
+            )
     memory_budget(gpu_bytes, memory_fraction, gpus_per_group)  # a bad fraction fails before the workload loads
-    memory = {b: lane_memory(plan.spec.workload, b, optimizer=plan.spec.optimizer.name, dtype=plan.spec.dtype,
-                             data_dir=plan.spec.data_dir, measure_on=plan.spec.device if measure else None)
-              for b in plan.batch_sizes}
-    return size_plan(plan, memory, gpu_bytes, memory_fraction=memory_fraction, gpus_per_group=gpus_per_group,
-                     source=source)
+    memory = {
+        b: lane_memory(
+            plan.spec.workload,
+            b,
+            optimizer=plan.spec.optimizer.name,
+            dtype=plan.spec.dtype,
+            data_dir=plan.spec.data_dir,
+            measure_on=plan.spec.device if measure else None,
+        )
+        for b in plan.batch_sizes
+    }
+    return size_plan(
+        plan, memory, gpu_bytes, memory_fraction=memory_fraction, gpus_per_group=gpus_per_group, source=source
+    )
 
 
-def lane_memory(workload: str, batch_size: int, *, optimizer: str = "adam", dtype: str = "float32",
-                data_dir: str | None = None, measure_on: str | None = None) -> LaneMemory:
+def lane_memory(
+    workload: str,
+    batch_size: int,
+    *,
+    optimizer: str = "adam",
+    dtype: str = "float32",
+    data_dir: str | None = None,
+    measure_on: str | None = None,
+) -> LaneMemory:
     """The :class:`LaneMemory` of ``workload`` at ``batch_size`` (imports torch and the workload).
 
     Estimated from the model's parameter count and the bytes autograd saves for one lane's backward
@@ -278,11 +333,19 @@ def lane_memory(workload: str, batch_size: int, *, optimizer: str = "adam", dtyp
     slots = OPTIMIZER_SLOTS[optimizer]
     activation, source = facts["activation_bytes"], "estimate"
     if measure_on is not None:
-        measured = engine_memory.measure_lane_bytes(workload, batch_size, optimizer=optimizer, dtype=dtype,
-                                                    data_dir=data_dir, device=measure_on)
+        measured = engine_memory.measure_lane_bytes(
+            workload, batch_size, optimizer=optimizer, dtype=dtype, data_dir=data_dir, device=measure_on
+        )
         # the measured step holds parameters, gradient, optimizer state and activations of one lane
         activation = max(0, measured - (2 + slots) * facts["n_params"] * facts["dtype_bytes"])
         source = "measured"
-    return LaneMemory(batch_size=batch_size, n_params=facts["n_params"], dtype_bytes=facts["dtype_bytes"],
-                      optimizer_slots=slots, activation_bytes=activation, fixed_bytes=facts["fixed_bytes"],
-                      replay_lanes=facts["replay_lanes"], source=source)
+    return LaneMemory(
+        batch_size=batch_size,
+        n_params=facts["n_params"],
+        dtype_bytes=facts["dtype_bytes"],
+        optimizer_slots=slots,
+        activation_bytes=activation,
+        fixed_bytes=facts["fixed_bytes"],
+        replay_lanes=facts["replay_lanes"],
+        source=source,
+    )

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from surge._json import to_jsonable
-from surge.sweep.spec import SweepSpec
 from surge.errors import SurgeError, SurgeTypeError
 from surge.records import BRANCH_VERSION, GroupConfig
+from surge.sweep.spec import SweepSpec
 
 TRIAL_KEY_VERSION = 1  # part of every trial config; bump when the meaning of a stored trial changes
 
@@ -144,11 +144,21 @@ class SweepPlan:
         spec = self.spec
         if spec.protocol != "branch":
             return {}
-        return {"protocol": "branch", "branch_version": BRANCH_VERSION, "trunk": spec.trunk.to_dict(),
-                "branch_optimizer_state": spec.branch_optimizer_state}
+        return {
+            "protocol": "branch",
+            "branch_version": BRANCH_VERSION,
+            "trunk": spec.trunk.to_dict(),
+            "branch_optimizer_state": spec.branch_optimizer_state,
+        }
 
-    def group_config(self, group: TrialGroup, *, device: str | None = None,
-                     engine_workers: int | None = None, checkpoint_dir: str | None = None) -> GroupConfig:
+    def group_config(
+        self,
+        group: TrialGroup,
+        *,
+        device: str | None = None,
+        engine_workers: int | None = None,
+        checkpoint_dir: str | None = None,
+    ) -> GroupConfig:
         """The :class:`surge.records.GroupConfig` the engine trains a group from.
 
         ``engine_workers`` caps the processes the engine may use for the group (None: the engine decides);
@@ -159,9 +169,14 @@ class SweepPlan:
             extra["probe_examples"] = self.spec.probe_examples
         if self.spec.protocol == "branch":
             trunk = self.spec.trunk
-            extra.update(protocol="branch", trunk_batch_size=trunk.batch_size, trunk_lr=trunk.lr,
-                         trunk_seed=trunk.seed, branch_optimizer_state=self.spec.branch_optimizer_state,
-                         checkpoint_dir=checkpoint_dir)
+            extra.update(
+                protocol="branch",
+                trunk_batch_size=trunk.batch_size,
+                trunk_lr=trunk.lr,
+                trunk_seed=trunk.seed,
+                branch_optimizer_state=self.spec.branch_optimizer_state,
+                checkpoint_dir=checkpoint_dir,
+            )
 
         spec = self.spec
         opt = spec.optimizer
@@ -232,8 +247,10 @@ def resolve_workload(name: str, data_dir: str | None = None) -> WorkloadInfo:
     try:
         from surge.workloads import get_workload
     except ImportError as exc:
-        raise WorkloadUnavailable(f"cannot look up workload {name!r}: the workload registry does not import "
-                                  f"({exc}); install the torch extra: pip install 'surge[torch]'") from None
+        raise WorkloadUnavailable(
+            f"cannot look up workload {name!r}: the workload registry does not import "
+            f"({exc}); install the torch extra: pip install 'surge[torch]'"
+        ) from None
     try:
         wl = get_workload(name, data_dir=data_dir)
     except KeyError as exc:
@@ -279,7 +296,7 @@ def workload_fingerprint(wl) -> str:
 
 
 def _chunks(seq: tuple, size: int) -> list[tuple]:
-    return [seq[i:i + size] for i in range(0, len(seq), size)]
+    return [seq[i : i + size] for i in range(0, len(seq), size)]
 
 
 def plan_sweep(
@@ -303,8 +320,13 @@ def plan_sweep(
         except WorkloadUnavailable as exc:
             if strict or spec.target_loss is None or spec.extra_steps is None:
                 raise
-            workload = WorkloadInfo(name=spec.workload, default_targets=(), extra_steps=spec.extra_steps,
-                                    batch_unit="unknown", unavailable=str(exc))
+            workload = WorkloadInfo(
+                name=spec.workload,
+                default_targets=(),
+                extra_steps=spec.extra_steps,
+                batch_unit="unknown",
+                unavailable=str(exc),
+            )
     targets = spec.target_loss if spec.target_loss is not None else tuple(workload.default_targets)
     if not targets:
         raise SurgeError(f"workload {spec.workload!r} has no default target losses; give target_loss in the spec")
@@ -318,8 +340,10 @@ def plan_sweep(
     lrs = spec.lrs
     batch_sizes = spec.batch_sizes
     if spec.max_examples is not None and spec.max_examples < max(batch_sizes):
-        raise SurgeError(f"max_examples ({spec.max_examples}) must be at least the largest batch size "
-                         f"({max(batch_sizes)}): a trial needs one step")
+        raise SurgeError(
+            f"max_examples ({spec.max_examples}) must be at least the largest batch size "
+            f"({max(batch_sizes)}): a trial needs one step"
+        )
     cap = spec.group_size
     if len(lrs) <= cap:
         lr_chunks = [lrs]
@@ -327,8 +351,15 @@ def plan_sweep(
     else:
         lr_chunks = _chunks(lrs, cap)
         rounds_per_group = 1
-    plan = SweepPlan(spec=spec, workload=workload, target_losses=tuple(targets), extra_steps=extra,
-                     lrs=lrs, batch_sizes=batch_sizes, groups=())
+    plan = SweepPlan(
+        spec=spec,
+        workload=workload,
+        target_losses=tuple(targets),
+        extra_steps=extra,
+        lrs=lrs,
+        batch_sizes=batch_sizes,
+        groups=(),
+    )
     groups: list[TrialGroup] = []
     for round_chunk in _chunks(tuple(range(spec.rounds)), rounds_per_group):
         for b in batch_sizes:
@@ -339,7 +370,15 @@ def plan_sweep(
                     for lr in lr_chunk:
                         key = trial_key(plan.trial_config(b, lr, seed))
                         trials.append(Trial(key=key, batch_size=b, lr=lr, round=r, seed=seed))
-                groups.append(TrialGroup(index=len(groups), batch_size=b, rounds=tuple(round_chunk),
-                                         trials=tuple(trials)))
-    return SweepPlan(spec=spec, workload=workload, target_losses=tuple(targets), extra_steps=extra,
-                     lrs=lrs, batch_sizes=batch_sizes, groups=tuple(groups))
+                groups.append(
+                    TrialGroup(index=len(groups), batch_size=b, rounds=tuple(round_chunk), trials=tuple(trials))
+                )
+    return SweepPlan(
+        spec=spec,
+        workload=workload,
+        target_losses=tuple(targets),
+        extra_steps=extra,
+        lrs=lrs,
+        batch_sizes=batch_sizes,
+        groups=tuple(groups),
+    )

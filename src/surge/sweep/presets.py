@@ -25,9 +25,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from surge.errors import SurgeError
 from surge.records import OptimizerConfig
 from surge.sweep.spec import BatchGrid, LRGrid, SweepSpec
-from surge.errors import SurgeError
 
 SMOKE_WORKLOAD = "cnn-mnist-sample"  # the engine's offline real data set (a 5,000-image MNIST sample)
 # The cnn-fashion-mnist workload's default targets, written out so that the presets plan without torch or
@@ -37,7 +37,9 @@ RESNET18_TARGETS = (4.8, 4.4, 4.0)  # the resnet18-tiny-imagenet workload's defa
 DISTILGPT2_TARGETS = (7.0, 6.5, 6.0)
 # Table 1's ResNet-18 row read as 10 x 12 evenly spaced points (see the module docstring)
 RESNET18_LRS = tuple(float(f"{1e-4 + i * (7.876e-4 - 1e-4) / 9:.12g}") for i in range(10))
-RESNET18_BATCH_SIZES = tuple(int(round(16 + i * (376 - 16) / 11)) for i in range(12))  # the distilgpt2-eli5 workload's default targets, likewise
+RESNET18_BATCH_SIZES = tuple(
+    int(round(16 + i * (376 - 16) / 11)) for i in range(12)
+)  # the distilgpt2-eli5 workload's default targets, likewise
 
 
 @dataclass(frozen=True)
@@ -144,18 +146,34 @@ def _distilgpt2_sign() -> SweepSpec:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("cnn-small-batch", "Table 1, CNN / Fashion-MNIST, batch sizes 1..12 (Adam 0.9/0.999, 100 rounds)",
-               _cnn_small_batch),
-        Preset("cnn-large-batch", "Table 1, CNN / Fashion-MNIST, batch sizes 64..1164 (Adam 0.9/0.999, 100 rounds)",
-               _cnn_large_batch),
-        Preset("smoke", "a tiny sweep on the offline MNIST sample (3 lrs x 3 batch sizes x 2 rounds, 2 targets)",
-               _smoke),
-        Preset("resnet18-sign", "Table 1, ResNet-18 / Tiny-ImageNet, batch sizes 16..376 (Adam 0/0, 100 rounds)",
-               _resnet18_sign),
-        Preset("distilgpt2-adam", "Table 1, DistilGPT2 / ELI5-Category, Adam 0.9/0.999, batch sizes 4..114 sequences "
-               "(30 rounds)", _distilgpt2_adam),
-        Preset("distilgpt2-sign", "Table 1, DistilGPT2 / ELI5-Category, Adam 0/0 (sign), batch sizes 4..114 sequences "
-               "(30 rounds)", _distilgpt2_sign),
+        Preset(
+            "cnn-small-batch",
+            "Table 1, CNN / Fashion-MNIST, batch sizes 1..12 (Adam 0.9/0.999, 100 rounds)",
+            _cnn_small_batch,
+        ),
+        Preset(
+            "cnn-large-batch",
+            "Table 1, CNN / Fashion-MNIST, batch sizes 64..1164 (Adam 0.9/0.999, 100 rounds)",
+            _cnn_large_batch,
+        ),
+        Preset(
+            "smoke", "a tiny sweep on the offline MNIST sample (3 lrs x 3 batch sizes x 2 rounds, 2 targets)", _smoke
+        ),
+        Preset(
+            "resnet18-sign",
+            "Table 1, ResNet-18 / Tiny-ImageNet, batch sizes 16..376 (Adam 0/0, 100 rounds)",
+            _resnet18_sign,
+        ),
+        Preset(
+            "distilgpt2-adam",
+            "Table 1, DistilGPT2 / ELI5-Category, Adam 0.9/0.999, batch sizes 4..114 sequences (30 rounds)",
+            _distilgpt2_adam,
+        ),
+        Preset(
+            "distilgpt2-sign",
+            "Table 1, DistilGPT2 / ELI5-Category, Adam 0/0 (sign), batch sizes 4..114 sequences (30 rounds)",
+            _distilgpt2_sign,
+        ),
     )
 }
 

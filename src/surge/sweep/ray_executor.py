@@ -44,8 +44,10 @@ def import_ray():
     try:
         import ray
     except ImportError as exc:
-        raise SurgeError(f"executor 'ray' needs the ray package, which does not import here ({exc}); "
-                         f"install it with: pip install 'surge[ray]'") from None
+        raise SurgeError(
+            f"executor 'ray' needs the ray package, which does not import here ({exc}); "
+            f"install it with: pip install 'surge[ray]'"
+        ) from None
     return ray
 
 
@@ -67,16 +69,18 @@ def check_address(address: str | None) -> str | None:
 
 def check_resources(cpus_per_group: float | None, gpus_per_group: float | None, max_retries: int) -> None:
     """Validate the per-task resource requests (one line naming the bad argument)."""
-    if cpus_per_group is not None and (isinstance(cpus_per_group, bool) or not isinstance(cpus_per_group, (int, float))
-                                       or not cpus_per_group > 0):
+    if cpus_per_group is not None and (
+        isinstance(cpus_per_group, bool) or not isinstance(cpus_per_group, (int, float)) or not cpus_per_group > 0
+    ):
         raise SurgeError(f"cpus_per_group must be a positive number of CPUs, got {cpus_per_group!r}")
     if gpus_per_group is not None:
         bad = isinstance(gpus_per_group, bool) or not isinstance(gpus_per_group, (int, float)) or gpus_per_group < 0
         if not bad and gpus_per_group > 1 and gpus_per_group != int(gpus_per_group):
             bad = True  # Ray: a fraction of one GPU, or a whole number of GPUs
         if bad:
-            raise SurgeError(f"gpus_per_group must be 0, a fraction in (0, 1] or a whole number of GPUs, "
-                             f"got {gpus_per_group!r}")
+            raise SurgeError(
+                f"gpus_per_group must be 0, a fraction in (0, 1] or a whole number of GPUs, got {gpus_per_group!r}"
+            )
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise SurgeError(f"max_retries must be an integer >= 0, got {max_retries!r}")
 
@@ -89,8 +93,10 @@ def task_resources(device: str, cpus_per_group: float | None, gpus_per_group: fl
     else:
         gpus = float(gpus_per_group)
     if device.startswith("cuda") and gpus == 0:
-        raise SurgeError(f"device {device!r} needs a GPU per group: give gpus_per_group > 0 "
-                         f"(a fraction such as 0.5 lets two groups share a GPU), got {gpus_per_group!r}")
+        raise SurgeError(
+            f"device {device!r} needs a GPU per group: give gpus_per_group > 0 "
+            f"(a fraction such as 0.5 lets two groups share a GPU), got {gpus_per_group!r}"
+        )
     return cpus, gpus
 
 
@@ -176,8 +182,19 @@ def run_groups_on_ray(
             raise SurgeError(f"address {address!r}: cannot connect to a Ray cluster ({exc})") from None
         own = True
     try:
-        return _drive(ray, runner, pending, configs, record, started, num_cpus=num_cpus, num_gpus=num_gpus,
-                      max_retries=max_retries, max_in_flight=max_in_flight, on_result=on_result)
+        return _drive(
+            ray,
+            runner,
+            pending,
+            configs,
+            record,
+            started,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            max_retries=max_retries,
+            max_in_flight=max_in_flight,
+            on_result=on_result,
+        )
     finally:
         if own:
             ray.shutdown()
@@ -192,12 +209,15 @@ def _slots(ray, num_cpus: float, num_gpus: float) -> int:
     return max(1, n)
 
 
-def _drive(ray, runner, pending, configs, record, started, *, num_cpus, num_gpus, max_retries, max_in_flight,
-           on_result) -> bool:
+def _drive(
+    ray, runner, pending, configs, record, started, *, num_cpus, num_gpus, max_retries, max_in_flight, on_result
+) -> bool:
     if num_gpus > 0 and ray.cluster_resources().get("GPU", 0) < num_gpus:
-        raise SurgeError(f"gpus_per_group={num_gpus:g}: the Ray cluster has "
-                         f"{ray.cluster_resources().get('GPU', 0):g} GPUs; start its nodes with GPUs "
-                         f"(ray start ... --num-gpus N) or run on the CPU")
+        raise SurgeError(
+            f"gpus_per_group={num_gpus:g}: the Ray cluster has "
+            f"{ray.cluster_resources().get('GPU', 0):g} GPUs; start its nodes with GPUs "
+            f"(ray start ... --num-gpus N) or run on the CPU"
+        )
     if max_in_flight is None:
         max_in_flight = max(2, 2 * _slots(ray, num_cpus, num_gpus))
     remote = ray.remote(_ray_task)
@@ -208,8 +228,13 @@ def _drive(ray, runner, pending, configs, record, started, *, num_cpus, num_gpus
         while queue or in_flight:
             while queue and len(in_flight) < max_in_flight:
                 group = queue.pop(0)
-                options = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries,
-                               retry_exceptions=False, name=f"{_TASK_PREFIX}{group.index}")
+                options = dict(
+                    num_cpus=num_cpus,
+                    num_gpus=num_gpus,
+                    max_retries=max_retries,
+                    retry_exceptions=False,
+                    name=f"{_TASK_PREFIX}{group.index}",
+                )
                 ref = remote.options(**options).remote(runner, _ray_config(configs[group.index]))
                 in_flight[ref] = group
                 started(group)

@@ -53,6 +53,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 from surge._validation import check_int, check_scalar, type_name
 from surge.errors import SurgeError, SurgeTypeError
 from surge.records import (  # noqa: F401
@@ -89,8 +90,9 @@ def _as_int(value: object, key: str, *, minimum: int | None = 1) -> int:
     return check_int(value, key, minimum=minimum)
 
 
-def _as_float(value: object, key: str, *, positive: bool = False, nonnegative: bool = False,
-              below_one: bool = False) -> float:
+def _as_float(
+    value: object, key: str, *, positive: bool = False, nonnegative: bool = False, below_one: bool = False
+) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SurgeTypeError(f"{key} must be a number, got {value!r} ({_type_name(value)})")
     return check_scalar(value, key, positive=positive, nonnegative=nonnegative, below=1.0 if below_one else None)
@@ -156,7 +158,9 @@ class _Grid:
         if self.values is None and not has_range:
             raise SurgeError(f"{k} needs start, stop and step, or values")
         if self.values is not None:
-            values = tuple(self._number(v, f"{k}.values[{i}]") for i, v in enumerate(_as_list(self.values, f"{k}.values")))
+            values = tuple(
+                self._number(v, f"{k}.values[{i}]") for i, v in enumerate(_as_list(self.values, f"{k}.values"))
+            )
             dups = sorted({v for v in values if values.count(v) > 1})
             if dups:
                 raise SurgeError(f"{k}.values has duplicates: {', '.join(_show(v) for v in dups)}")
@@ -167,14 +171,15 @@ class _Grid:
                 raise SurgeError(f"{k}.{name} is missing; a range needs start, stop and step")
             object.__setattr__(self, name, self._number(getattr(self, name), f"{k}.{name}"))
         if self.stop < self.start:
-            raise SurgeError(f"{k} range is reversed: stop {_show(self.stop)} < start {_show(self.start)}; "
-                             f"swap them")
+            raise SurgeError(f"{k} range is reversed: stop {_show(self.stop)} < start {_show(self.start)}; swap them")
         if self.step <= 0:
             raise SurgeError(f"{k}.step must be > 0, got {_show(self.step)}")
         n = self.count()
         if n > MAX_AXIS_POINTS:
-            raise SurgeError(f"{k} range {_show(self.start)}..{_show(self.stop)} by {_show(self.step)} has {n:.4g} "
-                             f"points; the limit is {MAX_AXIS_POINTS} per axis: use a larger step")
+            raise SurgeError(
+                f"{k} range {_show(self.start)}..{_show(self.stop)} by {_show(self.step)} has {n:.4g} "
+                f"points; the limit is {MAX_AXIS_POINTS} per axis: use a larger step"
+            )
 
     def count(self) -> float:
         """The number of points, computed without forming them (a float: a range may give an enormous count)."""
@@ -242,8 +247,9 @@ def _grid(value: object, cls: type[_Grid]):
     if isinstance(value, Mapping):
         _check_keys(value, ("start", "stop", "step", "values"), f"in section [{key}]")
         return cls(**dict(value))
-    raise SurgeTypeError(f"{key} must be a table (start, stop, step) or an array of values, got {value!r} "
-                    f"({_type_name(value)})")
+    raise SurgeTypeError(
+        f"{key} must be a table (start, stop, step) or an array of values, got {value!r} ({_type_name(value)})"
+    )
 
 
 @dataclass(frozen=True)
@@ -350,8 +356,10 @@ class SweepSpec:
                 targets = tuple(_as_float(t, f"target_loss[{i}]", positive=True) for i, t in enumerate(targets))
                 for i in range(1, len(targets)):
                     if not targets[i] < targets[i - 1]:
-                        raise SurgeError(f"target_loss must be strictly decreasing (training goes on from one target "
-                                         f"to the next); got {list(targets)}")
+                        raise SurgeError(
+                            f"target_loss must be strictly decreasing (training goes on from one target "
+                            f"to the next); got {list(targets)}"
+                        )
                 object.__setattr__(self, "target_loss", targets)
         with field_check():
             if self.extra_steps is not None:
@@ -386,8 +394,10 @@ class SweepSpec:
         if errors:
             _raise_all(errors)
         if self.protocol == "branch" and self.trunk is None:
-            raise SurgeError("protocol 'branch' needs a [trunk] section (batch_size, lr): the run whose checkpoints "
-                             "the branches start from")
+            raise SurgeError(
+                "protocol 'branch' needs a [trunk] section (batch_size, lr): the run whose checkpoints "
+                "the branches start from"
+            )
         if self.protocol == "scratch" and self.trunk is not None:
             raise SurgeError("a [trunk] section is only used with protocol = 'branch'; remove it or set the protocol")
         if self.protocol == "scratch" and self.branch_optimizer_state != "reset":
@@ -432,8 +442,13 @@ class SweepSpec:
             if isinstance(value, (_Grid, TrunkConfig)):
                 value = value.to_dict()
             elif isinstance(value, OptimizerConfig):
-                value = {"name": value.name, "betas": list(value.betas), "eps": value.eps,
-                         "weight_decay": value.weight_decay, "momentum": value.momentum}
+                value = {
+                    "name": value.name,
+                    "betas": list(value.betas),
+                    "eps": value.eps,
+                    "weight_decay": value.weight_decay,
+                    "momentum": value.momentum,
+                }
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -503,9 +518,12 @@ def spec_from_dict(data: Mapping[str, Any], *, name: str | None = None) -> Sweep
             for key in list(table):
                 if key in _TOP_KEYS and key not in ("name",):
                     landed[key] = section
-                    errors.append(SurgeError(
-                        f"key {key!r} is inside the [{section}] table: in TOML a key written after a [table] "
-                        f"header belongs to that table; move {key!r} above the first [table] header"))
+                    errors.append(
+                        SurgeError(
+                            f"key {key!r} is inside the [{section}] table: in TOML a key written after a [table] "
+                            f"header belongs to that table; move {key!r} above the first [table] header"
+                        )
+                    )
     for required in ("workload", "lr", "batch_size"):
         if required not in data and required not in landed:
             errors.append(SurgeError(f"the spec lacks the required key {required!r}"))

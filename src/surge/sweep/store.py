@@ -35,10 +35,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from surge.sweep.plan import SweepPlan, Trial, WorkloadInfo, plan_sweep
-from surge.sweep.spec import SweepSpec, spec_from_dict
 from surge.errors import SurgeError
 from surge.records import FINISHED, OPTIMIZER_COLUMNS, STAGE_COLUMNS, STATUSES, TRIAL_RESULT_COLUMNS  # noqa: F401
+from surge.sweep.plan import SweepPlan, Trial, WorkloadInfo, plan_sweep
+from surge.sweep.spec import SweepSpec, spec_from_dict
 
 SCHEMA_VERSION = 1
 
@@ -108,12 +108,24 @@ CREATE INDEX IF NOT EXISTS trials_by_batch ON trials(batch_size, lr);
 _PLAN_COLUMNS = ("batch_size", "batch_unit", "lr", "seed", "round")
 _BUDGET_COLUMNS = ("extra_steps", "max_steps", "max_examples")
 FRAME_COLUMNS = (
-    ("sweep", "trial_key", "workload") + OPTIMIZER_COLUMNS + _PLAN_COLUMNS + ("status", "stage") + STAGE_COLUMNS
-    + _BUDGET_COLUMNS + tuple(c for c in TRIAL_RESULT_COLUMNS if c not in ("status", "wall_seconds"))
+    ("sweep", "trial_key", "workload")
+    + OPTIMIZER_COLUMNS
+    + _PLAN_COLUMNS
+    + ("status", "stage")
+    + STAGE_COLUMNS
+    + _BUDGET_COLUMNS
+    + tuple(c for c in TRIAL_RESULT_COLUMNS if c not in ("status", "wall_seconds"))
     + ("device", "dtype", "wall_seconds", "error", "created_at")
 )
-_STAGE_TYPES = {"target_loss": float, "reached": bool, "steps": int, "examples": int, "loss_at_target": float,
-                "loss_after": float, "loss_decrease": float}  # SQL affinity of each StageRecord field
+_STAGE_TYPES = {
+    "target_loss": float,
+    "reached": bool,
+    "steps": int,
+    "examples": int,
+    "loss_at_target": float,
+    "loss_after": float,
+    "loss_decrease": float,
+}  # SQL affinity of each StageRecord field
 
 
 def _now() -> str:
@@ -195,8 +207,9 @@ class SweepStore:
             self._conn.close()
             raise SurgeError(f"{str(self.path)!r} is a SQLite database but not a surge sweep store")
         if version is not None and int(version) != SCHEMA_VERSION:
-            raise SurgeError(f"store {str(self.path)!r} has schema version {version}; this surge writes "
-                             f"version {SCHEMA_VERSION}")
+            raise SurgeError(
+                f"store {str(self.path)!r} has schema version {version}; this surge writes version {SCHEMA_VERSION}"
+            )
         if version is None:
             with self._transaction():
                 for statement in re.sub(r"--[^\n]*", "", _SCHEMA).split(";"):
@@ -248,8 +261,10 @@ class SweepStore:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-                raise SurgeError(f"store {str(self.path)!r} is in use by another 'surge sweep run' (pid {holder}); "
-                                 f"wait for it to finish or use another --store") from None
+                raise SurgeError(
+                    f"store {str(self.path)!r} is in use by another 'surge sweep run' (pid {holder}); "
+                    f"wait for it to finish or use another --store"
+                ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             try:
@@ -265,17 +280,26 @@ class SweepStore:
     def register_sweep(self, plan: SweepPlan) -> int:
         """Record the plan's spec (once per distinct spec); returns its ``sweep_id``."""
         spec = plan.spec
-        workload_json = json.dumps({"name": plan.workload.name, "default_targets": list(plan.workload.default_targets),
-                                    "extra_steps": plan.workload.extra_steps, "batch_unit": plan.workload.batch_unit,
-                                    "metadata": plan.workload.metadata, "fingerprint": plan.workload.fingerprint},
-                                   sort_keys=True)
+        workload_json = json.dumps(
+            {
+                "name": plan.workload.name,
+                "default_targets": list(plan.workload.default_targets),
+                "extra_steps": plan.workload.extra_steps,
+                "batch_unit": plan.workload.batch_unit,
+                "metadata": plan.workload.metadata,
+                "fingerprint": plan.workload.fingerprint,
+            },
+            sort_keys=True,
+        )
         now = _now()
         with self._transaction() as conn:
             row = conn.execute("SELECT sweep_id FROM sweeps WHERE spec_hash = ?", (spec.spec_hash(),)).fetchone()
             if row is not None:
                 # the workload as resolved now (a user workload's fingerprint may have changed)
-                conn.execute("UPDATE sweeps SET last_run_at = ?, workload_json = ?, n_trials = ? WHERE sweep_id = ?",
-                             (now, workload_json, plan.n_trials, row[0]))
+                conn.execute(
+                    "UPDATE sweeps SET last_run_at = ?, workload_json = ?, n_trials = ? WHERE sweep_id = ?",
+                    (now, workload_json, plan.n_trials, row[0]),
+                )
                 return int(row[0])
             cur = conn.execute(
                 "INSERT INTO sweeps (name, spec_hash, spec_json, spec_toml, workload_json, n_trials, created_at, "
@@ -288,16 +312,31 @@ class SweepStore:
         """The sweeps run against this store, oldest first."""
         rows = self._conn.execute(
             "SELECT sweep_id, name, spec_json, spec_toml, workload_json, n_trials, created_at, last_run_at "
-            "FROM sweeps ORDER BY sweep_id").fetchall()
+            "FROM sweeps ORDER BY sweep_id"
+        ).fetchall()
         out = []
         for sweep_id, name, spec_json, spec_toml, workload_json, n_trials, created, last in rows:
             w = json.loads(workload_json)
-            info = WorkloadInfo(name=w["name"], default_targets=tuple(w["default_targets"]),
-                                extra_steps=int(w["extra_steps"]), batch_unit=w["batch_unit"],
-                                metadata=w.get("metadata", {}), fingerprint=w.get("fingerprint"))
-            out.append(SweepRecord(sweep_id=sweep_id, name=name, spec=spec_from_dict(json.loads(spec_json)),
-                                   spec_toml=spec_toml, workload=info, n_trials=n_trials, created_at=created,
-                                   last_run_at=last))
+            info = WorkloadInfo(
+                name=w["name"],
+                default_targets=tuple(w["default_targets"]),
+                extra_steps=int(w["extra_steps"]),
+                batch_unit=w["batch_unit"],
+                metadata=w.get("metadata", {}),
+                fingerprint=w.get("fingerprint"),
+            )
+            out.append(
+                SweepRecord(
+                    sweep_id=sweep_id,
+                    name=name,
+                    spec=spec_from_dict(json.loads(spec_json)),
+                    spec_toml=spec_toml,
+                    workload=info,
+                    n_trials=n_trials,
+                    created_at=created,
+                    last_run_at=last,
+                )
+            )
         return out
 
     # -- trials -----------------------------------------------------------------------------------
@@ -338,25 +377,55 @@ class SweepStore:
         for i, trial in enumerate(trials):
             config = plan.trial_config(trial.batch_size, trial.lr, trial.seed)
             base = dict(
-                trial_key=trial.key, sweep_id=sweep_id, group_key=group_key, workload=spec.workload,
-                **opt.columns(), batch_size=trial.batch_size,
-                batch_unit=plan.batch_unit, lr=trial.lr, seed=trial.seed, round=trial.round,
-                extra_steps=plan.extra_steps, max_steps=spec.max_steps, max_examples=spec.max_examples,
-                dtype=spec.dtype, device=device or spec.device, config_json=json.dumps(config, sort_keys=True),
+                trial_key=trial.key,
+                sweep_id=sweep_id,
+                group_key=group_key,
+                workload=spec.workload,
+                **opt.columns(),
+                batch_size=trial.batch_size,
+                batch_unit=plan.batch_unit,
+                lr=trial.lr,
+                seed=trial.seed,
+                round=trial.round,
+                extra_steps=plan.extra_steps,
+                max_steps=spec.max_steps,
+                max_examples=spec.max_examples,
+                dtype=spec.dtype,
+                device=device or spec.device,
+                config_json=json.dumps(config, sort_keys=True),
                 created_at=now,
             )
             if results is None:
-                rows.append({**base, "status": "failed", "error": error, "traceback": traceback, "steps_run": None,
-                             "diverged_at_step": None, "strategy": None, "wall_seconds": None})
-                stage_rows.extend((trial.key, s, t) + (None,) * (len(STAGE_COLUMNS) - 1)
-                                  for s, t in enumerate(plan.target_losses))
+                rows.append(
+                    {
+                        **base,
+                        "status": "failed",
+                        "error": error,
+                        "traceback": traceback,
+                        "steps_run": None,
+                        "diverged_at_step": None,
+                        "strategy": None,
+                        "wall_seconds": None,
+                    }
+                )
+                stage_rows.extend(
+                    (trial.key, s, t) + (None,) * (len(STAGE_COLUMNS) - 1) for s, t in enumerate(plan.target_losses)
+                )
                 continue
             res = results[i]
             _check_result(res, trial, plan)
-            rows.append({**base, "status": res.status, "error": None, "traceback": None,
-                         "steps_run": _int_or_none(res.steps_run), "diverged_at_step": _int_or_none(res.diverged_at_step),
-                         "strategy": None if res.strategy is None else str(res.strategy),
-                         "wall_seconds": _float_or_none(res.wall_seconds)})
+            rows.append(
+                {
+                    **base,
+                    "status": res.status,
+                    "error": None,
+                    "traceback": None,
+                    "steps_run": _int_or_none(res.steps_run),
+                    "diverged_at_step": _int_or_none(res.diverged_at_step),
+                    "strategy": None if res.strategy is None else str(res.strategy),
+                    "wall_seconds": _float_or_none(res.wall_seconds),
+                }
+            )
             for s, st in enumerate(res.stages):
                 stage_rows.append((trial.key, s) + tuple(_stage_value(st, c) for c in STAGE_COLUMNS))
         columns = list(rows[0]) if rows else []
@@ -367,11 +436,15 @@ class SweepStore:
                     continue  # never overwrite a finished trial
                 if old is not None:
                     conn.execute("DELETE FROM trials WHERE trial_key = ?", (row["trial_key"],))
-                conn.execute(f"INSERT INTO trials ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                             [row[c] for c in columns])
-                conn.executemany(f"INSERT INTO stages (trial_key, stage, {', '.join(STAGE_COLUMNS)}) "
-                                 f"VALUES ({', '.join('?' * (2 + len(STAGE_COLUMNS)))})",
-                                 [r for r in stage_rows if r[0] == row["trial_key"]])
+                conn.execute(
+                    f"INSERT INTO trials ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    [row[c] for c in columns],
+                )
+                conn.executemany(
+                    f"INSERT INTO stages (trial_key, stage, {', '.join(STAGE_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * (2 + len(STAGE_COLUMNS)))})",
+                    [r for r in stage_rows if r[0] == row["trial_key"]],
+                )
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -385,8 +458,9 @@ class SweepStore:
         import pandas as pd
 
         stage_cols = {"stage", *STAGE_COLUMNS}
-        select = ", ".join("s.name AS sweep" if c == "sweep" else f"g.{c}" if c in stage_cols else f"t.{c}"
-                           for c in FRAME_COLUMNS)
+        select = ", ".join(
+            "s.name AS sweep" if c == "sweep" else f"g.{c}" if c in stage_cols else f"t.{c}" for c in FRAME_COLUMNS
+        )
         query = f"""
             SELECT {select}
             FROM trials t JOIN sweeps s ON s.sweep_id = t.sweep_id
@@ -395,12 +469,45 @@ class SweepStore:
         """
         rows = self._conn.execute(query).fetchall()
         frame = pd.DataFrame.from_records(rows, columns=list(FRAME_COLUMNS))
-        ints = ("batch_size", "seed", "round", "stage", "steps", "examples", "extra_steps", "max_steps",
-                "max_examples", "steps_run", "diverged_at_step")
-        floats = ("beta1", "beta2", "eps", "weight_decay", "momentum", "lr", "target_loss", "loss_at_target",
-                  "loss_after", "loss_decrease", "wall_seconds")
-        strings = ("sweep", "trial_key", "workload", "optimizer", "batch_unit", "status", "strategy", "device",
-                   "dtype", "error", "created_at")
+        ints = (
+            "batch_size",
+            "seed",
+            "round",
+            "stage",
+            "steps",
+            "examples",
+            "extra_steps",
+            "max_steps",
+            "max_examples",
+            "steps_run",
+            "diverged_at_step",
+        )
+        floats = (
+            "beta1",
+            "beta2",
+            "eps",
+            "weight_decay",
+            "momentum",
+            "lr",
+            "target_loss",
+            "loss_at_target",
+            "loss_after",
+            "loss_decrease",
+            "wall_seconds",
+        )
+        strings = (
+            "sweep",
+            "trial_key",
+            "workload",
+            "optimizer",
+            "batch_unit",
+            "status",
+            "strategy",
+            "device",
+            "dtype",
+            "error",
+            "created_at",
+        )
         for c in ints:
             frame[c] = frame[c].astype("Int64")
         for c in floats:
@@ -429,8 +536,11 @@ class SweepStore:
 
     def failure_summary(self, limit: int = 5) -> list[dict[str, Any]]:
         """The most frequent errors of failed trials: ``[{"error": text, "trials": count}, ...]``."""
-        rows = self._conn.execute("SELECT error, COUNT(*) FROM trials WHERE status = 'failed' GROUP BY error "
-                                  "ORDER BY COUNT(*) DESC, error LIMIT ?", (int(limit),)).fetchall()
+        rows = self._conn.execute(
+            "SELECT error, COUNT(*) FROM trials WHERE status = 'failed' GROUP BY error "
+            "ORDER BY COUNT(*) DESC, error LIMIT ?",
+            (int(limit),),
+        ).fetchall()
         return [{"error": e, "trials": int(n)} for e, n in rows]
 
     def status(self) -> dict[str, Any]:
@@ -447,10 +557,18 @@ class SweepStore:
             trials = plan.trials()
             for t in trials:
                 planned.setdefault(t.key, t)
-            sweeps.append({"name": rec.name, "sweep_id": rec.sweep_id, "workload": rec.spec.workload,
-                           "batch_unit": rec.workload.batch_unit, "workload_metadata": rec.workload.metadata,
-                           "created_at": rec.created_at, "last_run_at": rec.last_run_at,
-                           **_counts(trials, statuses)})
+            sweeps.append(
+                {
+                    "name": rec.name,
+                    "sweep_id": rec.sweep_id,
+                    "workload": rec.spec.workload,
+                    "batch_unit": rec.workload.batch_unit,
+                    "workload_metadata": rec.workload.metadata,
+                    "created_at": rec.created_at,
+                    "last_run_at": rec.last_run_at,
+                    **_counts(trials, statuses),
+                }
+            )
         by_batch: dict[int, list[Trial]] = {}
         for t in planned.values():
             by_batch.setdefault(t.batch_size, []).append(t)
@@ -481,18 +599,27 @@ def _counts(trials: Sequence[Trial], statuses: dict[str, str]) -> dict[str, int]
         diverged += s == "diverged"
         failed += s == "failed"
     done = ok + diverged
-    return {"total": len(trials), "done": done, "ok": ok, "diverged": diverged, "failed": failed,
-            "pending": len(trials) - done - failed}
+    return {
+        "total": len(trials),
+        "done": done,
+        "ok": ok,
+        "diverged": diverged,
+        "failed": failed,
+        "pending": len(trials) - done - failed,
+    }
 
 
 def _check_result(res: Any, trial: Trial, plan: SweepPlan) -> None:
     """A runner's result must be the trial's, in order, with one stage per target."""
     status = getattr(res, "status", None)
     if status not in FINISHED:
-        raise ValueError(f"the runner returned status {status!r} for lr={trial.lr:g}, seed={trial.seed}; "
-                         f"expected 'ok' or 'diverged'")
+        raise ValueError(
+            f"the runner returned status {status!r} for lr={trial.lr:g}, seed={trial.seed}; expected 'ok' or 'diverged'"
+        )
     if int(res.seed) != trial.seed or not math.isclose(float(res.lr), trial.lr, rel_tol=1e-6):
-        raise ValueError(f"the runner returned a result for (lr={float(res.lr):g}, seed={res.seed}) where "
-                         f"(lr={trial.lr:g}, seed={trial.seed}) was expected: results must follow the trial order")
+        raise ValueError(
+            f"the runner returned a result for (lr={float(res.lr):g}, seed={res.seed}) where "
+            f"(lr={trial.lr:g}, seed={trial.seed}) was expected: results must follow the trial order"
+        )
     if len(res.stages) != len(plan.target_losses):
         raise ValueError(f"the runner returned {len(res.stages)} stages for {len(plan.target_losses)} targets")

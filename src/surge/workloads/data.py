@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from surge.errors import InputFileError, SurgeError
 
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -57,7 +58,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dtype = np.dtype(IDX_DTYPES[type_code])
     count = int(np.prod(shape)) if shape else 1
     if len(raw) - header != count * dtype.itemsize:
-        raise SurgeError(f"{path}: expected {count * dtype.itemsize} data bytes for shape {shape}, found {len(raw) - header}")
+        raise SurgeError(
+            f"{path}: expected {count * dtype.itemsize} data bytes for shape {shape}, found {len(raw) - header}"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header, count=count).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -80,7 +83,11 @@ def _find(raw_dir: Path, stem: str) -> Path | None:
 
 def fashion_mnist_raw_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """Where the Fashion-MNIST IDX files live: ``<data_dir>/FashionMNIST/raw`` (torchvision's layout)."""
-    return Path(data_dir).expanduser() / "FashionMNIST" / "raw" if data_dir else default_data_dir() / "FashionMNIST" / "raw"
+    return (
+        Path(data_dir).expanduser() / "FashionMNIST" / "raw"
+        if data_dir
+        else default_data_dir() / "FashionMNIST" / "raw"
+    )
 
 
 def load_fashion_mnist(

@@ -42,15 +42,16 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
 
 from surge._validation import check_choice
+from surge.errors import InputFileError, SurgeError
 from surge.workloads import Workload
 from surge.workloads.data import default_data_dir, probe_indices
 from surge.workloads.lm_gpt2 import (
@@ -65,7 +66,6 @@ from surge.workloads.lm_gpt2 import (
     require,
     train_bpe,
 )
-from surge.errors import InputFileError, SurgeError
 
 ELI5_DIRNAME = "eli5_category"  # <data_dir>/eli5_category/
 ELI5_HF_DATASET = "rexarski/eli5_category"  # the Hub copy of ELI5-Category (Gao, Zhou and Qiu, 2021)
@@ -138,7 +138,8 @@ def find_text_files(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     files = sorted(
-        p for p in root.rglob("*")
+        p
+        for p in root.rglob("*")
         if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES and "cache" not in p.relative_to(root).parts[:-1]
     )
     train = [p for p in files if re.search(r"(^|[/_.-])train", p.relative_to(root).as_posix().lower())]
@@ -253,8 +254,10 @@ def tokenize_corpus(
             return np.load(meta_path.with_suffix(".npy")), json.loads(meta_path.read_text())
     docs = read_documents(files)
     if not docs:
-        raise SurgeError(f"no text found in {', '.join(str(p) for p in files)}: expected ELI5-Category records "
-                         "(title, selftext, answers.text), records with a 'text' field, or .txt files")
+        raise SurgeError(
+            f"no text found in {', '.join(str(p) for p in files)}: expected ELI5-Category records "
+            "(title, selftext, answers.text), records with a 'text' field, or .txt files"
+        )
     tok: TextTokenizer | None = None
     key = f"bpe{bpe_vocab}"
     if tokenizer in ("auto", "gpt2"):
@@ -262,8 +265,10 @@ def tokenize_corpus(
             tok, key = gpt2_tokenizer(), "gpt2"
         except Exception as exc:
             if tokenizer == "gpt2":
-                raise OSError(f"the GPT-2 tokenizer could not be fetched ({type(exc).__name__}: {exc}); use "
-                              "tokenizer='bpe' for a locally trained one") from None
+                raise OSError(
+                    f"the GPT-2 tokenizer could not be fetched ({type(exc).__name__}: {exc}); use "
+                    "tokenizer='bpe' for a locally trained one"
+                ) from None
             warnings.warn(
                 f"the GPT-2 tokenizer could not be fetched ({type(exc).__name__}); training a byte-level BPE "
                 f"tokenizer of {bpe_vocab} ids on the corpus instead (recorded as metadata['tokenizer']); "
@@ -274,8 +279,15 @@ def tokenize_corpus(
     if tok is None:
         tok = train_bpe(docs, bpe_vocab)
     stream = encode_documents(docs, tok)
-    meta = {"tokenizer": tok.tag, "vocab_size": tok.vocab_size, "eos_id": tok.eos_id, "n_tokens": len(stream),
-            "n_documents": len(docs), "fingerprint": fp, "files": [p.relative_to(root).as_posix() for p in files]}
+    meta = {
+        "tokenizer": tok.tag,
+        "vocab_size": tok.vocab_size,
+        "eos_id": tok.eos_id,
+        "n_tokens": len(stream),
+        "n_documents": len(docs),
+        "fingerprint": fp,
+        "files": [p.relative_to(root).as_posix() for p in files],
+    }
     cache.mkdir(parents=True, exist_ok=True)
     if tok.tag != "gpt2":
         _atomic_write(cache / f"tokenizer-{key}-{fp}.json", lambda p: tok.tokenizer.save(str(p)))
@@ -313,7 +325,7 @@ def gpt2_workload(
     info = {
         **metadata,
         "model": f"GPT-2 architecture, size {size!r}: {GPT2_SIZES[size]['n_layer']} blocks x {GPT2_SIZES[size]['n_embd']}, "
-                 f"{GPT2_SIZES[size]['n_head']} heads, context {seq_len}, vocabulary {vocab_size}",
+        f"{GPT2_SIZES[size]['n_head']} heads, context {seq_len}, vocabulary {vocab_size}",
         "size": size,
         **GPT2_SIZES[size],
         "n_params": gpt2_param_count(size, vocab_size, seq_len),
@@ -325,7 +337,9 @@ def gpt2_workload(
     }
     return Workload(
         name=name,
-        make_model=partial(GPT2CausalLM.from_size, size, vocab_size=int(vocab_size), seq_len=seq_len, eos_id=int(eos_id)),
+        make_model=partial(
+            GPT2CausalLM.from_size, size, vocab_size=int(vocab_size), seq_len=seq_len, eos_id=int(eos_id)
+        ),
         train_inputs=inputs,
         train_targets=targets_,
         probe_inputs=inputs[probe].contiguous(),
@@ -377,8 +391,13 @@ def distilgpt2_eli5(
         probe_size=probe_size,
         targets=ELI5_TARGETS,
         description=f"GPT-2 ({size}) from scratch on ELI5-Category, {seq_len}-token sequences",
-        metadata={"dataset": "ELI5-Category", "data_dir": str(root), "tokenizer": meta["tokenizer"],
-                  "n_documents": meta["n_documents"], "files": meta["files"]},
+        metadata={
+            "dataset": "ELI5-Category",
+            "data_dir": str(root),
+            "tokenizer": meta["tokenizer"],
+            "n_documents": meta["n_documents"],
+            "files": meta["files"],
+        },
         lockstep_max_batch=ELI5_LOCKSTEP_MAX_BATCH,
         probe_chunk=ELI5_PROBE_CHUNK,
     )
@@ -399,8 +418,9 @@ def pydoc_documents() -> list[str]:
     return [topics[k].strip() for k in sorted(topics) if topics[k].strip()]
 
 
-def gpt2_pydoc(data_dir: str | None = None, *, size: str = "tiny", seq_len: int = PYDOC_SEQ_LEN,
-               probe_size: int = PYDOC_PROBE) -> Workload:
+def gpt2_pydoc(
+    data_dir: str | None = None, *, size: str = "tiny", seq_len: int = PYDOC_SEQ_LEN, probe_size: int = PYDOC_PROBE
+) -> Workload:
     """GPT-2 (``tiny``) on CPython's documentation topics with a local 4,096-id BPE tokenizer (offline).
 
     ``data_dir`` is not used: the corpus ships with Python and the tokenizer is retrained (0.2 s, the
@@ -419,8 +439,11 @@ def gpt2_pydoc(data_dir: str | None = None, *, size: str = "tiny", seq_len: int 
         probe_size=probe_size,
         targets=PYDOC_TARGETS,
         description=f"GPT-2 ({size}) on CPython's pydoc topics (offline; {len(stream):,} tokens)",
-        metadata={"dataset": f"pydoc_data.topics (Python {sys.version_info.major}.{sys.version_info.minor})",
-                  "tokenizer": tok.tag, "n_documents": len(docs)},
+        metadata={
+            "dataset": f"pydoc_data.topics (Python {sys.version_info.major}.{sys.version_info.minor})",
+            "tokenizer": tok.tag,
+            "n_documents": len(docs),
+        },
         lockstep_max_batch=PYDOC_LOCKSTEP_MAX_BATCH,
         probe_chunk=64,
     )

@@ -182,8 +182,13 @@ def bpe_from_tokenizer(tok) -> TextTokenizer:
     def encode(texts: list[str]) -> list[list[int]]:
         return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
 
-    return TextTokenizer(tag=f"bpe-local-{vocab}", vocab_size=vocab, eos_id=int(tok.token_to_id(EOS_TOKEN)),
-                         encode_batch=encode, tokenizer=tok)
+    return TextTokenizer(
+        tag=f"bpe-local-{vocab}",
+        vocab_size=vocab,
+        eos_id=int(tok.token_to_id(EOS_TOKEN)),
+        encode_batch=encode,
+        tokenizer=tok,
+    )
 
 
 def encode_documents(documents: Sequence[str], tokenizer: TextTokenizer, *, batch: int = 512) -> np.ndarray:

@@ -30,9 +30,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from surge._validation import check_choice
+from surge.errors import InputFileError, SurgeError
 from surge.workloads import Workload
 from surge.workloads.data import default_data_dir, probe_indices
-from surge.errors import InputFileError, SurgeError
 
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_IMAGENET_ZIP = "tiny-imagenet-200.zip"
@@ -81,7 +81,9 @@ class TinyImageNetResNet18(nn.Module):
     (which the engine keeps per trial). torchvision is imported here, not with :mod:`surge.workloads`.
     """
 
-    def __init__(self, mean: tuple[float, ...] = TINY_IMAGENET_MEAN, std: tuple[float, ...] = TINY_IMAGENET_STD) -> None:
+    def __init__(
+        self, mean: tuple[float, ...] = TINY_IMAGENET_MEAN, std: tuple[float, ...] = TINY_IMAGENET_STD
+    ) -> None:
         super().__init__()
         from torchvision.models import resnet18
 
@@ -332,5 +334,10 @@ def resnet18_tiny_imagenet(data_dir: str | None = None) -> Workload:
         description="ResNet-18 on Tiny-ImageNet (100k train images, 10k per epoch; downloads when online)",
         lockstep_max_batch=LOCKSTEP_MAX_BATCH,
         epoch_size=min(EPOCH_SIZE, len(x)),
-        metadata={"dataset": "Tiny-ImageNet", "classes": len(wnids), "probe_size": PROBE_SIZE, "epoch_size": EPOCH_SIZE},
+        metadata={
+            "dataset": "Tiny-ImageNet",
+            "classes": len(wnids),
+            "probe_size": PROBE_SIZE,
+            "epoch_size": EPOCH_SIZE,
+        },
     )

@@ -1,0 +1,29 @@
+"""ruff keeps the code clean and uniformly formatted: `ruff check` and `ruff format --check` (the settings
+are in pyproject.toml). Fix with `ruff check --fix . && ruff format .`."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PATHS = ["src", "tests", "benchmarks"]
+
+
+def _ruff(*args: str) -> subprocess.CompletedProcess:
+    exe = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if exe is None:
+        pytest.fail("ruff is not installed (it is in the 'test' extra: pip install -e '.[test]')")
+    return subprocess.run([exe, *args, *PATHS], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_ruff_check():
+    res = _ruff("check", "--no-cache")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_ruff_format():
+    res = _ruff("format", "--check", "--no-cache")
+    assert res.returncode == 0, res.stdout + res.stderr
