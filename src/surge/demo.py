@@ -45,34 +45,19 @@ def demo_spec(quick: bool = False, protocol: str = "branch") -> SweepSpec:
     if protocol == "branch":
         trunk = TrunkConfig(batch_size=32, lr=1e-3)
         lrs = (2.5e-5, 3.5e-5, 5e-5, 7e-5, 1e-4, 1.4e-4, 2e-4, 2.8e-4, 4e-4, 5.6e-4, 8e-4, 1.1e-3, 1.6e-3)
-        if quick:
-            return SweepSpec(
-                name="demo-branch-quick",
-                workload=DEMO_WORKLOAD,
-                optimizer=sign,
-                protocol="branch",
-                trunk=trunk,
-                lr=LRGrid(values=lrs),
-                batch_size=BatchGrid(values=(4, 16, 64, 256)),
-                rounds=8,
-                target_loss=(1.2,),
-                extra_steps=10,
-                max_steps=2_000,
-                group_size=104,
-            )
         return SweepSpec(
-            name="demo-branch",
+            name="demo-branch-quick" if quick else "demo-branch",
             workload=DEMO_WORKLOAD,
             optimizer=sign,
             protocol="branch",
             trunk=trunk,
             lr=LRGrid(values=lrs),
             batch_size=BatchGrid(values=(4, 16, 64, 256)),
-            rounds=16,
-            target_loss=(1.2, 0.6),
+            rounds=8 if quick else 16,
+            target_loss=(1.2,) if quick else (1.2, 0.6),
             extra_steps=10,
             max_steps=2_000,
-            group_size=208,
+            group_size=104 if quick else 208,
         )
     if quick:
         return SweepSpec(

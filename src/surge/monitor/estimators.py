@@ -61,6 +61,16 @@ _NAN_CI: Interval = (math.nan, math.nan)
 COMPONENTS = ("trace_h", "coupling", "m_sum", "trace_sigma", "grad_sq")
 _D, _S, _M, _T, _G2 = range(5)
 
+_DERIVED = (
+    "b_noise",
+    "b_noise_ci",
+    "b_simple",
+    "b_simple_ci",
+    "eps_max",
+    "eps_max_ci",
+    "delta_l_max",
+    "delta_l_max_ci",
+)  # what _derive computes from the components, with its intervals
 MIN_ROWS = 8  # fewer rows (examples or micro-batches) than this give NaN with a message
 
 
@@ -430,14 +440,7 @@ def estimate_noise(
             "(b_noise, eps_max) is outside its own regime; use the curves instead"
         )
     return NoiseEstimate(
-        b_noise=est["b_noise"],
-        b_noise_ci=est["b_noise_ci"],
-        b_simple=est["b_simple"],
-        b_simple_ci=est["b_simple_ci"],
-        eps_max=est["eps_max"],
-        eps_max_ci=est["eps_max_ci"],
-        delta_l_max=est["delta_l_max"],
-        delta_l_max_ci=est["delta_l_max_ci"],
+        **{key: est[key] for key in _DERIVED},
         validity_batch_size=validity,
         within_validity=within,
         n_examples=m * b,
@@ -655,14 +658,7 @@ def pool_estimates(estimates, *, confidence: float | None = None) -> NoiseEstima
     within = None if not math.isfinite(est["b_noise"]) else bool(est["b_noise"] < last.validity_batch_size)
     return replace(
         last,
-        b_noise=est["b_noise"],
-        b_noise_ci=est["b_noise_ci"],
-        b_simple=est["b_simple"],
-        b_simple_ci=est["b_simple_ci"],
-        eps_max=est["eps_max"],
-        eps_max_ci=est["eps_max_ci"],
-        delta_l_max=est["delta_l_max"],
-        delta_l_max_ci=est["delta_l_max_ci"],
+        **{key: est[key] for key in _DERIVED},
         within_validity=within,
         n_examples=int(sum(e.n_examples for e in ests)),
         n_rows=int(sum(e.n_rows for e in ests)),
