@@ -37,6 +37,22 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _monte_carlo(ax, b, mc, sigmas: float) -> None:
+    """The Monte-Carlo optimum (a OneStepResult) with +-sigmas standard errors."""
+    ax.errorbar(
+        b,
+        mc.mc_optimal_lr,
+        yerr=sigmas * mc.mc_stderr,
+        fmt="o",
+        ms=5,
+        color="k",
+        mfc="white",
+        capsize=3,
+        label=f"Monte Carlo ($\\pm${sigmas:g} s.e.)",
+        zorder=3,
+    )
+
+
 def plot_figure1(result, path=None, *, sigmas: float = 3.0) -> Figure:
     """Optimal learning rate against batch size: sign descent (left) and SGD (right), as in the paper's Figure 1.
 
@@ -71,18 +87,7 @@ def plot_figure1(result, path=None, *, sigmas: float = 3.0) -> Figure:
             ls=":",
             label=f"validity of Thm 3 = {_fmt(result.validity_batch_size)}",
         )
-    ax.errorbar(
-        b,
-        result.sign.mc_optimal_lr,
-        yerr=sigmas * result.sign.mc_stderr,
-        fmt="o",
-        ms=5,
-        color="k",
-        mfc="white",
-        capsize=3,
-        label=f"Monte Carlo ($\\pm${sigmas:g} s.e.)",
-        zorder=3,
-    )
+    _monte_carlo(ax, b, result.sign, sigmas)
     top = np.nanmax(np.concatenate([result.exact_curve, result.sign.mc_optimal_lr]))
     ax.set_ylim(0, 1.25 * top)
     ax.set_xscale("log")
@@ -114,18 +119,7 @@ def plot_figure1(result, path=None, *, sigmas: float = 3.0) -> Figure:
             ls="-.",
             label=f"$B_{{noise}}=tr(H\\Sigma)/G^THG$ = {_fmt(result.sgd_b_noise)}",
         )
-    bx.errorbar(
-        b,
-        result.sgd.mc_optimal_lr,
-        yerr=sigmas * result.sgd.mc_stderr,
-        fmt="o",
-        ms=5,
-        color="k",
-        mfc="white",
-        capsize=3,
-        label=f"Monte Carlo ($\\pm${sigmas:g} s.e.)",
-        zorder=3,
-    )
+    _monte_carlo(bx, b, result.sgd, sigmas)
     bx.set_ylim(0, 1.15 * max(result.sgd_eps_max, np.nanmax(result.sgd.mc_optimal_lr)))
     bx.set_xscale("log")
     bx.set_xlabel("batch size B")
