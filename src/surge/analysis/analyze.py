@@ -99,8 +99,7 @@ def _analyze_stage(
     if no_steps:
         msgs.append(
             "these trials record no steps to a target (branch trials start from a checkpoint of the trunk; a table "
-            "of final losses has none): no S(B), so no Eq 22 B_noise; the verdict on the fall uses the B_noise of "
-            "the Adam law fitted to the optima"
+            "of final losses has none): no S(B), so no Eq 22 B_noise"
         )
     for r in rows:
         if r.note and (n_reached > 0 or "failed" in r.note):

@@ -174,10 +174,12 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
             f"(did not reach the target within the budget); {st.n_failed} failed. None of these is averaged in.",
         )
     )
+    fitted = any(math.isfinite(r.fitted_lr) for r in st.rows)
     header = [
         "B",
         "optimal lr",
         f"{conf} interval",
+        *([f"fitted lr [{conf}]", "width"] if fitted else []),
         "refined lr",
         "best decrease",
         "S(B)",
@@ -198,6 +200,14 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
                 str(r.batch_size),
                 _f(r.optimal_lr) + ties + edge,
                 _ci(r.optimal_lr_ci, 3),
+                *(
+                    [
+                        _f(r.fitted_lr) + (" (flat)" if r.flat_optimum else "") + " " + _ci(r.fitted_lr_ci, 3),
+                        f"{r.fitted_width:.2f}x" if math.isfinite(r.fitted_width) else "open",
+                    ]
+                    if fitted
+                    else []
+                ),
                 _f(r.refined_lr),
                 _f(r.best_decrease),
                 _f(r.steps),
@@ -211,6 +221,23 @@ def _stage_blocks(a: SweepAnalysis, st: StageAnalysis) -> list[Block]:
             ]
         )
     out.append(Table(header, rows))
+    if fitted:
+        out.append(
+            Paragraph(
+                "The fitted optimal lr is the maximum of a fit of the mean decrease over all learning rates "
+                f"({', '.join(sorted({r.fit_model for r in st.rows if r.fit_model}))}), with a bootstrap "
+                "interval over rounds; (flat): the best two grid points differ by less than their standard error."
+            )
+        )
+    jk = st.b_noise_jackknife
+    if jk is not None and math.isfinite(jk.b_noise_corrected):
+        out.append(
+            Paragraph(
+                f"**B_noise, jackknife over rounds**: {_f(jk.b_noise_corrected)} {_ci(jk.b_noise_ci)} "
+                f"(bias-corrected; the plug-in {_f(jk.b_noise)} is {_f(jk.bias_factor, 3)}x it, "
+                f"{jk.n_rounds} rounds{'' if jk.trusted else '; too few rounds to trust this interval'})."
+            )
+        )
     if st.messages:
         out.append(Paragraph("**Messages**"))
         out.append(Bullets(list(st.messages)))
