@@ -19,6 +19,9 @@ name           construction                                                     
 =============  =======================================================================  ==========
 
 NumPy/SciPy only.
+
+Why one module of ~530 lines: the builders share the drawing helpers and the ``Problem`` they return; about
+240 lines are code, the rest docstrings.
 """
 
 from __future__ import annotations
@@ -55,6 +58,19 @@ class Problem:
 
     The true gradient is G = mu (Eq 37); per-sample gradients are independent across coordinates, as the
     paper assumes (Eq 36). ``hessian`` is dense (n, n) or its diagonal (n,).
+
+    Attributes:
+        name: ``"surge"``, ``"diagonal"``, ``"sign-blind"``, ``"equal-snr"``, ``"custom"`` or a user's name.
+        mu: array (n,), the mean per-sample gradient = the true gradient G.
+        sigma: array (n,), the per-sample gradient standard deviations, > 0.
+        hessian: array (n, n), symmetric, or (n,), its diagonal.
+        description: one line for people.
+        params: the builder's arguments, for the record (empty for a user-given problem).
+
+    Raises:
+        SurgeError: on construction, arrays that :class:`~surge.theory.sign_model.SignGradientModel`
+            rejects (shapes, non-finite values, sigma <= 0, an asymmetric hessian, a negative diagonal
+            or a zero trace).
     """
 
     name: str  # "surge", "diagonal", "sign-blind", "equal-snr", "custom" or a user's name
@@ -78,18 +94,31 @@ class Problem:
 
     @property
     def n(self) -> int:
+        """The number of coordinates n."""
         return int(self.mu.size)
 
     @property
     def is_diagonal(self) -> bool:
+        """True when ``hessian`` is stored as its diagonal (n,)."""
         return self.hessian.ndim == 1
 
     def hessian_matrix(self) -> np.ndarray:
-        """H as a dense (n, n) array."""
+        """H as a dense (n, n) array.
+
+        Returns:
+            np.ndarray (n, n): a new diagonal matrix for a diagonal hessian, else ``hessian`` itself (not a copy).
+        """
         return np.diag(self.hessian) if self.is_diagonal else self.hessian
 
     def quadratic_form(self, x: np.ndarray) -> np.ndarray:
-        """x^T H x over the last axis of ``x``."""
+        """x^T H x over the last axis of ``x``.
+
+        Args:
+            x: array (..., n) of vectors in parameter space (not checked).
+
+        Returns:
+            The quadratic forms, shape ``x.shape[:-1]`` (a NumPy scalar for a 1-D ``x``).
+        """
         if self.is_diagonal:
             return (x * x) @ self.hessian
         return np.einsum("...i,...i->...", x @ self.hessian, x)
@@ -117,6 +146,17 @@ class Problem:
         """Exact optimal SGD learning rate: |G|^2 / (G^T H G + tr(H Sigma) / B) = eps_max / (1 + B_noise / B).
 
         Lemma 1 (Eq 6) with V = G_est ~ N(G, Sigma / B): E[V] = G and E[V^T H V] = G^T H G + tr(H Sigma) / B.
+
+        Args:
+            batch_size: array-like of batch sizes B, in samples per step, > 0, not necessarily integers;
+                any shape.
+
+        Returns:
+            np.ndarray of the shape of ``batch_size``: SGD's optimal learning rate at each batch size.
+
+        Raises:
+            SurgeError: a batch size <= 0 or non-finite.
+            SurgeTypeError: a non-numeric batch size.
         """
         b = check_array(batch_size, "batch_size", positive=True)
         diag = self.hessian if self.is_diagonal else np.diag(self.hessian)
@@ -202,6 +242,23 @@ def surge_problem(
     positive and Theorem 3 predicts a peak at B_noise = pi D / (2 S) (Eq 14). With the defaults (the
     check parameterisation of docs/equations.md) B_noise is about 16 and the validity batch size
     min_i pi sigma_i^2 / (2 mu_i^2) about 250, so the exact peak sits within 1 % of B_noise.
+
+    Args:
+        n: the number of coordinates, an integer >= 2.
+        snr_range: (low, high), 0 < low <= high: |SNR_i| = |mu_i| / sigma_i is drawn log-uniformly in it.
+        sigma_range: (low, high), 0 < low <= high: sigma_i is drawn log-uniformly in it.
+        ridge: the diagonal ridge of H, >= 0.
+        coupling: the coupling strength, > 0.
+        seed: the random seed, an integer >= 0; the same seed draws the same mu and sigma in ``surge_problem``
+            and ``diagonal_problem``.
+
+    Returns:
+        The :class:`Problem` named ``"surge"``, with its arguments in ``params``.
+
+    Raises:
+        SurgeTypeError: ``n`` not an integer; a non-numeric ridge, coupling or range.
+        SurgeError: n < 2; a seed that is not an integer >= 0; ridge < 0, coupling <= 0 or a non-finite
+            one; a range that is not (low, high) with 0 < low <= high.
     """
     n, seed, ridge, coupling, snr, sigma, s, params = _family(n, snr_range, sigma_range, ridge, coupling, seed)
     h = ridge * np.eye(n) + coupling * np.outer(s, s)
@@ -221,6 +278,23 @@ def diagonal_problem(
 
     S = 0, so B_noise is infinite and the exact Eq 9, sum_i |mu_i| erf(sqrt(B/2) |r_i|) / D, increases
     monotonically in B.
+
+    Args:
+        n: the number of coordinates, an integer >= 2.
+        snr_range: (low, high), 0 < low <= high: |SNR_i| = |mu_i| / sigma_i is drawn log-uniformly in it.
+        sigma_range: (low, high), 0 < low <= high: sigma_i is drawn log-uniformly in it.
+        ridge: the diagonal ridge of H, >= 0.
+        coupling: the coupling strength, > 0.
+        seed: the random seed, an integer >= 0; the same seed draws the same mu and sigma in ``surge_problem``
+            and ``diagonal_problem``.
+
+    Returns:
+        The :class:`Problem` named ``"diagonal"``, with its arguments in ``params``.
+
+    Raises:
+        SurgeTypeError: ``n`` not an integer; a non-numeric ridge, coupling or range.
+        SurgeError: n < 2; a seed that is not an integer >= 0; ridge < 0, coupling <= 0 or a non-finite
+            one; a range that is not (low, high) with 0 < low <= high.
     """
     n, seed, ridge, coupling, snr, sigma, s, params = _family(n, snr_range, sigma_range, ridge, coupling, seed)
     diag = np.full(n, ridge + coupling)
@@ -241,6 +315,23 @@ def sign_blind_problem(
     The signs of mu are random but balanced: the |SNR|s are sorted, given alternating signs and shuffled,
     so |sum_i r_i| <= max_i |r_i| and S = coupling ((sum r)^2 - sum r^2) < 0. B_noise is then undefined
     (nan) and the exact curve rises monotonically to the Eq 17 plateau.
+
+    Args:
+        n: the number of coordinates, an integer >= 2.
+        snr_range: (low, high), 0 < low <= high: |SNR_i| = |mu_i| / sigma_i is drawn log-uniformly in it.
+        sigma_range: (low, high), 0 < low <= high: sigma_i is drawn log-uniformly in it.
+        ridge: the diagonal ridge of H, >= 0.
+        coupling: the coupling strength, > 0.
+        seed: the random seed, an integer >= 0; the same seed draws the |SNR|s and sigmas of ``surge_problem``,
+            then places them in a seeded order.
+
+    Returns:
+        The :class:`Problem` named ``"sign-blind"``, with its arguments in ``params``.
+
+    Raises:
+        SurgeTypeError: ``n`` not an integer; a non-numeric ridge, coupling or range.
+        SurgeError: n < 2; a seed that is not an integer >= 0; ridge < 0, coupling <= 0 or a non-finite
+            one; a range that is not (low, high) with 0 < low <= high.
     """
     n, seed, ridge, coupling, snr, sigma, _, params = _family(n, snr_range, sigma_range, ridge, coupling, seed)
     rng = np.random.default_rng([seed, 1])
@@ -269,6 +360,23 @@ def equal_snr_problem(
     (n-1) c > h (``equal_snr_peak_batch_size``), against B_noise = pi h / (2 (n-1) c r^2) (Eq 14). The
     defaults, (n-1) c / h = 52.5 and r = 0.05, give B_peak = 12.09 and B_noise = 11.97.
     ``sigma_range`` spreads sigma_i log-uniformly; it does not change the curve's shape.
+
+    Args:
+        n: the number of coordinates, an integer >= 2.
+        snr: r = mu_i / sigma_i, the same for every coordinate, > 0.
+        diagonal: h, every diagonal entry of H, > 0.
+        off_diagonal: c, every off-diagonal entry of H, in [-h / (n-1), h] (H positive semi-definite).
+        sigma_range: (low, high), 0 < low <= high: sigma_i is drawn log-uniformly in it.
+        seed: the random seed of the sigma draw, an integer >= 0.
+
+    Returns:
+        The :class:`Problem` named ``"equal-snr"``, with its arguments in ``params``.
+
+    Raises:
+        SurgeTypeError: ``n`` not an integer; a non-numeric snr, diagonal, off_diagonal or sigma_range.
+        SurgeError: n < 2; a seed that is not an integer >= 0; snr or diagonal <= 0; a non-finite value;
+            off_diagonal outside [-diagonal/(n-1), diagonal]; a sigma_range that is not (low, high) with
+            0 < low <= high.
     """
     n = _n(n)
     seed = _seed(seed)
@@ -293,6 +401,19 @@ def equal_snr_peak_batch_size(*, n: int, snr: float, diagonal: float, off_diagon
 
     None when (n-1) c <= h: the curve then has no interior maximum. B_peak >= B_noise, with equality in
     the limit (n-1) c >> h (docs/equations.md, "What produces the surge").
+
+    Args:
+        n: the number of coordinates, an integer >= 2.
+        snr: r, the common mu_i / sigma_i, > 0.
+        diagonal: h, every diagonal entry of H, > 0.
+        off_diagonal: c, every off-diagonal entry of H (finite; its PSD range is not checked here).
+
+    Returns:
+        B_peak as a float, in samples per step, or None when (n-1) c <= h.
+
+    Raises:
+        SurgeTypeError: ``n`` not an integer; a non-numeric snr, diagonal or off_diagonal.
+        SurgeError: n < 2; snr or diagonal <= 0; a non-finite value.
     """
     n = _n(n)
     r = check_scalar(snr, "snr", positive=True)
@@ -305,14 +426,45 @@ def equal_snr_peak_batch_size(*, n: int, snr: float, diagonal: float, off_diagon
 
 
 def custom_problem(mu, sigma, hessian, *, name: str = "custom", description: str = "user-given") -> Problem:
-    """A user-given problem: mean gradient ``mu`` (n,), per-sample std ``sigma`` (n,), ``hessian`` (n, n) or (n,)."""
+    """A user-given problem: mean gradient ``mu`` (n,), per-sample std ``sigma`` (n,), ``hessian`` (n, n) or (n,).
+
+    Args:
+        mu: array-like (n,) of mean per-sample gradients (the true gradient G), finite.
+        sigma: array-like (n,) of per-sample gradient standard deviations, > 0.
+        hessian: array-like (n, n), symmetric, or (n,), its diagonal; diagonal >= 0, trace > 0.
+        name: the problem's name, a non-empty string; default ``"custom"``.
+        description: one line for people; default ``"user-given"``.
+
+    Returns:
+        The :class:`Problem`, with empty ``params``.
+
+    Raises:
+        SurgeError: an empty or non-string name; arrays that
+            :class:`~surge.theory.sign_model.SignGradientModel` rejects (shapes, non-finite values,
+            sigma <= 0, an asymmetric hessian, a negative diagonal or a zero trace).
+        SurgeTypeError: a non-numeric array.
+    """
     if not isinstance(name, str) or not name:
         raise SurgeError(f"name must be a non-empty string, got {name!r}")
     return Problem(name, np.asarray(mu), np.asarray(sigma), np.asarray(hessian), description, {})
 
 
 def load_problem(path) -> Problem:
-    """A user-given problem from a ``.npz`` file with arrays ``mu``, ``sigma`` and ``hessian``."""
+    """A user-given problem from a ``.npz`` file with arrays ``mu``, ``sigma`` and ``hessian``.
+
+    The file is read without unpickling (``allow_pickle=False``): object arrays are refused.
+
+    Args:
+        path: str or Path of the ``.npz`` file, as written by ``np.savez(path, mu=..., sigma=..., hessian=...)``.
+
+    Returns:
+        The :class:`Problem` named after the file's stem (its name without ``.npz``).
+
+    Raises:
+        SurgeError: the path is not an existing file; the file is not a readable ``.npz`` archive of numeric
+            arrays; it lacks ``mu``, ``sigma`` or ``hessian``; or the arrays are invalid (as in
+            :func:`custom_problem`).
+    """
     p = Path(path)
     if not p.is_file():
         raise SurgeError(f"problem file {str(p)!r} does not exist or is not a file")
@@ -353,7 +505,21 @@ PROBLEM_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
 
 def make_problem(name: str, **kwargs) -> Problem:
-    """A built-in problem by name (one of ``PROBLEM_NAMES``), or a ``.npz`` file path (``load_problem``)."""
+    """A built-in problem by name (one of ``PROBLEM_NAMES``), or a ``.npz`` file path (``load_problem``).
+
+    Args:
+        name: ``"surge"``, ``"diagonal"``, ``"sign-blind"``, ``"equal-snr"``, or a str or Path ending in
+            ``.npz``.
+        **kwargs: the keyword arguments of the named builder (e.g. ``n``, ``seed``); none for a file.
+
+    Returns:
+        The :class:`Problem`.
+
+    Raises:
+        SurgeError: an unknown name; builder arguments given with a ``.npz`` file; and whatever the builder
+            or :func:`load_problem` raises for bad arguments or a bad file.
+        TypeError: a keyword argument that the named builder does not take.
+    """
     if isinstance(name, (str, Path)) and str(name).endswith(".npz"):
         if kwargs:
             raise SurgeError("a problem loaded from a file takes no builder arguments")

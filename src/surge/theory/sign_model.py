@@ -8,6 +8,9 @@ Hessian H. Shorthands used throughout (docs/equations.md, "Notation"):
     D   = sum_i H_ii                          trace
     S   = sum_{i != j} r_i r_j H_ij           off-diagonal SNR coupling
     M   = sum_i mu_i^2 / sigma_i
+
+Why one module of ~400 lines: one class, the exact theory of one model; about 180 lines are code, the rest
+docstrings.
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ _MAX_WORK_ELEMENTS = 1 << 22
 
 @dataclass(frozen=True)
 class Peak:
-    """The exact maximum of Eq 9 over the batch size."""
+    """The exact maximum of Eq 9 over the batch size.
+
+    Attributes:
+        batch_size: argmax_B eps_opt(B), continuous in B, in samples per step.
+        lr: eps_opt at that batch size, the peak optimal learning rate.
+    """
 
     batch_size: float  # argmax_B eps_opt(B), continuous in B
     lr: float  # eps_opt at that batch size
@@ -36,17 +44,30 @@ class Peak:
 class SignGradientModel:
     """Sign descent under the Gaussian per-sample gradient model.
 
-    Parameters
-    ----------
-    mu : array of shape (n,)
-        Mean per-sample gradient (the true gradient G, Eq 37).
-    sigma : array of shape (n,)
-        Standard deviation of the per-sample gradient, > 0.
-    hessian : array of shape (n, n) or (n,)
-        The Hessian, dense and symmetric, or its diagonal (for n up to millions).
-
     Everything that depends on the batch size accepts an array of batch sizes (> 0, not necessarily
     integers) and returns an array of the same shape.
+
+    Args:
+        mu: array (n,) of mean per-sample gradients (the true gradient G, Eq 37), finite.
+        sigma: array (n,) of per-sample gradient standard deviations, > 0.
+        hessian: the Hessian, array (n, n), dense and symmetric, or array (n,), its diagonal (for n up to
+            millions); diagonal >= 0 with a positive trace.
+
+    Attributes:
+        mu: array (n,), the mean per-sample gradient G as float64.
+        sigma: array (n,), the per-sample gradient standard deviations.
+        hessian: array (n, n) or (n,), the Hessian as given (float64).
+        is_diagonal: True when ``hessian`` is the diagonal (n,).
+        snr: array (n,), the signal-to-noise ratios r_i = mu_i / sigma_i.
+        trace: D = sum_i H_ii.
+        coupling: S = sum_{i != j} r_i r_j H_ij, the off-diagonal SNR coupling (0 for a diagonal hessian).
+        m: M = sum_i mu_i^2 / sigma_i.
+
+    Raises:
+        SurgeError: ``mu`` or ``sigma`` not 1-D, a non-finite value, a sigma <= 0, shapes that do not match
+            (sigma like mu; hessian (n, n) or (n,)), a hessian that is not symmetric (to 1e-10 relative) or
+            not 1-D / 2-D, a negative hessian diagonal entry, or a zero trace.
+        SurgeTypeError: a non-numeric array.
     """
 
     def __init__(self, mu, sigma, hessian) -> None:
@@ -90,17 +111,42 @@ class SignGradientModel:
 
     @property
     def n(self) -> int:
+        """The number of coordinates n."""
         return self.mu.size
 
     # ---- exact theory -----------------------------------------------------------------------
 
     def sign_expectation(self, batch_size) -> np.ndarray:
-        """E[V]_i = erf(sqrt(B/2) mu_i / sigma_i) (Eq 35 / Eq 38); shape batch_size.shape + (n,)."""
+        """E[V]_i = erf(sqrt(B/2) mu_i / sigma_i) (Eq 35 / Eq 38); shape batch_size.shape + (n,).
+
+        Args:
+            batch_size: array-like of batch sizes B, in samples (per-sample gradients averaged per step), > 0,
+                not necessarily integers; any shape.
+
+        Returns:
+            np.ndarray of shape ``batch_size.shape + (n,)``: the expected sign of each coordinate, in (-1, 1).
+
+        Raises:
+            SurgeError: a batch size <= 0 or non-finite.
+            SurgeTypeError: a non-numeric batch size.
+        """
         b = check_array(batch_size, "batch_size", positive=True)
         return special.erf(np.sqrt(b / 2.0)[..., None] * self.snr)
 
     def surrogate_sign_expectation(self, batch_size) -> np.ndarray:
-        """The Eq 10 surrogate of E[V]_i: r_i / sqrt(pi / (2B) + r_i^2), up to 11.6 % off the erf."""
+        """The Eq 10 surrogate of E[V]_i: r_i / sqrt(pi / (2B) + r_i^2), up to 11.6 % off the erf.
+
+        Args:
+            batch_size: array-like of batch sizes B, in samples (per-sample gradients averaged per step), > 0,
+                not necessarily integers; any shape.
+
+        Returns:
+            np.ndarray of shape ``batch_size.shape + (n,)``: the surrogate expected signs, in (-1, 1).
+
+        Raises:
+            SurgeError: a batch size <= 0 or non-finite.
+            SurgeTypeError: a non-numeric batch size.
+        """
         b = check_array(batch_size, "batch_size", positive=True)
         r = self.snr
         return r / np.sqrt(np.pi / (2.0 * b)[..., None] + r**2)
@@ -129,22 +175,79 @@ class SignGradientModel:
         return num.reshape(b.shape), den.reshape(b.shape)
 
     def optimal_lr(self, batch_size) -> np.ndarray:
-        """Exact optimal learning rate of sign descent (Eq 9, with the erf of Eq 38)."""
+        """Exact optimal learning rate of sign descent (Eq 9, with the erf of Eq 38).
+
+        eps_opt(B) = G^T E[V] / E[V^T H V].
+
+        Args:
+            batch_size: array-like of batch sizes B, in samples (per-sample gradients averaged per step), > 0,
+                not necessarily integers; any shape.
+
+        Returns:
+            np.ndarray of the shape of ``batch_size``: the optimal learning rate at each batch size.
+
+        Raises:
+            SurgeError: a batch size <= 0 or non-finite; E[V^T H V] <= 0 at some batch size (a hessian not
+                positive semi-definite enough for Lemma 1 to have a maximum).
+            SurgeTypeError: a non-numeric batch size.
+        """
         num, den = self._numerator_denominator(batch_size, self.sign_expectation)
         return num / den
 
     def loss_improvement(self, batch_size) -> np.ndarray:
-        """Exact expected loss decrease at the optimal learning rate (Eq 8 = Eq 7)."""
+        """Exact expected loss decrease at the optimal learning rate (Eq 8 = Eq 7).
+
+        dL_opt(B) = (G^T E[V])^2 / (2 E[V^T H V]).
+
+        Args:
+            batch_size: array-like of batch sizes B, in samples (per-sample gradients averaged per step), > 0,
+                not necessarily integers; any shape.
+
+        Returns:
+            np.ndarray of the shape of ``batch_size``: the loss decrease per step, in the loss's unit.
+
+        Raises:
+            SurgeError: a batch size <= 0 or non-finite; E[V^T H V] <= 0 at some batch size (a hessian not
+                positive semi-definite enough for Lemma 1 to have a maximum).
+            SurgeTypeError: a non-numeric batch size.
+        """
         num, den = self._numerator_denominator(batch_size, self.sign_expectation)
         return 0.5 * num**2 / den
 
     def surrogate_lr(self, batch_size) -> np.ndarray:
-        """Eq 9 with the Eq 10 surrogate in place of the erf, for comparison with the exact curve."""
+        """Eq 9 with the Eq 10 surrogate in place of the erf, for comparison with the exact curve.
+
+        Args:
+            batch_size: array-like of batch sizes B, in samples (per-sample gradients averaged per step), > 0,
+                not necessarily integers; any shape.
+
+        Returns:
+            np.ndarray of the shape of ``batch_size``: the surrogate optimal learning rate at each batch size.
+
+        Raises:
+            SurgeError: a batch size <= 0 or non-finite; E[V^T H V] <= 0 at some batch size (a hessian not
+                positive semi-definite enough for Lemma 1 to have a maximum).
+            SurgeTypeError: a non-numeric batch size.
+        """
         num, den = self._numerator_denominator(batch_size, self.surrogate_sign_expectation)
         return num / den
 
     def expected_loss_decrease(self, batch_size, lr) -> np.ndarray:
-        """E[dL] at any learning rate (Eq 31): lr G^T E[V] - lr^2 E[V^T H V] / 2; broadcasts B and lr."""
+        """E[dL] at any learning rate (Eq 31): lr G^T E[V] - lr^2 E[V^T H V] / 2; broadcasts B and lr.
+
+        Args:
+            batch_size: array-like of batch sizes B, in samples (per-sample gradients averaged per step), > 0,
+                not necessarily integers; any shape.
+            lr: array-like of learning rates, > 0; broadcasts with ``batch_size``.
+
+        Returns:
+            np.ndarray of the broadcast shape of ``batch_size`` and ``lr``: the expected loss decrease per step,
+            in the loss's unit (negative when the step overshoots).
+
+        Raises:
+            SurgeError: a batch size or learning rate <= 0 or non-finite; E[V^T H V] <= 0 at some batch size.
+            SurgeTypeError: a non-numeric batch size or learning rate.
+        """
         lr = check_array(lr, "lr", positive=True)
         num, den = self._numerator_denominator(batch_size, self.sign_expectation)
         return lr * num - 0.5 * lr**2 * den
@@ -199,6 +302,18 @@ class SignGradientModel:
 
         Equal to eps_max / (0.5 (sqrt(B_noise/B) + sqrt(B/B_noise))) (Eq 13) when S > 0, and defined
         without a surge too.
+
+        Args:
+            batch_size: array-like of batch sizes B, in samples (per-sample gradients averaged per step), > 0,
+                not necessarily integers; any shape.
+
+        Returns:
+            np.ndarray of the shape of ``batch_size``: the small-batch optimal learning rate at each batch size.
+
+        Raises:
+            SurgeError: a batch size <= 0 or non-finite; the denominator D + 2BS/pi <= 0 at some batch size
+                (possible only when S < 0).
+            SurgeTypeError: a non-numeric batch size.
         """
         b = check_array(batch_size, "batch_size", positive=True)
         den = self.trace + (2.0 * b / math.pi) * self.coupling
@@ -209,7 +324,20 @@ class SignGradientModel:
         return np.sqrt(2.0 * b / math.pi) * self.m / den
 
     def theorem5_loss_improvement(self, batch_size) -> np.ndarray:
-        """Small-batch loss decrease (Eq 43 line 1): (B/pi) M^2 / (D + (2B/pi) S) = dL_max / (1 + B_noise/B)."""
+        """Small-batch loss decrease (Eq 43 line 1): (B/pi) M^2 / (D + (2B/pi) S) = dL_max / (1 + B_noise/B).
+
+        Args:
+            batch_size: array-like of batch sizes B, in samples (per-sample gradients averaged per step), > 0,
+                not necessarily integers; any shape.
+
+        Returns:
+            np.ndarray of the shape of ``batch_size``: the loss decrease per step, in the loss's unit.
+
+        Raises:
+            SurgeError: a batch size <= 0 or non-finite; the denominator D + 2BS/pi <= 0 at some batch size
+                (possible only when S < 0).
+            SurgeTypeError: a non-numeric batch size.
+        """
         b = check_array(batch_size, "batch_size", positive=True)
         den = self.trace + (2.0 * b / math.pi) * self.coupling
         if (den <= 0).any():
@@ -238,7 +366,15 @@ class SignGradientModel:
         A diagonal hessian never has one (Eq 9 is then increasing in B). Otherwise the curve is scanned
         on a log grid that spans from deep in the linear regime (E_i ~ sqrt(2B/pi) r_i for every i) to
         full saturation (E_i ~ sign(mu_i)), and the best interior grid maximum is refined with Brent's
-        method in log B.
+        method in log B. A grid maximum no higher than the curve's value at the grid's end (the plateau it
+        is still approaching) is not a peak.
+
+        Returns:
+            The :class:`Peak` (batch size in samples per step, learning rate), or None when there is no
+            interior maximum (a diagonal hessian, all mu = 0, or a monotone curve).
+
+        Raises:
+            SurgeError: E[V^T H V] <= 0 at a scanned batch size (a hessian not positive semi-definite enough).
         """
         if self.is_diagonal:
             return None
