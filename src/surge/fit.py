@@ -3,12 +3,14 @@ both together, and a comparison of the Adam and SGD laws. NumPy/SciPy only.
 
 Every estimator returns a frozen dataclass with the estimate, a confidence interval, the number of
 points used, residual statistics and ``success`` / ``message``. Input that cannot give an answer
-(too few points, non-positive or non-finite values, a single batch size) raises ``ValueError``;
+(too few points, non-positive or non-finite values, a single batch size) raises ``SurgeError`` (a ``ValueError``);
 a fit that runs but gives no meaningful answer (a negative B_noise, a peak outside the data) returns
 ``success=False`` with the reason, and its estimates are NaN rather than a silent wrong number.
+Batch sizes, B_noise and E_min count the data's batch unit: examples, or tokens / sequences for
+language models.
 
-Why one module of ~670 lines: the Eq 22-24 estimators and the law comparison share the input checks
-and interval helpers at its top.
+Why one module of ~810 lines: the Eq 22-24 estimators and the law comparison share the input checks and
+interval helpers at its top.
 """
 
 from __future__ import annotations
@@ -32,7 +34,27 @@ _NAN_CI: Interval = (math.nan, math.nan)
 
 @dataclass(frozen=True)
 class BNoiseFit:
-    """B_noise, S_min and E_min from the steps S(B) needed to reach one target loss (Eq 20-22)."""
+    """B_noise, S_min and E_min from the steps S(B) needed to reach one target loss (Eq 20-22).
+
+    Attributes:
+        b_noise: E_min / S_min (Eq 21/22), the batch size that balances steps and examples, in the unit of
+            the batch sizes given; inf when the steps show no loss of data efficiency, NaN on failure.
+        b_noise_ci: confidence interval (low, high) of ``b_noise`` at ``confidence``; (NaN, NaN) without one.
+        s_min: fewest steps, reached as B -> inf (Eq 20), in steps.
+        s_min_ci: confidence interval (low, high) of ``s_min``, in steps.
+        e_min: fewest examples, reached as B -> 0 (Eq 20), in the unit of the batch sizes.
+        e_min_ci: confidence interval (low, high) of ``e_min``.
+        method: ``"linear"`` (Eq 22, least squares of 1/S on 1/E), ``"nonlinear"``
+            (log S = log S_min + log(1 + B_noise/B)) or ``"exact"`` (2 points).
+        confidence: nominal coverage of the intervals, in (0, 1).
+        n_points: (B, S) points used.
+        rms_residual: root mean square residual of the fit, in its own space (1/S, or log S).
+        r_squared: coefficient of determination of the fit, in its own space; NaN when undefined.
+        success: False when the points cannot give B_noise (the estimates are then NaN).
+        message: ``"ok"`` or why the fit failed or what limits it.
+        b_noise_lower_bound: one-sided lower confidence bound on B_noise when the steps show no loss of data
+            efficiency (``b_noise`` is then inf); NaN otherwise.
+    """
 
     b_noise: float  # E_min / S_min (Eq 21/22), the batch size that balances steps and examples
     b_noise_ci: Interval  # confidence interval (low, high) at ``confidence``
@@ -54,7 +76,22 @@ class BNoiseFit:
 
 @dataclass(frozen=True)
 class EpsMaxFit:
-    """eps_max of the Adam law (Eq 23) or of the SGD law (Eq 24) at a given B_noise."""
+    """eps_max of the Adam law (Eq 23) or of the SGD law (Eq 24) at a given B_noise.
+
+    Attributes:
+        eps_max: the estimate: the Adam law's peak learning rate, or the SGD law's large-batch limit.
+        eps_max_ci: confidence interval (low, high) of ``eps_max`` at ``confidence``.
+        law: the law's family, ``"adam"`` or ``"sgd"``.
+        alpha: SGD exponent of (1 + B_noise / B); None for the Adam law.
+        b_noise: the B_noise the fit was given, in the unit of the batch sizes.
+        method: ``"mean"`` (the paper's Eq 23/24: mean of per-point inversions) or ``"lsq"`` (least squares
+            of log lr).
+        confidence: nominal coverage of the interval, in (0, 1).
+        n_points: (B, lr) points used.
+        rms_log_residual: RMS of log(lr) - log(law(B)) at the estimate (natural log, dimensionless).
+        success: True (input that gives no estimate raises instead).
+        message: ``"ok"``.
+    """
 
     eps_max: float
     eps_max_ci: Interval
@@ -76,7 +113,19 @@ class EpsMaxFit:
 
 @dataclass(frozen=True)
 class SurgeFit:
-    """eps_max and B_noise of the Adam law (Eq 2) fitted together, by least squares in log lr."""
+    """eps_max and B_noise of the Adam law (Eq 2) fitted together, by least squares in log lr.
+
+    Attributes:
+        eps_max: the fitted peak learning rate (the Adam law's value at B = B_noise).
+        eps_max_ci: confidence interval (low, high) of ``eps_max``, from the Jacobian in log eps_max.
+        b_noise: the fitted B_noise, in the unit of the batch sizes.
+        b_noise_ci: confidence interval (low, high) of ``b_noise``, from the Jacobian in log B_noise.
+        confidence: nominal coverage of the intervals, in (0, 1).
+        n_points: (B, lr) points used.
+        rms_log_residual: RMS of the log-lr residuals at the fit (natural log, dimensionless).
+        success: False when the optimizer failed or the fitted peak lies outside the batch sizes given.
+        message: ``"ok"`` or why ``success`` is False.
+    """
 
     eps_max: float
     eps_max_ci: Interval
@@ -91,7 +140,21 @@ class SurgeFit:
 
 @dataclass(frozen=True)
 class LawFit:
-    """One candidate law of ``compare_laws`` fitted by least squares in log lr."""
+    """One candidate law of ``compare_laws`` fitted by least squares in log lr.
+
+    Attributes:
+        name: ``"adam"``, ``"sgd(alpha=1)"``, ``"sgd(alpha=0.5)"`` or ``"sgd(alpha=free)"``.
+        params: ``eps_max``, ``b_noise`` (in the unit of the batch sizes) and, for SGD laws only, ``alpha``.
+        n_params: free parameters k (B_noise counts only when not given).
+        rms_log_residual: RMS of the log-lr residuals (natural log, dimensionless).
+        aic: Akaike criterion n log(RSS/n) + 2k (RSS/n floored at ``RESIDUAL_FLOOR`` squared).
+        bic: Bayesian criterion n log(RSS/n) + k log n (same floor).
+        success: the least-squares fit converged.
+        message: ``"ok"``, or why the fit failed or is extrapolated.
+        aicc: AIC + 2k(k+1)/(n-k-1), the small-sample criterion; inf when n <= k + 1.
+        status: ``"ok"``, ``"extrapolated"`` (a parameter at its bound or B_noise far outside the data) or
+            ``"failed"``.
+    """
 
     name: str  # "adam", "sgd(alpha=1)", "sgd(alpha=0.5)" or "sgd(alpha=free)"
     params: dict[str, float]  # eps_max, b_noise, alpha (alpha only for SGD)
@@ -105,7 +168,17 @@ class LawFit:
     status: str = "ok"  # "ok", "extrapolated" (a parameter at its bound or B_noise far outside the data) or "failed"
 
     def predict(self, batch_size) -> np.ndarray:
-        """The fitted law's learning rate at ``batch_size``."""
+        """The fitted law's learning rate at ``batch_size``.
+
+        Args:
+            batch_size: array-like of batch sizes, in the unit the law was fitted in, > 0; any shape.
+
+        Returns:
+            np.ndarray of the shape of ``batch_size``: the law's learning rate there.
+
+        Raises:
+            SurgeError: a batch size <= 0 or non-finite.
+        """
         law = get_law(self.name)
         if law.family == "sgd":
             law = SGDLaw(self.params["alpha"])  # a free exponent takes its fitted value
@@ -114,7 +187,15 @@ class LawFit:
 
 @dataclass(frozen=True)
 class LawComparison:
-    """Adam law against SGD laws on the same (batch size, optimal lr) points."""
+    """Adam law against SGD laws on the same (batch size, optimal lr) points.
+
+    Attributes:
+        laws: one :class:`LawFit` per law of ``COMPARED_LAWS``, in that order.
+        best: lowest AICc among the laws that fitted (among all when none did); ties go to fewer parameters.
+        criterion: the criterion ``best`` minimises: ``"aicc"``.
+        n_points: (B, lr) points used.
+        b_noise_given: the B_noise fixed for every law, or None when each law fitted its own.
+    """
 
     laws: tuple[LawFit, ...]
     best: LawFit  # lowest AICc among the laws that fitted; ties go to fewer parameters
@@ -161,31 +242,33 @@ def _confidence(confidence: float) -> float:
 def fit_b_noise(batch_sizes, steps, *, method: str = "linear", confidence: float = 0.95) -> BNoiseFit:
     """Estimate B_noise, S_min and E_min from the steps S needed at each batch size (Eq 20-22).
 
-    Parameters
-    ----------
-    batch_sizes : array (n,), n >= 2, positive, at least 2 distinct values (examples, or tokens).
-    steps : array (n,), positive: the optimizer steps S(B) to reach one target loss.
-    method : ``"linear"`` is the paper's Eq 22: ordinary least squares of 1/S on 1/E with E = B S;
-        B_noise = -slope, S_min = 1/intercept, E_min = B_noise S_min. The B_noise interval is the
-        t-interval of the slope, the S_min interval the inverted t-interval of the intercept, and the
-        E_min interval a delta-method interval. Noise in S enters both axes, which biases B_noise
-        slightly low (about -1 % at 5 % noise). ``"nonlinear"`` fits
-        log S = log S_min + log(1 + B_noise / B), the right model for multiplicative noise, with
-        (log S_min, log B_noise) as parameters and intervals from the Jacobian.
-    confidence : nominal coverage of the intervals, in (0, 1).
+    Args:
+        batch_sizes: array (n,) of batch sizes, in the data's batch unit, > 0, n >= 2,
+            at least 2 distinct values.
+        steps: array (n,) of the optimizer steps S(B) to reach one target loss, > 0.
+        method: ``"linear"`` (default) is the paper's Eq 22: ordinary least squares of 1/S on 1/E with
+            E = B S; B_noise = -slope, S_min = 1/intercept, E_min = B_noise S_min. The B_noise interval is
+            the t-interval of the slope, the S_min interval the inverted t-interval of the intercept, and
+            the E_min interval a delta-method interval. Noise in S enters both axes, which biases B_noise
+            slightly low (about -1 % at 5 % noise). ``"nonlinear"`` fits
+            log S = log S_min + log(1 + B_noise / B), the right model for multiplicative noise, with
+            (log S_min, log B_noise) as parameters and intervals from the Jacobian.
+        confidence: nominal coverage of the intervals, in (0, 1); default 0.95.
 
-    Returns
-    -------
-    BNoiseFit. Two points determine Eq 22 exactly: the estimates come without intervals. Steps that
-    fall as fast as 1/B (no loss of data efficiency: E = B S does not grow with B) give
-    ``b_noise = inf`` with ``b_noise_lower_bound``, a one-sided lower confidence bound on B_noise from
-    the regression E = E_min + S_min B (Eq 20), and ``success=True``. Steps that do not fall give
-    ``success=False`` with the reason and NaN estimates.
+    Returns:
+        BNoiseFit: B_noise and E_min in the unit of ``batch_sizes``, S_min in steps. Two points determine
+            Eq 22 exactly: the estimates come without intervals (``method="exact"``). Steps that fall as
+            fast as 1/B (no loss of data efficiency: E = B S does not grow with B) give ``b_noise = inf``
+            with ``b_noise_lower_bound``, a one-sided lower confidence bound on B_noise from the
+            regression E = E_min + S_min B (Eq 20), and ``success=True``. Steps that do not fall, or a
+            fit that gives B_noise <= 0 or S_min <= 0, give ``success=False`` with the reason and NaN
+            estimates.
 
-    Raises
-    ------
-    SurgeError: bad input (fewer than 2 points, non-positive or non-finite values, one batch size).
-    EstimationError: valid input whose estimates overflow the largest float (steps near 1e308).
+    Raises:
+        SurgeError: bad input (fewer than 2 points, non-positive or non-finite values, arrays of unequal
+            length or not 1-D, one batch size, an unknown ``method``, ``confidence`` outside (0, 1));
+            SurgeTypeError (a SurgeError) for non-numeric input.
+        EstimationError: valid input whose estimates overflow the largest float (steps near 1e308).
     """
     method = check_choice(method, "method", ("linear", "nonlinear"))
     confidence = _confidence(confidence)
@@ -452,14 +535,34 @@ def fit_eps_max(
     method: str = "mean",
     confidence: float = 0.95,
 ) -> EpsMaxFit:
-    """Estimate eps_max from (batch size, optimal lr) points at a known B_noise.
+    """Estimate eps_max from (batch size, optimal lr) points at a known B_noise (Eq 23 / Eq 24).
 
     ``method="mean"`` is the paper's form: the arithmetic mean over points of
     lr_i * 0.5 (sqrt(B_noise/B_i) + sqrt(B_i/B_noise)) (Eq 23, ``law="adam"``) or
     lr_i * (1 + B_noise/B_i) ** alpha (Eq 24, ``law="sgd"``), with a t-interval of the mean.
     ``method="lsq"`` is least squares in log lr, i.e. the geometric mean of the same inversions, with
-    a t-interval in log space. ``law`` is a :class:`surge.theory.laws.Law` or its name ("adam", "sgd"
-    with ``alpha``).
+    a t-interval in log space.
+
+    Args:
+        batch_sizes: array (n,) of batch sizes, in the data's batch unit, > 0, n >= 2,
+            at least 2 distinct values.
+        optimal_lrs: array (n,) of the optimal learning rate at each batch size, > 0.
+        b_noise: B_noise, > 0, in the unit of ``batch_sizes`` (e.g. :func:`fit_b_noise`'s estimate).
+        law: a :class:`surge.theory.laws.Law` or its name: ``"adam"`` (Eq 2 / 23, default) or ``"sgd"``
+            (Eq 1 / 24, with ``alpha``); an SGD ``Law`` object must have a fixed alpha.
+        alpha: the SGD law's exponent, > 0; used only with ``law="sgd"`` given by name. Default 1.
+        method: ``"mean"`` (the paper's Eq 23 / 24, default) or ``"lsq"`` (geometric mean).
+        confidence: nominal coverage of the interval, in (0, 1); default 0.95.
+
+    Returns:
+        EpsMaxFit: eps_max in the unit of the learning rates, its interval and the log residual.
+
+    Raises:
+        SurgeError: bad input (fewer than 2 points, non-positive or non-finite values, arrays of unequal
+            length or not 1-D, one batch size, an unknown ``law`` or ``method``, a non-positive
+            ``b_noise`` or ``alpha``, ``confidence`` outside (0, 1), an SGD ``Law`` with a free alpha);
+            SurgeTypeError (a SurgeError) for non-numeric input.
+        EstimationError: eps_max overflows or underflows a 64-bit float (learning rates in extreme units).
     """
     if not isinstance(law, Law):
         check_choice(law, "law", ("adam", "sgd"))
@@ -577,6 +680,22 @@ def fit_surge(batch_sizes, optimal_lrs, *, confidence: float = 0.95) -> SurgeFit
     Intervals come from the Jacobian in (log eps_max, log B_noise). ``success`` is False when the
     fitted B_noise lies outside the batch sizes given: the data then show only one side of the peak,
     where only eps_max / sqrt(B_noise) (or eps_max sqrt(B_noise)) is determined.
+
+    Args:
+        batch_sizes: array (n,) of batch sizes, in the data's batch unit, > 0, n >= 3,
+            at least 2 distinct values.
+        optimal_lrs: array (n,) of the optimal learning rate at each batch size, > 0.
+        confidence: nominal coverage of the intervals, in (0, 1); default 0.95.
+
+    Returns:
+        SurgeFit: eps_max (unit of the learning rates) and B_noise (unit of ``batch_sizes``) with their
+            intervals (NaN when the Jacobian is singular), and ``success`` / ``message``.
+
+    Raises:
+        SurgeError: bad input (fewer than 3 points, non-positive or non-finite values, arrays of unequal
+            length or not 1-D, one batch size, ``confidence`` outside (0, 1)); SurgeTypeError (a
+            SurgeError) for non-numeric input.
+        EstimationError: the fitted eps_max or B_noise does not fit in a 64-bit float.
     """
     confidence = _confidence(confidence)
     b, lr = _points(batch_sizes, optimal_lrs, "optimal_lrs", 3)
@@ -616,11 +735,6 @@ EXTRAPOLATION_FACTOR = 10.0  # a free B_noise beyond [min B / 10, max B * 10] is
 def compare_laws(batch_sizes, optimal_lrs, b_noise: float | None = None) -> LawComparison:
     """Fit the Adam law and the SGD laws (alpha = 1, 0.5 and free) to (batch size, optimal lr) points.
 
-    Parameters
-    ----------
-    batch_sizes, optimal_lrs : arrays (n,), positive; n >= 3 with ``b_noise`` given, else n >= 4.
-    b_noise : B_noise to fix for every law (Eq 22's estimate), or None to fit it per law.
-
     Each law is fitted by least squares in log lr. The best law has the lowest AICc, the small-sample
     Akaike criterion n log(MSE) + 2k + 2k(k+1)/(n-k-1) (k free parameters; inf when n <= k + 1), with the
     mean squared log residual floored at ``RESIDUAL_FLOOR``^2 so that rounding in the inputs cannot pick a
@@ -628,9 +742,21 @@ def compare_laws(batch_sizes, optimal_lrs, b_noise: float | None = None) -> LawC
     or lies more than ``EXTRAPOLATION_FACTOR`` outside the batch sizes, or whose free alpha sits at its
     bound, has ``status="extrapolated"``: the data show one side of the law only.
 
-    Raises
-    ------
-    SurgeError: too few points, non-positive values, one batch size, a non-positive ``b_noise``.
+    Args:
+        batch_sizes: array (n,) of batch sizes, in the data's batch unit, > 0, at least 2
+            distinct values; n >= 3 with ``b_noise`` given, else n >= 4.
+        optimal_lrs: array (n,) of the optimal learning rate at each batch size, > 0.
+        b_noise: B_noise to fix for every law (Eq 22's estimate), > 0, in the unit of ``batch_sizes``; or
+            None (default) to fit it per law.
+
+    Returns:
+        LawComparison: one :class:`LawFit` per law of ``COMPARED_LAWS`` and the best by AICc.
+
+    Raises:
+        SurgeError: too few points, non-positive or non-finite values, arrays of unequal length or not
+            1-D, one batch size, a non-positive ``b_noise``; SurgeTypeError (a SurgeError) for
+            non-numeric input.
+        EstimationError: a law's fitted eps_max or B_noise does not fit in a 64-bit float.
     """
     if b_noise is not None:
         b_noise = check_scalar(b_noise, "b_noise", positive=True)

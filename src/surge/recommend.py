@@ -17,7 +17,28 @@ from surge.theory.laws import get_law
 
 @dataclass(frozen=True)
 class Recommendation:
-    """A learning rate for a new batch size, with the rules of thumb and the regime."""
+    """A learning rate for a new batch size, with the rules of thumb and the regime.
+
+    Attributes:
+        from_batch_size: the batch size the learning rate was tuned at, in the unit of ``b_noise``.
+        from_lr: the tuned (optimal) learning rate at ``from_batch_size``.
+        to_batch_size: the new batch size, in the same unit.
+        b_noise: B_noise of the workload; NaN when none was given.
+        law: ``"adam"`` (Eq 2) or ``"sgd"`` (Eq 1 / Eq 24 with ``alpha``).
+        alpha: SGD exponent; None for the Adam law.
+        lr: the chosen law's learning rate at ``to_batch_size``; NaN without a B_noise.
+        linear_lr: from_lr * to / from (linear scaling rule, Eq 3).
+        sqrt_lr: from_lr * sqrt(to / from) (square-root rule, Eq 4).
+        eps_max: the law's peak (Adam) or large-batch limit (SGD) implied by the starting point; NaN without
+            B_noise.
+        regime: where ``to_batch_size`` lies: ``"below"``, ``"at"`` or ``"above"`` B_noise; ``"unknown"``
+            without a B_noise.
+        warning: set when the law moves the lr against the batch size or across its peak, or without
+            B_noise; None otherwise.
+        from_beta2: Adam's beta2 at ``from_batch_size``, when given; else None.
+        beta2: from_beta2 ** (to / from), the same half-life of the second moment in examples; None when
+            ``from_beta2`` is None.
+    """
 
     from_batch_size: float
     from_lr: float
@@ -48,7 +69,20 @@ def beta2_for_batch_size(beta2: float, from_batch_size: float, to_batch_size: fl
 
     The second-moment average forgets with weight beta2 per step, a half-life of ln(1/2) / ln(beta2)
     steps or B ln(1/2) / ln(beta2) examples; keeping that fixed from B to B' gives
-    beta2' = beta2 ** (B' / B). ``beta2`` in (0, 1), batch sizes > 0; returns a value in (0, 1).
+    beta2' = beta2 ** (B' / B).
+
+    Args:
+        beta2: Adam's beta2 at ``from_batch_size``, in (0, 1).
+        from_batch_size: the batch size ``beta2`` was used at, > 0 (in the data's batch unit).
+        to_batch_size: the new batch size, > 0, in the unit of ``from_batch_size``.
+
+    Returns:
+        float in (0, 1) (it may round to 0 or 1 for extreme ratios): beta2 ** (to_batch_size /
+            from_batch_size).
+
+    Raises:
+        SurgeError: ``beta2`` outside (0, 1), or a batch size that is not a finite number > 0;
+            SurgeTypeError (a SurgeError) for a non-number.
     """
     beta2 = check_scalar(beta2, "beta2", positive=True)
     if not beta2 < 1:
@@ -70,24 +104,31 @@ def recommend_lr(
 ) -> Recommendation:
     """The learning rate at ``to_batch_size`` given an optimal ``from_lr`` at ``from_batch_size``.
 
-    Parameters
-    ----------
-    from_batch_size, to_batch_size : batch sizes (> 0), in the unit B_noise is in (examples or tokens).
-    from_lr : the tuned (optimal) learning rate at ``from_batch_size`` (> 0).
-    b_noise : B_noise of the workload (> 0), or None: then only the linear (Eq 3) and square-root
-        (Eq 4) rules are given, ``lr`` is NaN and ``warning`` says where to get B_noise.
-    law : "adam" (Eq 2) or "sgd" (Eq 1 / 24 with exponent ``alpha``).
-    beta2 : Adam's beta2 at ``from_batch_size``, optional: the result then carries
-        ``beta2 ** (to / from)`` (:func:`beta2_for_batch_size`).
-
     Under the Adam law (Eq 2) the optimal lr rises like sqrt(B) below B_noise and falls past it. Any move
     whose lr goes against the batch size or across the peak (up past B_noise, down from above it, in
     either direction across it) carries a warning: there the linear and square-root rules point the
     wrong way. Under the SGD law (Eq 1 / 24) the optimal lr only rises with the batch size.
 
-    Raises
-    ------
-    SurgeError: a non-positive or non-finite number, an unknown law, beta2 outside (0, 1).
+    Args:
+        from_batch_size: the batch size ``from_lr`` was tuned at, > 0, in the unit B_noise is in
+            (in the data's batch unit).
+        from_lr: the tuned (optimal) learning rate at ``from_batch_size``, > 0.
+        to_batch_size: the new batch size, > 0, in the same unit.
+        b_noise: B_noise of the workload, > 0, in the same unit; or None (default): then only the linear
+            (Eq 3) and square-root (Eq 4) rules are given, ``lr`` is NaN and ``warning`` says where to get
+            B_noise.
+        law: ``"adam"`` (Eq 2, default) or ``"sgd"`` (Eq 1 / 24 with exponent ``alpha``).
+        alpha: the SGD law's exponent, > 0 (default 1); checked but unused for the Adam law.
+        beta2: Adam's beta2 at ``from_batch_size``, in (0, 1), optional: the result then carries
+            ``beta2 ** (to / from)`` (:func:`beta2_for_batch_size`).
+
+    Returns:
+        Recommendation: the law's learning rate at ``to_batch_size``, the linear and square-root rules,
+            the implied eps_max, the regime and any warning.
+
+    Raises:
+        SurgeError: a non-positive or non-finite number, an unknown law, beta2 outside (0, 1);
+            SurgeTypeError (a SurgeError) for a non-number or a non-string ``law``.
     """
     b0 = check_scalar(from_batch_size, "from_batch_size", positive=True)
     lr0 = check_scalar(from_lr, "from_lr", positive=True)

@@ -12,7 +12,22 @@ from typing import Callable
 
 
 def draw_safely(draw: Callable[[], object], what: str) -> tuple[object | None, str | None]:
-    """Call ``draw()``; return (its result, None), or (None, a sentence saying why ``what`` was not drawn)."""
+    """Call ``draw()``; return (its result, None), or (None, a sentence saying why ``what`` was not drawn).
+
+    Warnings raised while drawing are silenced; on an exception every pyplot figure is closed.
+
+    Args:
+        draw: a callable with no arguments that draws (and usually saves) a figure.
+        what: the figure's name for the note, e.g. ``"the B_noise figure"``.
+
+    Returns:
+        tuple (result, note): ``(draw(), None)`` when it succeeded, else ``(None, note)`` with a one-line
+            note naming ``what`` and the error.
+
+    Raises:
+        MemoryError: re-raised from ``draw()``; any other ``Exception`` becomes the note.
+        KeyboardInterrupt: re-raised from ``draw()``.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

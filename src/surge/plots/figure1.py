@@ -59,6 +59,19 @@ def plot_figure1(result, path=None, *, sigmas: float = 3.0) -> Figure:
     Left: Monte-Carlo optimum with +-``sigmas`` standard-error bars, the exact Eq 9, Theorem 3 (Eq 13),
     the Theorem 4 plateau (Eq 17), B_noise (Eq 14) and, dotted, the validity batch size of Theorem 3.
     Right: the SGD Monte-Carlo optimum with McCandlish's eps_max / (1 + B_noise / B), its B_noise and eps_max.
+
+    Args:
+        result: a :class:`~surge.simulate.montecarlo.Figure1Result` (from
+            :func:`~surge.simulate.montecarlo.figure1_data`).
+        path: file to save the figure to (format from its suffix, e.g. ``.png`` or ``.pdf``; 130 dpi; its
+            folder is created), or None (default) to only return it.
+        sigmas: half-width of the Monte-Carlo error bars, in standard errors; default 3.
+
+    Returns:
+        The two-panel ``matplotlib.figure.Figure`` (Agg canvas, not registered with pyplot).
+
+    Raises:
+        OSError: ``path`` is given and its folder cannot be created or the file cannot be written.
     """
     fig, (ax, bx) = _new_figure(12.5, 4.8, 2)
     b = result.batch_size
@@ -138,8 +151,23 @@ def plot_figure1(result, path=None, *, sigmas: float = 3.0) -> Figure:
 
 
 def plot_training(result, path=None) -> Figure:
-    """A simulated training run: optimal learning rate per batch size at each target loss (left, with the
-    Eq 22 B_noise of each stage as a vertical line) and steps against examples with the Eq 20 curve (right)."""
+    """A simulated training run: optimal learning rate and steps per batch size at each target loss.
+
+    Left: the optimal learning rate per batch size at each target loss, with the Eq 22 B_noise of each stage
+    as a vertical line. Right: steps against examples with the Eq 20 curve of each stage's B_noise fit.
+
+    Args:
+        result: a :class:`~surge.simulate.training.TrainingResult` (from
+            :func:`~surge.simulate.training.simulate_training`, with its analysis).
+        path: file to save the figure to (format from its suffix, e.g. ``.png`` or ``.pdf``; 130 dpi; its
+            folder is created), or None (default) to only return it.
+
+    Returns:
+        The two-panel ``matplotlib.figure.Figure`` (Agg canvas, not registered with pyplot).
+
+    Raises:
+        OSError: ``path`` is given and its folder cannot be created or the file cannot be written.
+    """
     fig, (ax, bx) = _new_figure(12.5, 4.8, 2)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
     for k, st in enumerate(result.stages):  # surge.analysis.StageAnalysis: the analysis's numbers

@@ -8,6 +8,9 @@ B_noise written on it.
 
 Drawing functions take a :class:`surge.analysis.SweepAnalysis` and return a matplotlib ``Figure``; they
 compute nothing but the curves of fitted laws. :func:`save_figure` writes PNG and PDF.
+
+Why one module of ~480 lines: the heatmap, the Eq 22 panel and the B_noise figure share the axis helpers, the
+batch unit and the stage lookup at its top; each drawing function is short.
 """
 
 from __future__ import annotations
@@ -87,7 +90,23 @@ def draw_heatmap(ax, analysis: SweepAnalysis, stage, *, normalize: bool = False,
 
     ``normalize=True`` divides each batch size's column by its best mean decrease (the paper shows raw
     decreases, the default), which makes the optimum visible at small batch sizes whose decreases are small.
-    Returns the mappable (for a colorbar), or None when there is nothing to draw.
+    A stage without any loss decrease gets a panel saying why instead.
+
+    Args:
+        ax: the matplotlib ``Axes`` to draw on.
+        analysis: the :class:`surge.analysis.SweepAnalysis` the stage belongs to.
+        stage: the stage: a :class:`surge.analysis.StageAnalysis`, or the target loss of one of the
+            analysis's stages (a number, matched to a relative tolerance of 1e-9).
+        normalize: divide each batch size's column by its best mean decrease; default False (raw
+            decreases, in the loss's unit (nats for cross-entropy), as in the paper).
+        show_legend: draw the legend below the panel; default True.
+
+    Returns:
+        The heatmap's mappable, a ``matplotlib.collections.QuadMesh`` (for a colorbar), or None when there
+            is nothing to draw.
+
+    Raises:
+        SurgeError: ``stage`` is a target loss that is not one of the analysis's stages.
     """
     st = _stage(analysis, stage)
     g = st.grid
@@ -206,7 +225,20 @@ def draw_heatmap(ax, analysis: SweepAnalysis, stage, *, normalize: bool = False,
 
 
 def draw_b_noise_fit(ax, analysis: SweepAnalysis, stage) -> None:
-    """The right panel: the Eq 22 fit, 1/S against 1/E, with the fitted line and B_noise on it."""
+    """The right panel: the Eq 22 fit, 1/S against 1/E, with the fitted line and B_noise on it.
+
+    A stage with no batch size that has S(B) and E(B) gets a panel saying so; a failed or missing fit is
+    written on the panel.
+
+    Args:
+        ax: the matplotlib ``Axes`` to draw on.
+        analysis: the :class:`surge.analysis.SweepAnalysis` the stage belongs to.
+        stage: the stage: a :class:`surge.analysis.StageAnalysis`, or the target loss of one of the
+            analysis's stages (a number, matched to a relative tolerance of 1e-9).
+
+    Raises:
+        SurgeError: ``stage`` is a target loss that is not one of the analysis's stages.
+    """
     st = _stage(analysis, stage)
     unit = _unit(analysis)
     pts = [r for r in st.rows if math.isfinite(r.steps) and math.isfinite(r.examples)]
@@ -267,7 +299,20 @@ def draw_b_noise_fit(ax, analysis: SweepAnalysis, stage) -> None:
 
 
 def stage_figure(analysis: SweepAnalysis, stage, *, normalize: bool = False) -> Figure:
-    """The paper's two-panel figure for one stage (a StageAnalysis or its target loss)."""
+    """The paper's two-panel figure for one stage (Figures 2-4): the heatmap and the Eq 22 fit.
+
+    Args:
+        analysis: the :class:`surge.analysis.SweepAnalysis` the stage belongs to.
+        stage: the stage: a :class:`surge.analysis.StageAnalysis`, or the target loss of one of the
+            analysis's stages (a number, matched to a relative tolerance of 1e-9).
+        normalize: passed to :func:`draw_heatmap`; default False (raw mean loss decreases).
+
+    Returns:
+        The two-panel ``matplotlib.figure.Figure``, with a colorbar when the heatmap was drawn.
+
+    Raises:
+        SurgeError: ``stage`` is a target loss that is not one of the analysis's stages.
+    """
     st = _stage(analysis, stage)
     fig = Figure(figsize=(14, 6.2), layout="constrained")
     ax_l, ax_r = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1.25, 1.0]))
@@ -284,7 +329,17 @@ def stage_figure(analysis: SweepAnalysis, stage, *, normalize: bool = False) -> 
 
 
 def b_noise_figure(analysis: SweepAnalysis) -> Figure:
-    """B_noise (with its interval) against the target loss, training progressing to the right."""
+    """B_noise (with its interval) against the target loss, training progressing to the right.
+
+    The y axis is logarithmic when B_noise spans more than a decade and no interval reaches 0; stages
+    without an estimate are dotted vertical lines. Without any estimate the panel says why.
+
+    Args:
+        analysis: the :class:`surge.analysis.SweepAnalysis` whose ``trend`` is drawn.
+
+    Returns:
+        The one-panel ``matplotlib.figure.Figure``; B_noise in the analysis's batch unit.
+    """
     fig = Figure(figsize=(6.5, 4.6), layout="constrained")
     ax = fig.subplots()
     tr = analysis.trend
@@ -348,7 +403,19 @@ def b_noise_figure(analysis: SweepAnalysis) -> Figure:
 
 
 def save_figure(fig: Figure, stem: str | Path, *, dpi: int = 150) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf``; returns the two paths."""
+    """Write ``stem.png`` and ``stem.pdf``, creating the folder of ``stem`` when needed.
+
+    Args:
+        fig: the matplotlib ``Figure`` to write.
+        stem: path without the suffix; ``.png`` and ``.pdf`` are appended to its name.
+        dpi: resolution of the PNG, in dots per inch; default 150.
+
+    Returns:
+        list of the two ``Path`` objects written: ``[stem.png, stem.pdf]``.
+
+    Raises:
+        OSError: the folder cannot be created or a file cannot be written.
+    """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -360,7 +427,15 @@ def save_figure(fig: Figure, stem: str | Path, *, dpi: int = 150) -> list[Path]:
 
 
 def stage_stem(target_loss: float) -> str:
-    """The file stem of a stage's figure: ``stage_<target>`` with the target written safely."""
+    """The file stem of a stage's figure: ``stage_<target>`` with the target written safely.
+
+    Args:
+        target_loss: the stage's target loss, in the loss's unit (nats for cross-entropy).
+
+    Returns:
+        str: ``"stage_"`` and the target in ``%g`` form with ``.`` written ``p``, ``-`` written ``m`` and
+            ``+`` dropped, e.g. ``stage_0p5`` for 0.5 and ``stage_1em05`` for 1e-05.
+    """
     return "stage_" + f"{target_loss:g}".replace(".", "p").replace("-", "m").replace("+", "")
 
 
@@ -369,8 +444,18 @@ def save_sweep_figures(
 ) -> dict[str, list[Path]]:
     """Every figure of an analysis into ``out_dir``: one per stage and the B_noise trend.
 
-    Returns ``{"stage_<t>": [png, pdf], ..., "b_noise_vs_target": [png, pdf]}``.
-    A figure that cannot be drawn is left out; ``errors``, when given, gets a sentence for each.
+    A figure that cannot be drawn or written is left out (``surge.plots._safe.draw_safely``); ``errors``,
+    when given, gets a sentence for each.
+
+    Args:
+        analysis: the :class:`surge.analysis.SweepAnalysis` to draw.
+        out_dir: the folder to write into; created when needed.
+        normalize: passed to :func:`stage_figure`; default False (raw mean loss decreases).
+        errors: a list that receives one sentence per figure left out, or None (default) to drop them.
+
+    Returns:
+        dict ``{"stage_<t>": [png, pdf], ..., "b_noise_vs_target": [png, pdf]}`` of the ``Path`` objects
+            written, with the stems of :func:`stage_stem`; figures left out are absent.
     """
     from surge.plots._safe import draw_safely
 

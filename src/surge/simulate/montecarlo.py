@@ -18,8 +18,8 @@ is still an unbiased Monte-Carlo estimate with an honest standard error. By defa
 in pairs (antithetic variates); the standard errors are then computed over the pair means. Samples are
 processed in chunks to bound memory.
 
-Why one module of ~470 lines: the vectorized estimator for three update rules, its exact references
-(Eq 9, McCandlish) and the Figure 1 driver are checked against each other and change together.
+Why one module of ~590 lines: the vectorized estimator for three update rules, its exact references (Eq 9,
+McCandlish) and the Figure 1 driver are checked against each other and change together.
 """
 
 from __future__ import annotations
@@ -53,6 +53,15 @@ class AdamMoments:
 
     ``AdamMoments.fresh(n)`` is the state before the first step (m = v = 0, step 0), for which the update
     is G_est / (|G_est| + eps), i.e. sign descent for any betas (Eq 29).
+
+    Attributes:
+        m: array (n,), the first moment m_{t-1}.
+        v: array (n,), the second moment v_{t-1}, >= 0.
+        step: t - 1, the number of steps already taken, an integer >= 0.
+
+    Raises:
+        SurgeError: on construction, a non-finite ``m`` or ``v``, a negative ``v``, shapes that differ or
+            are not 1-D, or a ``step`` that is not an integer >= 0.
     """
 
     m: np.ndarray  # (n,) first moment m_{t-1}
@@ -71,12 +80,45 @@ class AdamMoments:
 
     @classmethod
     def fresh(cls, n: int) -> AdamMoments:
+        """The state before the first step: m = v = 0 in ``n`` coordinates, step 0.
+
+        Args:
+            n: number of coordinates (the problem's ``n``), an integer >= 0.
+
+        Returns:
+            AdamMoments: zero moments of shape (n,) and ``step=0``.
+
+        Raises:
+            ValueError: a negative ``n`` (from ``np.zeros``).
+        """
         return cls(np.zeros(n), np.zeros(n), 0)
 
 
 @dataclass(frozen=True, eq=False)
 class OneStepResult:
-    """Monte-Carlo estimate of one update's expected loss decrease, per batch size, over a learning-rate grid."""
+    """Monte-Carlo estimate of one update's expected loss decrease, per batch size, over a learning-rate grid.
+
+    Attributes:
+        optimizer: the update rule: ``"sign"``, ``"adam"`` or ``"sgd"``.
+        problem: the problem's name.
+        batch_size: array (nb,) of the batch sizes B, in examples.
+        samples: Monte-Carlo samples per batch size (all batch sizes share them); even when antithetic.
+        seed: the seed of the random generator.
+        lr: array (nlr,), the learning-rate grid.
+        mean_decrease: array (nb, nlr), estimate of E[L(theta) - L(theta - lr V)] (Eq 31), in the loss's unit.
+        mean_decrease_stderr: array (nb, nlr), its standard error.
+        grid_optimal_lr: array (nb,), argmax of ``mean_decrease`` over the grid.
+        mc_optimal_lr: array (nb,), E[a] / E[c], the continuous argmax (Eq 6).
+        mc_stderr: array (nb,), delta-method standard error of ``mc_optimal_lr``, floored at
+            |estimate| / samples.
+        mean_gv: array (nb,), E[a] = E[G^T V].
+        mean_vhv: array (nb,), E[c] = E[V^T H V].
+        exact_optimal_lr: array (nb,), Eq 9 (sign, fresh Adam) or McCandlish (SGD); NaN without a closed form.
+        exact_name: which formula ``exact_optimal_lr`` is, or ``""`` when none.
+        betas: Adam's (beta1, beta2); None for sign and SGD.
+        antithetic: whether z and -z were used in pairs.
+        notes: free-form extra information (empty by default).
+    """
 
     optimizer: str  # "sign", "adam" or "sgd"
     problem: str  # the problem's name
@@ -103,7 +145,18 @@ class OneStepResult:
         return (self.mc_optimal_lr - self.exact_optimal_lr) / self.mc_stderr
 
     def peak_batch_size(self, *, window: float = 4.0) -> float | None:
-        """The Monte-Carlo peak of the optimal learning rate over B (``mc_peak_batch_size``)."""
+        """The Monte-Carlo peak of the optimal learning rate over B (``mc_peak_batch_size``).
+
+        Args:
+            window: factor in batch size around the largest point within which the parabola is fitted,
+                > 1; default 4.
+
+        Returns:
+            float: the peak batch size, in examples; None when the largest value is at either end.
+
+        Raises:
+            SurgeError: ``window`` <= 1 or not finite, or an ``mc_optimal_lr`` that is not > 0 everywhere.
+        """
         return mc_peak_batch_size(self.batch_size, self.mc_optimal_lr, self.mc_stderr, window=window)
 
 
@@ -115,6 +168,21 @@ def mc_peak_batch_size(batch_size, optimal_lr, stderr=None, *, window: float = 4
     through the points within a factor ``window`` of the argmax and returns its vertex, clipped to the
     fitted range. Near its peak the Eq 2 curve is 1 / cosh(x / 2) with x = log(B / B_noise), flat to
     second order, so the vertex locates the peak much better than the grid argmax does.
+
+    Args:
+        batch_size: array (nb,) of batch sizes, in examples, > 0, in any order.
+        optimal_lr: array (nb,) of the optimal learning rate at each batch size, > 0.
+        stderr: array (nb,) of standard errors of ``optimal_lr``, >= 0, or None (default): unweighted fit.
+        window: factor in batch size around the argmax within which the parabola is fitted, > 1; default 4.
+            When fewer than 3 points lie within it, the argmax and its two neighbours are used.
+
+    Returns:
+        float: the peak batch size, in the unit of ``batch_size`` (the argmax itself when the parabola
+            does not open downwards); None when the largest value is at either end.
+
+    Raises:
+        SurgeError: non-finite or non-positive values, shapes that differ or are not 1-D, a negative
+            ``stderr``, or ``window`` <= 1; SurgeTypeError (a SurgeError) for non-numeric input.
     """
     b = check_array(batch_size, "batch_size", ndim=1, positive=True)
     lr = check_array(optimal_lr, "optimal_lr", ndim=1, positive=True)
@@ -229,33 +297,41 @@ def one_step_monte_carlo(
 ) -> OneStepResult:
     """Estimate the expected one-step loss decrease and its argmax over the learning rate, per batch size.
 
-    Parameters
-    ----------
-    problem : Problem or str
-        The sign-gradient model (per-sample gradients N(mu, sigma^2), Hessian H), or a built-in name.
-    batch_sizes : array of shape (nb,)
-        Batch sizes B > 0. G_est ~ N(mu, sigma^2 / B) per coordinate (Eq 34), exact in distribution for
-        Gaussian per-sample gradients; B need not be an integer.
-    optimizer : "sign", "adam" or "sgd"
-        The update V: sign(G_est) (Eq 5); Adam's m_hat / (sqrt(v_hat) + eps) from ``adam_state`` with
-        ``betas`` (Eq 25-27); or G_est itself (SGD).
-    samples : int
-        Monte-Carlo samples per batch size (shared by all batch sizes; rounded up to even when antithetic).
-    seed : int
-        Seed of the ``np.random.Generator``; equal seeds give equal results.
-    lrs : array, optional
-        Learning-rate grid for ``mean_decrease``; by default 61 log-spaced values from a quarter of the
-        smallest to four times the largest Monte-Carlo optimum.
-    adam_state : AdamMoments, optional
-        Adam's moments before the update (default ``AdamMoments.fresh(n)``: the first step, a sign update).
-    antithetic : bool
-        Use z and -z in pairs (default). Standard errors are then computed over pair means.
+    Args:
+        problem: the sign-gradient model (a :class:`surge.theory.problems.Problem`: per-sample gradients
+            N(mu, sigma^2), Hessian H), or a built-in problem name or ``.npz`` path (``make_problem``).
+        batch_sizes: array (nb,) of batch sizes B, in examples, > 0. G_est ~ N(mu, sigma^2 / B) per
+            coordinate (Eq 34), exact in distribution for Gaussian per-sample gradients; B need not be an
+            integer.
+        optimizer: the update V: ``"sign"`` (default), sign(G_est) (Eq 5); ``"adam"``, Adam's
+            m_hat / (sqrt(v_hat) + eps) from ``adam_state`` with ``betas`` (Eq 25-27); or ``"sgd"``, G_est
+            itself.
+        samples: Monte-Carlo samples per batch size, an integer >= 4 (shared by all batch sizes; rounded up
+            to even when antithetic); default 100,000.
+        seed: seed of the ``np.random.Generator``, an integer >= 0; equal seeds give equal results.
+        lrs: array (nlr,) of learning rates > 0, the grid for ``mean_decrease``; by default (None) 61
+            log-spaced values from a quarter of the smallest to four times the largest Monte-Carlo optimum.
+        betas: Adam's (beta1, beta2), each in [0, 1); used (and checked) only with ``optimizer="adam"``.
+            Default (0.9, 0.999).
+        eps: Adam's eps in the update's denominator, >= 0; default 1e-8. Used only with
+            ``optimizer="adam"``.
+        adam_state: Adam's moments before the update, of shape (n,) like the problem; default None, i.e.
+            ``AdamMoments.fresh(n)``: the first step, a sign update. Only with ``optimizer="adam"``.
+        antithetic: use z and -z in pairs (default True). Standard errors are then computed over pair
+            means.
 
-    Returns
-    -------
-    OneStepResult
-        With ``exact_optimal_lr`` = Eq 9 for sign descent (and for Adam's first step, which is sign
-        descent up to eps), and McCandlish's eps_max / (1 + B_noise / B) for SGD (exact here).
+    Returns:
+        OneStepResult: with ``exact_optimal_lr`` = Eq 9 for sign descent (and for Adam's first step from
+            fresh moments, which is sign descent up to eps), McCandlish's eps_max / (1 + B_noise / B) for
+            SGD (exact here), and NaN otherwise.
+
+    Raises:
+        SurgeTypeError: ``problem`` is neither a Problem nor a name, ``samples`` is not an integer, or
+            ``adam_state`` is not an :class:`AdamMoments`.
+        SurgeError: an unknown problem name or a bad ``.npz`` file, an unknown ``optimizer``, batch sizes
+            or ``lrs`` not finite and > 0 (or not 1-D), ``samples`` < 4, ``seed`` not an integer >= 0,
+            ``eps`` < 0, ``betas`` not a pair in [0, 1), ``adam_state`` of the wrong shape or given with
+            another optimizer, or E[V^T H V] <= 0 (a Hessian that is not positive semi-definite).
     """
     if isinstance(problem, str):
         problem = make_problem(problem)
@@ -362,7 +438,28 @@ DEFAULT_FIGURE1_BATCH_SIZES = tuple(float(2**k) for k in range(17))  # 1 .. 6553
 
 @dataclass(frozen=True, eq=False)
 class Figure1Result:
-    """Data of the paper's Figure 1 on one problem: sign descent (with its theory) and SGD (with McCandlish's)."""
+    """Data of the paper's Figure 1 on one problem: sign descent (with its theory) and SGD (with McCandlish's).
+
+    Attributes:
+        problem: the problem's name.
+        n: number of coordinates.
+        batch_size: array (nb,) of the batch sizes where the Monte Carlo ran, in examples.
+        sign: the sign-descent Monte Carlo.
+        sgd: the SGD Monte Carlo on the same problem.
+        theorem3_lr: array (nb,), Eq 13 / Eq 40 at ``batch_size`` (NaN where its denominator is <= 0).
+        curve_batch_size: array (m,), dense grid of batch sizes for the exact curves.
+        exact_curve: array (m,), Eq 9 on ``curve_batch_size``.
+        theorem3_curve: array (m,), Eq 13 / Eq 40 on ``curve_batch_size``.
+        sgd_exact_curve: array (m,), McCandlish's law on ``curve_batch_size``.
+        b_noise: Eq 14 (inf without coupling, NaN with negative coupling), in examples.
+        eps_max: Eq 16, the peak learning rate of Theorem 3.
+        large_batch_lr: the Theorem 4 plateau, Eq 17.
+        validity_batch_size: min_i pi sigma_i^2 / (2 mu_i^2): Theorem 3 holds well below it.
+        exact_peak_batch_size: argmax of Eq 9; None without an interior peak.
+        mc_peak_batch_size: the Monte-Carlo peak (``mc_peak_batch_size``); None without an interior peak.
+        sgd_b_noise: McCandlish's B_noise, tr(H Sigma) / G^T H G.
+        sgd_eps_max: McCandlish's eps_max, |G|^2 / G^T H G.
+    """
 
     problem: str
     n: int  # number of coordinates
@@ -384,7 +481,13 @@ class Figure1Result:
     sgd_eps_max: float  # |G|^2 / G^T H G
 
     def to_dict(self) -> dict:
-        """The JSON object of ``surge simulate figure1 --json``."""
+        """The JSON object of ``surge simulate figure1 --json``.
+
+        Returns:
+            dict of the sign-descent Monte Carlo (optimal lr, standard errors, z-scores and their max |z|),
+                the theory (Eq 9, Eq 13, B_noise, eps_max, the plateau, the validity batch size, the peaks)
+                and the SGD Monte Carlo with McCandlish's values; arrays stay NumPy arrays.
+        """
         z = self.sign.z_scores
         zs = self.sgd.z_scores
         return {
@@ -427,6 +530,24 @@ def figure1_data(
     Sign descent: Monte Carlo, the exact Eq 9, Theorem 3 (Eq 13), the Theorem 4 plateau (Eq 17) and
     B_noise (Eq 14). SGD: Monte Carlo and McCandlish's eps_max / (1 + B_noise / B). The two Monte Carlo
     runs use different streams of the same seed.
+
+    Args:
+        problem: a :class:`surge.theory.problems.Problem`, or a built-in problem name or ``.npz`` path
+            (``make_problem``); default ``"surge"``.
+        batch_sizes: array (nb,) of batch sizes, in examples, > 0; default 1, 2, 4, ..., 65536.
+        samples: Monte-Carlo samples per batch size, an integer >= 4; default 100,000.
+        seed: an integer >= 0; sign descent uses ``seed`` and SGD ``seed + 1``.
+        curve_points: points of the dense grid of the exact curves, an integer >= 2, log-spaced from half
+            the smallest to twice the largest batch size; default 400.
+
+    Returns:
+        Figure1Result: the two Monte Carlo results, the exact curves and the theory's numbers.
+
+    Raises:
+        SurgeTypeError: ``curve_points`` or ``samples`` is not an integer, or ``problem`` is neither a
+            Problem nor a name.
+        SurgeError: an unknown problem name or a bad ``.npz`` file, batch sizes not finite and > 0 (or not
+            1-D), ``curve_points`` < 2, ``samples`` < 4, or ``seed`` not an integer >= 0.
     """
     if isinstance(problem, str):
         problem = make_problem(problem)

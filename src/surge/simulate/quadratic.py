@@ -18,6 +18,19 @@ class QuadraticProblem:
 
     theta* = 0 without loss of generality, so the state is delta = theta - theta* and ``delta0`` is where
     training starts.
+
+    Attributes:
+        name: the problem's name.
+        hessian: array (n, n), symmetric positive semi-definite.
+        sigma: array (n,), per-sample gradient noise standard deviation, > 0, constant during training.
+        delta0: array (n,), theta_0 - theta*, where training starts.
+        description: one line for people.
+        params: the builder's arguments, for the record.
+
+    Raises:
+        SurgeError: on construction, a non-finite or non-square ``hessian``, one that is not symmetric or
+            not positive semi-definite (to 1e-10 relative), a ``sigma`` that is not > 0, or ``sigma`` /
+            ``delta0`` not of shape (n,).
     """
 
     name: str
@@ -48,19 +61,37 @@ class QuadraticProblem:
 
     @property
     def n(self) -> int:
+        """Number of coordinates."""
         return int(self.sigma.size)
 
     def loss(self, delta) -> np.ndarray:
-        """1/2 delta^T H delta over the last axis."""
+        """1/2 delta^T H delta over the last axis.
+
+        Args:
+            delta: array (..., n) of states theta - theta*.
+
+        Returns:
+            np.ndarray of shape (...): the loss of each state (a 0-d array for one state).
+        """
         d = np.asarray(delta, dtype=float)
         return 0.5 * np.einsum("...i,...i->...", d @ self.hessian, d)
 
     @property
     def initial_loss(self) -> float:
+        """The loss at ``delta0``, where training starts."""
         return float(self.loss(self.delta0))
 
     def b_noise(self, delta) -> np.ndarray:
-        """The paper's B_noise (Eq 14) at state ``delta``, with mu = H delta: pi D / (2 S); inf / nan without coupling."""
+        """The paper's B_noise (Eq 14) at state ``delta``, with mu = H delta: pi D / (2 S); inf / nan without coupling.
+
+        D is the trace of H and S the SNR coupling sum_{i != j} H_ij r_i r_j with r = mu / sigma.
+
+        Args:
+            delta: array (..., n) of states theta - theta*.
+
+        Returns:
+            np.ndarray of shape (...): B_noise in examples at each state; inf where S = 0, NaN where S < 0.
+        """
         d = np.atleast_2d(np.asarray(delta, dtype=float))
         r = (d @ self.hessian) / self.sigma
         diag = np.diag(self.hessian)
@@ -93,6 +124,23 @@ def default_training_problem(
     The defaults (n = 128, lambda from 1 to 0.01, ridge 1e-3) give, with the default grid and targets
     0.5, 0.3 and 0.18 (the initial loss is 20.4), a sign-descent optimal learning rate that rises and
     falls with the batch size at every target, and Eq 22 estimates of B_noise of about 20, 45 and 120.
+
+    Args:
+        n_blocks: number of blocks, an integer >= 1; default 4.
+        block_size: coordinates per block, an integer >= 2; default 32.
+        curvatures: (high, low), the block curvatures lambda_b of the first and last block, > 0; default
+            (1.0, 0.01).
+        ridge: the diagonal ridge added to every block's Hessian, >= 0; default 1e-3.
+        sigma: per-sample gradient noise standard deviation of every coordinate, > 0; default 1.
+        start: theta_0 - theta* in every coordinate, finite and non-zero; default 1.
+
+    Returns:
+        QuadraticProblem: named ``"coupled-blocks"``, with ``params`` recording the arguments.
+
+    Raises:
+        SurgeError: a block count or size that is not an integer of at least its minimum, ``curvatures``
+            not two finite values > 0, ``ridge`` < 0, ``sigma`` <= 0, ``start`` = 0, or a non-finite
+            number; SurgeTypeError (a SurgeError) for a non-number.
     """
     for name, val, lo in (("n_blocks", n_blocks, 1), ("block_size", block_size, 2)):
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:

@@ -24,8 +24,8 @@ one row per trial and stage, the columns of ``surge.sweep.FRAME_COLUMNS``), and 
 (optimal learning rate per batch size, S(B), E(B), B_noise by Eq 22, the law comparison) come from
 :func:`surge.analysis.analyze` on that frame: one set of rules for simulated and real trials.
 
-Why one module of ~460 lines: one vectorized simulation loop (all trajectories step together) and
-its result type (the trial frame and the local theory), which only that loop fills.
+Why one module of ~510 lines: one vectorized simulation loop (all trajectories step together) and its result
+type (the trial frame and the local theory), which only that loop fills.
 """
 
 from __future__ import annotations
@@ -54,7 +54,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StageTheory:
-    """The one-step theory at the states where one stage was reached (what the exact model says there)."""
+    """The one-step theory at the states where one stage was reached (what the exact model says there).
+
+    Attributes:
+        target_loss: the stage's target loss.
+        local_b_noise: median Eq 14 (sign, adam) or McCandlish's tr(H Sigma) / G^T H G (sgd) over those
+            states, in examples; NaN when no state is known.
+        local_peak_batch_size: median argmax of the exact Eq 9 there, in examples (inf: no peak; NaN for sgd).
+    """
 
     target_loss: float
     local_b_noise: float  # median Eq 14 (sign, adam) or McCandlish's tr(H Sigma) / G^T H G (sgd) at those states
@@ -70,6 +77,27 @@ class TrainingResult:
     """The whole simulated experiment: the raw per-trajectory numbers, their trial frame and its analysis.
 
     Array axes: ``nt`` targets (descending), ``nb`` batch sizes, ``nl`` learning rates, ``rounds`` seeds.
+
+    Attributes:
+        problem: the problem's name.
+        optimizer: ``"sign"``, ``"adam"`` or ``"sgd"``.
+        betas: Adam's (beta1, beta2); None for sign and SGD.
+        eps: Adam's eps (recorded whatever the optimizer; used only by Adam).
+        batch_size: array (nb,) of integer batch sizes, in examples.
+        lr: array (nl,), the learning-rate grid.
+        rounds: independent trajectories (seeds) per (batch size, learning rate).
+        extra_steps: N, the steps after the target over which the loss decrease is measured.
+        max_steps: step budget per trajectory.
+        target_loss: array (nt,) of target losses, decreasing.
+        steps: int array (nt, nb, nl, rounds), the first step at or below the target; -1 if never.
+        loss_at_target: array (nt, nb, nl, rounds), L(S); NaN if never reached.
+        loss_after: array (nt, nb, nl, rounds), L(S + N); NaN if not reached or not N more steps.
+        diverged: bool array (nb, nl, rounds), the loss became non-finite or exceeded ``divergence_factor``
+            times the initial loss.
+        total_steps: updates simulated, summed over trajectories.
+        seed: the seed of the run; round r has trial seed ``seed + r`` in the frame.
+        theory: one :class:`StageTheory` per target, in the order of ``target_loss``.
+        analysis: ``surge.analysis.SweepAnalysis`` of :meth:`frame`: the per-stage numbers.
     """
 
     problem: str
@@ -102,7 +130,13 @@ class TrainingResult:
         return self.analysis.stages
 
     def frame(self):
-        """The tidy trial frame, one row per (trial, stage), with the columns of a sweep store's frame."""
+        """The tidy trial frame, one row per (trial, stage), with the columns of a sweep store's frame.
+
+        Returns:
+            pandas.DataFrame with nt * nb * nl * rounds rows and the columns of
+                ``surge.sweep.store.FRAME_COLUMNS``; ``steps`` and ``examples`` are NA where the target was
+                not reached, and ``status`` is ``"diverged"`` for diverged trajectories.
+        """
         import pandas as pd
 
         from surge.sweep.store import FRAME_COLUMNS
@@ -158,7 +192,12 @@ class TrainingResult:
         return frame[list(FRAME_COLUMNS)]
 
     def to_dict(self) -> dict:
-        """The JSON object of ``surge simulate training --json``: the run, the analysis, the local theory."""
+        """The JSON object of ``surge simulate training --json``: the run, the analysis, the local theory.
+
+        Returns:
+            dict of the run's settings (arrays stay NumPy arrays), the count of diverged trajectories, the
+                total steps, ``theory`` (one dict per stage) and ``analysis`` (its ``to_dict()``).
+        """
         return {
             "problem": self.problem,
             "optimizer": self.optimizer,
@@ -211,48 +250,55 @@ def simulate_training(
 ) -> TrainingResult:
     """Train every (batch size, learning rate, seed) trajectory on a noisy quadratic and apply the paper's protocol.
 
-    Parameters
-    ----------
-    problem : QuadraticProblem, optional
-        Default ``default_training_problem()``.
-    optimizer : "sign", "adam" or "sgd"
-        sign(G_est) (Eq 5); Adam with ``betas`` and ``eps`` and bias correction (Eq 25-27; betas (0, 0) is
-        sign descent up to eps, Eq 29); or plain SGD.
-    batch_sizes, lrs : arrays
-        The grid: batch sizes are positive integers (examples per step). ``lrs`` defaults to
-        ``DEFAULT_LRS[optimizer]``, chosen for the default problem.
-    target_loss : array
-        Target losses (the stages), below the initial loss; sorted into decreasing order (the order
-        training meets them). Default ``DEFAULT_TARGETS``.
-    rounds : int
-        Independent trajectories (seeds) per (batch size, learning rate); default 16.
-    extra_steps : int
-        N: steps after first reaching a target over which the loss decrease is measured; default 50.
-    targets, seeds, n_after
-        The earlier names of ``target_loss``, ``rounds`` and ``extra_steps``, accepted for one release.
-    max_steps : int
-        Step budget per trajectory; trajectories stop early once every stage is measured. On the default
-        problem the best learning rates reach the lowest default target in about 1,100 steps on average at
-        B = 1; the default 4,000 only censors learning rates too small to matter (10,000 gives the same
-        stages).
-    divergence_factor : float
-        A trajectory whose loss exceeds this many times the initial loss (or is not finite) is stopped
-        and censored for the stages it had not finished.
-    n_boot : int
-        Bootstrap resamples of the rounds in the analysis (:func:`surge.analysis.analyze`).
-    progress : callable, optional
-        Called as progress(steps_done, max_steps) every few hundred steps (for a progress bar).
+    Args:
+        problem: the :class:`~surge.simulate.quadratic.QuadraticProblem`; default (None)
+            ``default_training_problem()``.
+        optimizer: ``"sign"`` (default), sign(G_est) (Eq 5); ``"adam"``, Adam with ``betas`` and ``eps``
+            and bias correction (Eq 25-27; betas (0, 0) is sign descent up to eps, Eq 29); or ``"sgd"``,
+            plain SGD.
+        batch_sizes: array (nb,) of batch sizes, whole numbers > 0 (examples per step); default
+            ``DEFAULT_BATCH_SIZES`` (12 sizes from 1 to 4096).
+        lrs: array (nl,) of learning rates > 0; default (None) ``DEFAULT_LRS[optimizer]``, chosen for the
+            default problem.
+        target_loss: array (nt,) of target losses (the stages), > 0 and below the initial loss; sorted into
+            decreasing order (the order training meets them). Default (None) ``DEFAULT_TARGETS``.
+        rounds: independent trajectories (seeds) per (batch size, learning rate), an integer >= 1; default
+            (None) 16.
+        extra_steps: N, the steps after first reaching a target over which the loss decrease is measured,
+            an integer >= 1; default (None) 50.
+        max_steps: step budget per trajectory, an integer >= 1; trajectories stop early once every stage is
+            measured. On the default problem the best learning rates reach the lowest default target in
+            about 1,100 steps on average at B = 1; the default 4,000 only censors learning rates too small
+            to matter (10,000 gives the same stages).
+        betas: Adam's (beta1, beta2), each in [0, 1); used (and checked) only with ``optimizer="adam"``.
+            Default (0.9, 0.999).
+        eps: Adam's eps in the update's denominator, >= 0; default 1e-8.
+        seed: seed of the noise and of the analysis's bootstrap, an integer >= 0; default 0.
+        divergence_factor: > 0; a trajectory whose loss exceeds this many times the initial loss (or is not
+            finite) is stopped, marked diverged and censored for the stages it had not finished. Default
+            1000.
+        n_boot: bootstrap resamples of the rounds in the analysis (:func:`surge.analysis.analyze`), an
+            integer >= 0; default 1000.
+        progress: a callable, or None (default); called as progress(steps_done, max_steps) every 500 steps
+            and once at the end (for a progress bar).
+        targets: the earlier name of ``target_loss``, accepted for one release.
+        seeds: the earlier name of ``rounds``, accepted for one release.
+        n_after: the earlier name of ``extra_steps``, accepted for one release.
 
-    Returns
-    -------
-    TrainingResult
-        The raw arrays, :meth:`TrainingResult.frame` (the tidy trial frame) and ``analysis``, the
-        :class:`surge.analysis.SweepAnalysis` of that frame (its ``stages`` are the per-stage numbers).
+    Returns:
+        TrainingResult: the raw arrays, :meth:`TrainingResult.frame` (the tidy trial frame) and
+            ``analysis``, the :class:`surge.analysis.SweepAnalysis` of that frame (its ``stages`` are the
+            per-stage numbers), and the local one-step theory of each stage.
 
-    Raises
-    ------
-    SurgeError
-        A bad argument (named, with its value and what is allowed).
+    Raises:
+        SurgeTypeError: ``problem`` is not a QuadraticProblem, or a count or seed is not an integer.
+        SurgeError: a bad argument (named, with its value and what is allowed): an unknown ``optimizer``,
+            batch sizes not whole numbers > 0, ``lrs`` or ``target_loss`` not finite and > 0, a target
+            not below the initial loss, a count below its minimum, ``eps`` < 0, ``divergence_factor``
+            <= 0, ``betas`` not a pair in [0, 1) (Adam), or both a new name and its old name given.
+
+    Warns:
+        DeprecationWarning: an old name (``targets``, ``seeds`` or ``n_after``) is used.
     """
     target_loss = renamed(target_loss, targets, "target_loss", "targets", DEFAULT_TARGETS)
     rounds = renamed(rounds, seeds, "rounds", "seeds", 16)
