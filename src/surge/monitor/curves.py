@@ -37,7 +37,8 @@ def _hvp_out(value, shape) -> np.ndarray:
 
 
 def _model_curve(bs, r, mean, diag_h, trace_h, hvp, n) -> np.ndarray:
-    """Exact Eq 9 with the measured r, G and H: sum_i E_i mu_i / (D + sum_{i != j} E_i E_j H_ij), E_i = erf(sqrt(B/2) r_i)."""
+    """Exact Eq 9 with the measured r, G and H: sum_i E_i mu_i / (D + sum_{i != j} E_i E_j H_ij), with
+    E_i = erf(sqrt(B/2) r_i)."""
     e = special.erf(np.sqrt(bs / 2.0)[:, None] * r[None, :])  # (k, n)
     he = _hvp_many(hvp, e, n)
     den = trace_h + np.einsum("ki,ki->k", e, he) - (e * e) @ diag_h

@@ -33,8 +33,8 @@ Rows of ``grads`` are assumed to be independent draws (examples, or micro-batche
 the paper's Gaussian and independence-across-coordinates assumptions enter only the model-based curve,
 B_noise, eps_max and Delta L_max, not B_simple or the direct curve.
 
-Why one module of ~600 lines: the estimator, its unbiased components and the intervals derived from
-their joint covariance are one computation; the curves over batch size are in :mod:`surge.monitor.curves`.
+Why one module of ~750 lines: the estimator, its unbiased components and the intervals derived from their
+joint covariance are one computation; the curves over batch size are in :mod:`surge.monitor.curves`.
 """
 
 from __future__ import annotations
@@ -80,7 +80,47 @@ class NoiseEstimate:
 
     Batch sizes count examples (tokens for a language model whose loss averages over tokens, when the
     rows are per-sequence gradients the unit is sequences). Learning rates are in the units of a sign
-    (Adam-style, unit-size per coordinate) update: theta -> theta - lr V with |V_i| <= 1.
+    (Adam-style, unit-size per coordinate) update: theta -> theta - lr V with |V_i| <= 1. Every interval
+    is a ``(low, high)`` tuple of floats at ``confidence``; ``(nan, nan)`` where it cannot be computed.
+
+    Attributes:
+        b_noise: float, Eq 14 pi D / (2 S), in examples; inf when S is estimated <= 0 (no surge seen),
+            NaN without ``hvp``.
+        b_noise_ci: interval of ``b_noise``; high = inf when S is not significantly > 0.
+        b_simple: float, McCandlish's tr(Sigma) / |G|^2 (SGD's noise scale), in examples, from gradients
+            only; inf when the unbiased |G|^2 <= 0.
+        b_simple_ci: interval of ``b_simple`` (Fieller); high = inf when |G|^2 is not significantly > 0.
+        eps_max: float, Eq 16 M / (2 sqrt(S D)): the peak learning rate of a sign update; inf when
+            S <= 0, NaN without ``hvp``.
+        eps_max_ci: interval of ``eps_max`` (delta method on the log).
+        delta_l_max: float, Eq 19 M^2 / (2 S): the largest one-step loss decrease, in loss units (nats).
+        delta_l_max_ci: interval of ``delta_l_max``.
+        validity_batch_size: float, pi / (2 q), q the ``validity_quantile`` of r_i^2 over coordinates, in
+            examples: Theorem 3 holds for B well below it; inf when q <= 0.
+        within_validity: ``b_noise < validity_batch_size`` (Theorem 3 applies at its own peak); None
+            when ``b_noise`` is not finite.
+        n_examples: int, examples that went in (rows x ``micro_batch_size``; summed when pooled).
+        n_rows: int, rows of ``grads`` (summed when pooled).
+        micro_batch_size: int, examples per row.
+        n_params: int, n, the length of a gradient.
+        n_groups: int, K, the groups of the U-statistic and the jackknife (0 with too few rows).
+        n_hvp: int, Hessian-vector products used.
+        confidence: float in (0, 1), nominal coverage of the intervals.
+        components: dict name -> float estimate of the building blocks (``COMPONENTS``: trace_h = D,
+            coupling = S, m_sum = M, trace_sigma = tr(Sigma), grad_sq = |G|^2), per-example units.
+        components_se: dict name -> float standard error of each component.
+        covariance: np.ndarray (5, 5), covariance of the components in ``COMPONENTS`` order (data plus
+            probe part).
+        dof: int, degrees of freedom of the data part (jackknife groups - 1).
+        probe_covariance: np.ndarray (5, 5), the probe (Hutchinson) part of ``covariance``.
+        probe_dof: int, degrees of freedom of the probe part (probes - 1; 0 without ``hvp``).
+        batch_sizes: np.ndarray (k,) of the curves' batch sizes, in examples (empty without curves).
+        model_lr: np.ndarray (k,), exact Eq 9 with the estimates at ``batch_sizes`` (sign-update units).
+        direct_lr: np.ndarray (k,), Lemma 1 (Eq 6) from resampled batches; NaN where not computable.
+        direct_lr_ci: np.ndarray (k, 2), Fieller intervals of ``direct_lr``.
+        direct_update: ``"sign"`` (Eq 29) or ``"adam"`` (Eq 25-27): the update V of the direct curve.
+        n_draws: int, resampled batches per batch size in the direct curve (0 without it).
+        message: str, why some values are NaN, and warnings; ``""`` when everything is there.
     """
 
     b_noise: float  # Eq 14, pi D / (2 S); inf when S is estimated <= 0 (no surge seen); nan without hvp
@@ -121,7 +161,18 @@ class NoiseEstimate:
 
         sqrt(2B / pi) M / (D + 2 B S / pi) from the measured M, D, S; equals
         eps_max / (0.5 (sqrt(B_noise / B) + sqrt(B / B_noise))) when S > 0. Valid for B well below
-        ``validity_batch_size``. Accepts a scalar or an array (> 0); NaN without Hessian statistics.
+        ``validity_batch_size``. NaN without Hessian statistics, and where the denominator is <= 0.
+
+        Args:
+            batch_size: scalar or array-like (any shape) of batch sizes, in examples (the unit of
+                ``micro_batch_size`` rows), finite and > 0.
+
+        Returns:
+            float for a scalar ``batch_size``, else np.ndarray of its shape: the optimal learning rate
+            of a sign update (units of |V_i| <= 1).
+
+        Raises:
+            SurgeError: a batch size <= 0 or not finite.
         """
         b = np.asarray(batch_size, dtype=float)
         if (b <= 0).any() or not np.isfinite(b).all():
@@ -143,7 +194,13 @@ class NoiseEstimate:
         return _argmax(self.batch_sizes, self.direct_lr)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (arrays as lists; the covariance as a nested list)."""
+        """JSON-ready summary (arrays as lists; the covariance as a nested list).
+
+        Returns:
+            dict: the fields above except ``probe_covariance`` and ``probe_dof`` (arrays as lists, the
+            covariance as a nested list; floats may be inf or NaN), plus ``model_peak_batch_size`` and
+            ``direct_peak_batch_size``.
+        """
         out = {
             k: getattr(self, k)
             for k in (
@@ -266,52 +323,55 @@ def estimate_noise(
 ) -> NoiseEstimate:
     """Estimate B_simple, B_noise (Eq 14), eps_max (Eq 16), Delta L_max (Eq 19) and the optimal-lr curves.
 
-    Parameters
-    ----------
-    grads : array or torch tensor of shape (m, n)
-        Per-example gradients (``micro_batch_size=1``) or per-micro-batch mean gradients, each the mean
-        over ``micro_batch_size`` distinct examples, at the same parameters; n = number of parameters.
-        Units: loss per parameter unit. Rows must be independent draws.
-    hvp : callable, optional
-        v -> H v for a length-n vector v (H the Hessian of the mean training loss, n x n). If it has an
-        attribute ``batched = True`` it is called once with a (k, n) array and must return (k, n).
-        Without it the Hessian quantities (b_noise, eps_max, delta_l_max, the curves) are NaN.
-    micro_batch_size : int
-        Examples per row of ``grads``. Per-example quantities are rescaled from it.
-    n_probes, sketch_size : int
-        Rademacher probes (>= 2) and sketch vectors (>= 0) of the Hutch++-style tr(H) / diag(H) estimate;
-        2 sketch_size + n_probes Hessian-vector products.
-    n_groups : int
-        K (>= 3): groups of rows for the U-statistic of r^T H r (K Hessian-vector products) and the
-        jackknife intervals (capped at the number of rows).
-    batch_sizes : sequence of float, optional
-        Strictly increasing batch sizes (examples) for the curves: ``model_lr`` (exact Eq 9 with the
-        estimates; one Hessian-vector product each) and ``direct_lr`` (Lemma 1; ``n_draws`` products each).
-        For the direct curve a batch size must be a multiple of ``micro_batch_size`` and at most half the
-        examples; others are NaN.
-    n_draws : int
-        Resampled batches per batch size in the direct curve (common across batch sizes: nested batches).
-    adam_state : dict, optional
-        ``{"m": (n,), "v": (n,), "step": int, "betas": (b1, b2), "eps": float}``: the direct curve then
-        uses Adam's next update (Eq 25-27) from this state instead of the sign (Eq 29).
-    validity_quantile : float
-        The quantile of the coordinates' r_i^2 that sets the validity batch size pi / (2 q) (robust
-        version of the paper's min over i).
-    confidence : float
-        Nominal coverage of every interval.
-    seed : int
-        Seed of the groups, probes and resampling.
+    See the module docstring for the estimators (bias-corrected components, Hutch++-style tr(H), group
+    U-statistic, jackknife and Fieller intervals). Fewer than ``MIN_ROWS`` rows give NaN estimates with a
+    ``message`` (no Hessian-vector product is then made).
 
-    Returns
-    -------
-    NoiseEstimate
-        Fewer than ``MIN_ROWS`` rows give NaN estimates with a ``message``.
+    Args:
+        grads: array-like or torch tensor (m, n) of real numbers: per-example gradients
+            (``micro_batch_size=1``) or per-micro-batch mean gradients, each the mean over
+            ``micro_batch_size`` distinct examples, at the same parameters; n = number of parameters,
+            m >= 2 (>= ``MIN_ROWS`` for estimates). Units: loss per parameter unit. Rows must be
+            independent draws.
+        hvp: callable v -> H v for a length-n vector v (H the Hessian of the mean training loss, n x n),
+            or None (default). If it has an attribute ``batched = True`` it is called once with a (k, n)
+            array and must return (k, n). Without it the Hessian quantities (b_noise, eps_max,
+            delta_l_max, the curves) are NaN.
+        micro_batch_size: int >= 1, examples per row of ``grads`` (default 1). Per-example quantities are
+            rescaled from it.
+        n_probes: int >= 2, Rademacher probes of the Hutch++-style tr(H) / diag(H) estimate (default 8).
+        sketch_size: int >= 0, sketch vectors of that estimate (default 4; capped at n); it uses
+            2 sketch_size + n_probes Hessian-vector products.
+        n_groups: int >= 3, K: groups of rows for the U-statistic of r^T H r (K Hessian-vector products)
+            and the jackknife intervals (default 16; capped at half the number of rows, m // 2).
+        batch_sizes: strictly increasing sequence of finite batch sizes > 0 (examples) for the curves, or
+            None (default: no curves): ``model_lr`` (exact Eq 9 with the estimates; one Hessian-vector
+            product each) and ``direct_lr`` (Lemma 1; ``n_draws`` products each). For the direct curve a
+            batch size must be a multiple of ``micro_batch_size`` and at most half the examples
+            ((m // 2) x ``micro_batch_size``); others are NaN.
+        n_draws: int >= 2, resampled batches per batch size in the direct curve (default 64; common across
+            batch sizes: nested batches).
+        adam_state: dict ``{"m": (n,), "v": (n,), "step": int >= 0, "betas": (b1, b2), "eps": float}``
+            (``betas`` default (0.9, 0.999) and ``eps`` default 1e-8 optional; arrays or tensors), or None
+            (default): the direct curve then uses Adam's next update (Eq 25-27) from this state instead of
+            the sign (Eq 29).
+        validity_quantile: float in (0, 1], the quantile of the coordinates' r_i^2 that sets the validity
+            batch size pi / (2 q) (default 0.99; a robust version of the paper's min over i).
+        confidence: float in (0, 1), nominal coverage of every interval (default 0.95).
+        seed: int >= 0, seed of the groups, probes and resampling (default 0).
 
-    Raises
-    ------
-    SurgeError
-        Bad input: not 2-D, no columns (no trainable parameters), one row (no variance), non-finite
-        entries, bad options, or an ``hvp`` that returns the wrong shape.
+    Returns:
+        NoiseEstimate: the estimates, intervals and curves; fewer than ``MIN_ROWS`` rows give NaN
+        estimates with a ``message``.
+
+    Raises:
+        SurgeTypeError: ``grads`` not an array of real numbers, ``hvp`` not callable, or an integer option
+            (``micro_batch_size``, ``n_probes``, ``sketch_size``, ``n_groups``, ``n_draws``, ``adam_state``'s
+            step) not an integer.
+        SurgeError: ``grads`` not 2-D, with no columns (no trainable parameters), one row (no variance) or
+            non-finite entries; an option out of range (``confidence``, ``validity_quantile``, ``seed``,
+            ``batch_sizes``, ``adam_state``, the integer options); or an ``hvp`` that returns the wrong
+            shape or non-finite values. Exceptions raised by ``hvp`` itself propagate.
     """
     g = _as_array(grads)
     b = _positive_int(micro_batch_size, "micro_batch_size")
@@ -632,6 +692,22 @@ def pool_estimates(estimates, *, confidence: float | None = None) -> NoiseEstima
     pooled ``n_examples`` says how much data went in. Curves and the validity batch size are those of the
     latest measurement. Measurements at different parameters are pooled as if at one: keep windows short
     against the time scale on which B_noise moves.
+
+    Args:
+        estimates: iterable of NoiseEstimate, oldest first; items that are not NoiseEstimate or have no
+            finite component are left out. A component missing (NaN) in some measurements (e.g. the
+            Hessian ones, measured less often) is averaged over those that have it.
+        confidence: float in (0, 1), nominal coverage of the pooled intervals; None (default): that of the
+            latest measurement.
+
+    Returns:
+        NoiseEstimate: the latest usable measurement with its derived values, intervals, components,
+        covariances, degrees of freedom (summed), ``within_validity``, ``n_examples``, ``n_rows`` and
+        ``n_hvp`` (summed) replaced by the pooled ones, and a ``message`` saying how many were pooled.
+
+    Raises:
+        SurgeError: no NoiseEstimate with finite components among ``estimates``, or ``confidence`` not a
+            number in (0, 1).
     """
     ests = [e for e in estimates if isinstance(e, NoiseEstimate) and np.isfinite(list(e.components.values())).any()]
     if not ests:

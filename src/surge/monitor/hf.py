@@ -38,6 +38,12 @@ class BatchDictModel(nn.Module):
 
     The examples of a dict batch are then addressed by an index tensor, which per-example gradients
     (vmap over the index) and Hessian-vector products can take like any input tensor.
+
+    Args:
+        model: a transformers model whose output has a ``loss`` when called with the batch (labels in it).
+
+    Attributes:
+        batch: dict name -> tensor (examples along dim 0), set before each measurement.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -46,6 +52,14 @@ class BatchDictModel(nn.Module):
         self.batch: dict[str, torch.Tensor] = {}
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
+        """The model's mean loss on the examples ``index`` of ``batch``.
+
+        Args:
+            index: integer tensor (k,) of example indices into the tensors of ``batch``.
+
+        Returns:
+            torch.Tensor: the scalar ``loss`` of the model's output on those examples (nats).
+        """
         return self.model(**{k: v[index] for k, v in self.batch.items()}).loss
 
 
@@ -54,7 +68,20 @@ def _loss_is_output(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 
 
 class NoiseMonitorHFCallback(TrainerCallback):
-    """transformers callback around :class:`surge.monitor.NoiseMonitor` (same keyword arguments)."""
+    """transformers callback around :class:`surge.monitor.NoiseMonitor` (same keyword arguments).
+
+    Measures after optimizer steps 1, 1 + K, 1 + 2K, ... (``state.global_step``), on the next batch of the
+    training dataloader (a separate iterator over it, restarted when exhausted).
+
+    Args:
+        every: int >= 1, K: optimizer steps between measurements (default 1000).
+        **monitor_kwargs: keyword arguments of :class:`surge.monitor.NoiseMonitor` (not ``model``,
+            ``loss_fn`` or ``every``); the monitor is built at the first measurement.
+
+    Raises:
+        SurgeTypeError: ``every`` is not an integer.
+        SurgeError: ``every`` < 1.
+    """
 
     def __init__(self, every: int = 1000, **monitor_kwargs: Any) -> None:
         self.every = check_every(every)
@@ -65,6 +92,7 @@ class NoiseMonitorHFCallback(TrainerCallback):
 
     @property
     def series(self) -> list[dict]:
+        """The monitor's series rows (empty before the first measurement)."""
         return [] if self.monitor is None else self.monitor.series
 
     def _next_batch(self, dataloader) -> dict:
@@ -78,6 +106,25 @@ class NoiseMonitorHFCallback(TrainerCallback):
         raise RuntimeError("the training dataloader yields no batches")
 
     def on_step_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        """Measure after the step when ``state.global_step - 1`` is a multiple of ``every``.
+
+        The series row records ``state.global_step`` and the last logged training loss, if any.
+
+        Args:
+            args: the Trainer's ``TrainingArguments`` (unused).
+            state: the Trainer's ``TrainerState`` (``global_step``, ``log_history``).
+            control: the Trainer's ``TrainerControl``, returned unchanged.
+            model: the model being trained; None: no measurement.
+            train_dataloader: the Trainer's training dataloader (dict batches); None: no measurement.
+            **kwargs: other callback arguments (unused).
+
+        Returns:
+            ``control``, unchanged.
+
+        Raises:
+            RuntimeError: the training dataloader yields no batches.
+            SurgeError: as :meth:`surge.monitor.NoiseMonitor.measure`, or a bad ``monitor_kwargs``.
+        """
         if model is None or train_dataloader is None or (state.global_step - 1) % self.every != 0:
             return control
         if self.monitor is None:
@@ -93,6 +140,17 @@ class NoiseMonitorHFCallback(TrainerCallback):
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
+        """Close the monitor's log (its TensorBoard writer).
+
+        Args:
+            args: the Trainer's ``TrainingArguments`` (unused).
+            state: the Trainer's ``TrainerState`` (unused).
+            control: the Trainer's ``TrainerControl``, returned unchanged.
+            **kwargs: other callback arguments (unused).
+
+        Returns:
+            ``control``, unchanged.
+        """
         if self.monitor is not None:
             self.monitor.close()
         return control

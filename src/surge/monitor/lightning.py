@@ -43,7 +43,26 @@ def _default_xy(batch):
 
 
 class NoiseMonitorCallback(Callback):
-    """Lightning callback around :class:`surge.monitor.NoiseMonitor` (same keyword arguments)."""
+    """Lightning callback around :class:`surge.monitor.NoiseMonitor` (same keyword arguments).
+
+    Measures at the end of the training batches where ``trainer.global_step - 1`` is a multiple of
+    ``every`` (after optimizer steps 1, 1 + K, ...), on that batch, at the parameters after the step.
+
+    Args:
+        loss_fn: callable (outputs, targets) -> scalar mean loss; ``loss_fn(module(x), y)`` must be the
+            module's mean training loss.
+        every: int >= 1, K: optimizer steps between measurements (default 1000).
+        batch_to_xy: callable batch -> (inputs, targets), or None (default: ``batch[0], batch[1]`` of a
+            tuple or list batch).
+        log_to_module: whether to log the finite values with ``pl_module.log_dict`` under ``surge/``
+            (default True).
+        **monitor_kwargs: keyword arguments of :class:`surge.monitor.NoiseMonitor` (not ``model``,
+            ``loss_fn`` or ``every``).
+
+    Raises:
+        SurgeTypeError: ``every`` is not an integer.
+        SurgeError: ``every`` < 1.
+    """
 
     def __init__(
         self,
@@ -64,13 +83,38 @@ class NoiseMonitorCallback(Callback):
 
     @property
     def series(self) -> list[dict]:
+        """The monitor's series rows (empty before the first measurement)."""
         return [] if self.monitor is None else self.monitor.series
 
     def on_train_start(self, trainer, pl_module) -> None:
+        """Build the NoiseMonitor around ``pl_module`` (once).
+
+        Args:
+            trainer: the Lightning Trainer (unused).
+            pl_module: the LightningModule being trained.
+
+        Raises:
+            SurgeError: as :class:`surge.monitor.NoiseMonitor` (no trainable parameters, a bad keyword
+                argument value, an unwritable ``log_path``).
+        """
         if self.monitor is None:
             self.monitor = NoiseMonitor(pl_module, self.loss_fn, self.every, **self.monitor_kwargs)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Measure on this batch when ``trainer.global_step - 1`` is a multiple of ``every``.
+
+        Args:
+            trainer: the Lightning Trainer (``global_step``: optimizer steps taken).
+            pl_module: the LightningModule being trained; also receives the values by ``log_dict``.
+            outputs: the training step's output (a dict with ``"loss"``, or the loss tensor), recorded as
+                the row's loss.
+            batch: the training batch, split by ``batch_to_xy``.
+            batch_idx: int, the batch's index in the epoch (unused).
+
+        Raises:
+            SurgeTypeError: the default ``batch_to_xy`` got a batch that is not a tuple or list of >= 2.
+            SurgeError: as :meth:`surge.monitor.NoiseMonitor.measure`.
+        """
         if self.monitor is None:
             self.on_train_start(trainer, pl_module)
         step = trainer.global_step
@@ -89,5 +133,11 @@ class NoiseMonitorCallback(Callback):
                 pl_module.log_dict(values, on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer, pl_module) -> None:
+        """Close the monitor's log (its TensorBoard writer).
+
+        Args:
+            trainer: the Lightning Trainer (unused).
+            pl_module: the LightningModule (unused).
+        """
         if self.monitor is not None:
             self.monitor.close()

@@ -70,7 +70,20 @@ SERIES_FIELDS = (
 
 
 def record_of(step: int, loss: float | None, est: NoiseEstimate, smooth: NoiseEstimate | None, seconds: float) -> dict:
-    """One row of the series from a measurement and its pooled (smoothed) version."""
+    """One row of the series from a measurement and its pooled (smoothed) version.
+
+    Args:
+        step: int, the training step of the measurement.
+        loss: float training (or probe) loss at that step, in the loss's units (nats), or None.
+        est: the NoiseEstimate of this measurement.
+        smooth: the pooled NoiseEstimate of the last few measurements, or None (then ``est``'s values fill
+            the ``smooth_*`` columns).
+        seconds: float, wall-clock seconds the measurement took.
+
+    Returns:
+        dict with the keys of ``SERIES_FIELDS`` (``*_lo`` / ``*_hi`` the interval ends), JSON-ready values
+        (batch sizes in examples, learning rates in sign-update units).
+    """
     row: dict[str, Any] = {
         "step": int(step),
         "loss": None if loss is None else float(loss),
@@ -96,7 +109,17 @@ def record_of(step: int, loss: float | None, est: NoiseEstimate, smooth: NoiseEs
 class SeriesLogger:
     """Appends series rows to a JSONL (``.jsonl``) or CSV (``.csv``) file, and to TensorBoard when installed.
 
-    The path is checked (and its folder created) before any training starts.
+    The path is checked (and its folder created) before any training starts; an existing file there is
+    overwritten (a CSV gets its header line).
+
+    Args:
+        path: str or Path of the series file, ending in ``.jsonl`` or ``.csv``; None (default): no file.
+        tensorboard_dir: str or Path of a TensorBoard log folder (scalars under ``surge/``), or None
+            (default); ignored when ``tensorboard`` is not installed.
+
+    Raises:
+        SurgeError: ``path`` does not end in ``.jsonl`` or ``.csv``.
+        OutputError: ``path`` (or its folder) cannot be written.
     """
 
     def __init__(self, path: str | Path | None = None, *, tensorboard_dir: str | Path | None = None) -> None:
@@ -119,6 +142,12 @@ class SeriesLogger:
                 self.writer = SummaryWriter(str(tensorboard_dir))
 
     def write(self, row: dict) -> None:
+        """Append one row to the file (a JSON line or a CSV row) and its finite scalars to TensorBoard.
+
+        Args:
+            row: dict with (some of) the keys of ``SERIES_FIELDS``, as :func:`record_of` makes it; missing or
+                None values are empty CSV cells; ``row["step"]`` is needed when TensorBoard is on.
+        """
         if self.path is not None:
             with self.path.open("a", newline="") as f:
                 if self.path.suffix == ".jsonl":
@@ -140,53 +169,71 @@ class SeriesLogger:
                     self.writer.add_scalar(f"surge/{key}", value, row["step"])
 
     def close(self) -> None:
+        """Close the TensorBoard writer, if any (the file is opened and closed at each write)."""
         if self.writer is not None:
             self.writer.close()
 
 
 def check_every(every) -> int:
+    """Check a measurement interval K (measure every K steps).
+
+    Args:
+        every: int >= 1, steps between measurements.
+
+    Returns:
+        int: ``every``.
+
+    Raises:
+        SurgeTypeError: ``every`` is not an integer.
+        SurgeError: ``every`` < 1.
+    """
     return check_int(every, "every (measure every K steps)", minimum=1)
 
 
 class NoiseMonitor:
     """Measure gradient noise every ``every`` steps of a plain PyTorch training loop.
 
-    Parameters
-    ----------
-    model : nn.Module
-        The model being trained (trainable parameters are those with ``requires_grad``).
-    loss_fn : callable (outputs, targets) -> scalar mean loss
-    every : int
-        Measure on every K-th call of :meth:`step` (K >= 1), starting with the first. The default (1000)
-        keeps the cost near 5 % of training on the benchmark's CNN and GPT-2 (benchmarks/monitor.py).
-    hessian_every : int
-        Compute the Hessian quantities (B_noise, eps_max, the validity batch size, the curves) on every
-        H-th measurement (the others give B_simple only, from the gradients); 0: never.
-    batch_sizes : sequence of float, optional
-        Batch sizes (examples) for the model-based (Eq 9) and direct (Lemma 1) curves; None: no curves
-        (cheaper), B_noise, eps_max, B_simple only.
-    micro_batch_size : int, optional
-        None: per-example gradients (vmap, falling back to per-example autograd); b: micro-batch gradients.
-    window : int
-        Measurements pooled into the smoothed values.
-    optimizer : torch.optim.Optimizer, optional
-        An Adam/AdamW whose state gives the direct curve's update (else the sign).
-    log_path : str or Path, optional
-        ``.jsonl`` or ``.csv`` series file (rows: ``SERIES_FIELDS``). ``tensorboard_dir``: scalars under
-        ``surge/`` when ``tensorboard`` is installed.
-    hessian_examples : int, optional
-        Examples of the batch used for the Hessian-vector products (default: all).
-    n_groups, n_probes, sketch_size : int
-        Of :func:`surge.monitor.estimate_noise`, with cheaper defaults (8 + 4 + 2 x 2 = 16 Hessian-vector
-        products per measurement).
-    **estimator_kwargs
-        Passed to :func:`surge.monitor.estimate_noise` (n_draws, confidence, validity_quantile).
+    Args:
+        model: the torch.nn.Module being trained (trainable parameters are those with ``requires_grad``).
+        loss_fn: callable (outputs, targets) -> scalar mean loss.
+        every: int >= 1, measure on every K-th call of :meth:`step`, starting with the first. The default
+            (1000) keeps the cost near 5 % of training on the benchmark's CNN and GPT-2
+            (benchmarks/monitor.py).
+        hessian_every: int >= 0, compute the Hessian quantities (B_noise, eps_max, the validity batch size,
+            the curves) on every H-th measurement, starting with the first (the others give B_simple only,
+            from the gradients); 0: never. Default 4.
+        batch_sizes: sequence of batch sizes (examples) for the model-based (Eq 9) and direct (Lemma 1)
+            curves; None (default): no curves (cheaper), B_noise, eps_max, B_simple only.
+        micro_batch_size: None (default): per-example gradients (vmap, falling back to per-example
+            autograd); an int b: mean gradients of micro-batches of b examples.
+        window: int >= 1, measurements pooled into the smoothed values (default 5).
+        optimizer: a torch.optim.Adam / AdamW whose state gives the direct curve's update (else the sign),
+            or None (default).
+        log_path: str or Path of a ``.jsonl`` or ``.csv`` series file (rows: ``SERIES_FIELDS``;
+            overwritten), or None (default): no file.
+        tensorboard_dir: str or Path: scalars under ``surge/`` when ``tensorboard`` is installed; None
+            (default): none.
+        hessian_examples: int, examples of the batch used for the Hessian-vector products (the first ones),
+            or None (default: all).
+        seed: int >= 0, seed of the estimator; measurement j uses ``seed + j``.
+        n_groups: int >= 3, as in :func:`surge.monitor.estimate_noise`, with a cheaper default (8).
+        n_probes: int >= 2, as in :func:`surge.monitor.estimate_noise`, with a cheaper default (4).
+        sketch_size: int >= 0, as in :func:`surge.monitor.estimate_noise`, with a cheaper default (2)
+            (8 + 4 + 2 x 2 = 16 Hessian-vector products per measurement).
+        **estimator_kwargs: passed to :func:`surge.monitor.estimate_noise` (``n_draws``, ``confidence``,
+            ``validity_quantile``).
 
-    Attributes
-    ----------
-    series : list of dict
-        One row per measurement (``SERIES_FIELDS``).
-    estimates : list of (step, NoiseEstimate)
+    Attributes:
+        series: list of dict, one row per measurement (``SERIES_FIELDS``).
+        estimates: list of (step, NoiseEstimate), one per measurement.
+        calls: int, calls of :meth:`step` so far.
+        seconds: float, wall-clock seconds spent measuring.
+
+    Raises:
+        SurgeError: ``model`` not a Module or without trainable parameters; ``loss_fn`` not callable;
+            ``every``, ``window`` or ``hessian_every`` out of range; ``log_path`` not ``.jsonl`` / ``.csv``.
+        SurgeTypeError: ``every`` not an integer.
+        OutputError: ``log_path`` cannot be written.
     """
 
     def __init__(
@@ -237,7 +284,22 @@ class NoiseMonitor:
         self.seconds = 0.0
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor, *, step: int | None = None, loss=None) -> dict | None:
-        """Count one training step; measure on (inputs, targets) when it is due. Returns the new row or None."""
+        """Count one training step; measure on (inputs, targets) when it is due. Returns the new row or None.
+
+        Args:
+            inputs: tensor of the step's batch inputs (B >= 2 examples along dim 0).
+            targets: tensor of the step's batch targets (same B).
+            step: int, the training step recorded in the row; None (default): the count of calls so far
+                (0-based).
+            loss: the step's training loss (float or 0-d tensor, nats), or None; recorded in the row.
+
+        Returns:
+            dict: the new series row (see :meth:`measure`) when a measurement was due (calls 0, K, 2K,
+            ...), else None.
+
+        Raises:
+            SurgeError: as :meth:`measure`, when a measurement is due.
+        """
         due = self.calls % self.every == 0
         at = self.calls if step is None else int(step)
         self.calls += 1
@@ -257,8 +319,29 @@ class NoiseMonitor:
     ) -> dict:
         """Measure now on (inputs, targets); append and log a series row and return it.
 
-        ``hessian``: whether to compute the Hessian quantities (default: on every ``hessian_every``-th
-        measurement, starting with the first, and whenever curves are asked for)."""
+        The model is in eval mode (dropout off) during the measurement and is put back in its mode after.
+
+        Args:
+            inputs: tensor of batch inputs (B >= 2 examples along dim 0).
+            targets: tensor of batch targets (same B).
+            step: int, the training step recorded in the row; None (default): the number of measurements
+                so far.
+            loss: the loss at this step (float or 0-d tensor, nats), or None; recorded in the row.
+            batch_sizes: batch sizes (examples) of the curves for this measurement; None (default): the
+                monitor's ``batch_sizes``.
+            hessian: whether to compute the Hessian quantities; None (default): on every
+                ``hessian_every``-th measurement, starting with the first, and whenever curves are asked
+                for. False drops the curves.
+
+        Returns:
+            dict: the new series row (keys ``SERIES_FIELDS``, see :func:`record_of`), also appended to
+            ``series`` and written to the log.
+
+        Raises:
+            SurgeError: from :func:`~surge.monitor.torch_grads.per_example_grads`,
+                :func:`~surge.monitor.torch_grads.make_hvp` or :func:`surge.monitor.estimate_noise` (a bad
+                batch, bad estimator options or ``batch_sizes``).
+        """
         t0 = time.perf_counter()
         was_training = self.model.training
         self.model.eval()
@@ -299,6 +382,7 @@ class NoiseMonitor:
 
     @property
     def latest(self) -> NoiseEstimate | None:
+        """The last measurement's NoiseEstimate (None before the first)."""
         return self.estimates[-1][1] if self.estimates else None
 
     @property
@@ -309,4 +393,5 @@ class NoiseMonitor:
         return pool_estimates([e for _, e in self.estimates[-self.window :]])
 
     def close(self) -> None:
+        """Close the log's TensorBoard writer, if any."""
         self.logger.close()

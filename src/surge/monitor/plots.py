@@ -21,7 +21,18 @@ def _band(ax, x, lo, hi, color):
 
 def plot_measure(doc: dict, path: Path) -> Path:
     """Three panels: B_noise (model-based, pooled, with intervals), the direct peak and B_simple against step,
-    the same against the probe loss, and the optimal-lr curves over batch size at the chosen measurements."""
+    the same against the probe loss, and the optimal-lr curves over batch size at the chosen measurements.
+
+    Args:
+        doc: the ``measure.json`` object (:func:`surge.monitor.run.result_dict`): ``series`` (rows of
+            ``SERIES_FIELDS``), optional ``curves`` (each with ``step``, ``loss``, ``batch_sizes``,
+            ``direct_lr``, ``direct_lr_lo``, ``direct_lr_hi``, ``model_lr``, ``theorem3_lr``), ``batch_unit``
+            and ``config``.
+        path: str or Path of the image file to write (format from its suffix, e.g. ``.png``); overwritten.
+
+    Returns:
+        Path: ``path``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

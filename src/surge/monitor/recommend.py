@@ -27,6 +27,32 @@ Interval = tuple[float, float]
 
 @dataclass(frozen=True)
 class MeasuredRecommendation:
+    """The learning rate at a new batch size from an in-run measurement (:func:`recommend_from_measure`).
+
+    Batch sizes are in the measurement's unit (examples, or sequences for a language model); learning
+    rates in the units of ``from_lr``; intervals are ``(low, high)`` tuples of floats.
+
+    Attributes:
+        from_batch_size: float, B0, the batch size ``from_lr`` was tuned at.
+        from_lr: float, lr0, the learning rate at B0.
+        to_batch_size: float, B1, the new batch size.
+        lr: float, lr0 eps(B1) / eps(B0) on the Theorem 3 curve (Eq 13) with the measured (pooled) B_noise.
+        lr_ci: interval of ``lr`` from the B_noise interval; (nan, nan) when that has no two usable ends.
+        direct_lr: float from the direct curve (Lemma 1), or None where there is none or B0, B1 lie outside
+            its batch sizes.
+        direct_lr_ci: interval of ``direct_lr`` (approximately 95 %), or None with it.
+        linear_lr: float, lr0 B1 / B0 (the linear rule).
+        sqrt_lr: float, lr0 sqrt(B1 / B0) (the square-root rule).
+        b_noise: float, the pooled B_noise at the chosen measurement; inf when none was measured (no surge).
+        b_noise_ci: interval of ``b_noise`` (NaN ends where the measurement has none).
+        validity_batch_size: float, Theorem 3's validity batch size at that measurement (NaN if unknown).
+        at_step: int, the step of the measurement used.
+        at_loss: float probe loss of that measurement (nats), or None.
+        n_examples: int, examples pooled into it.
+        curve_step: int, the step of the measurement the direct curve comes from, or None.
+        warnings: list of str: B0 or B1 past B_noise or past the validity batch size; no finite B_noise.
+    """
+
     from_batch_size: float
     from_lr: float
     to_batch_size: float
@@ -58,7 +84,21 @@ def _theorem3_ratio(b0: float, b1: float, bn: float) -> float:
 
 
 def pick_row(series: list[dict], *, at_loss: float | None = None, at_step: int | None = None) -> dict:
-    """The measurement at ``at_step`` (nearest), at the first probe loss <= ``at_loss``, or the last one."""
+    """The measurement at ``at_step`` (nearest), at the first probe loss <= ``at_loss``, or the last one.
+
+    Args:
+        series: non-empty list of series rows (dicts with ``step`` and ``loss``), in step order.
+        at_loss: float probe loss (nats): pick the first row whose ``loss`` is <= it; None (default): not
+            by loss.
+        at_step: int step: pick the row whose ``step`` is nearest (the first of ties); None (default): not
+            by step.
+
+    Returns:
+        dict: the chosen row (the last one when neither ``at_loss`` nor ``at_step`` is given).
+
+    Raises:
+        SurgeError: both ``at_loss`` and ``at_step`` given, or no row reaches ``at_loss``.
+    """
     if at_loss is not None and at_step is not None:
         raise SurgeError("give at most one of --at-loss and --at-step")
     if at_step is not None:
@@ -82,7 +122,30 @@ def recommend_from_measure(
     at_loss: float | None = None,
     at_step: int | None = None,
 ) -> MeasuredRecommendation:
-    """The learning rate at ``to_batch_size`` from ``measure.json`` (a dict from ``load_measure``)."""
+    """The learning rate at ``to_batch_size`` from ``measure.json`` (a dict from ``load_measure``).
+
+    lr1 = lr0 eps_opt(B1) / eps_opt(B0) on the Theorem 3 curve (Eq 13) with the pooled B_noise of the
+    chosen measurement, and on the direct curve (Lemma 1) nearest in step, if any (see the module
+    docstring).
+
+    Args:
+        doc: the ``measure.json`` object (from :func:`surge.monitor.run.load_measure`), with ``series`` and
+            optional ``curves``.
+        from_batch_size: float, B0 > 0, the batch size ``from_lr`` was tuned at (the measurement's unit).
+        from_lr: float, lr0 > 0, the learning rate at B0.
+        to_batch_size: float, B1 > 0, the new batch size.
+        at_loss: float probe loss (nats): use the first measurement at or below it; None (default).
+        at_step: int step: use the measurement nearest to it; None (default). Neither: the last one.
+
+    Returns:
+        MeasuredRecommendation: the learning rates at B1 (Theorem 3, direct, linear, square-root), their
+        intervals and warnings.
+
+    Raises:
+        SurgeTypeError: a batch size or ``from_lr`` not a real number.
+        SurgeError: a batch size or ``from_lr`` not finite and > 0; both ``at_loss`` and ``at_step``; a run
+            that never reached ``at_loss``.
+    """
     b0 = check_scalar(from_batch_size, "--from-batch-size", positive=True)
     lr0 = check_scalar(from_lr, "--from-lr", positive=True)
     b1 = check_scalar(to_batch_size, "--to-batch-size", positive=True)

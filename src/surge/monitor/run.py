@@ -9,6 +9,9 @@ optimal-lr curves over ``curve_batch_sizes`` (exact Eq 9 with the estimates, and
 
 :func:`write_measure` writes ``measure.json`` (the ``MEASURE_KIND`` document :func:`load_measure` reads),
 ``series.csv`` and ``measure.png``.
+
+Why one module of ~440 lines: the config checks, the training loop and the result's reading and writing are
+the one ``surge measure`` run; about 260 lines are code, the rest docstrings.
 """
 
 from __future__ import annotations
@@ -33,7 +36,28 @@ OPTIMIZERS = ("adam", "sgd")  # what `surge measure` trains with (a subset of su
 
 @dataclass
 class MeasureConfig:
-    """What ``surge measure`` trains and measures."""
+    """What ``surge measure`` trains and measures (checked and completed by :func:`check_config`).
+
+    Attributes:
+        workload: str, a built-in workload name or ``"package.module:attribute"``.
+        optimizer: ``"adam"`` (torch.optim.Adam; betas (0, 0) = sign descent) or ``"sgd"``; default adam.
+        betas: (b1, b2), Adam's betas, each in [0, 1); default (0.9, 0.999).
+        lr: float > 0, the learning rate (default 1e-3).
+        batch_size: int >= 2, examples (sequences for a language model) per step (default 32).
+        steps: int >= 1, optimizer steps (default 200).
+        every: int >= 1, measure every K steps, from step 0 (default 20).
+        measure_examples: int >= 8, training examples per measurement; None: max(batch_size, 256).
+        curve_points: int >= 0, measurements (evenly spaced) at which the curves over batch size are
+            computed (default 3).
+        curve_batch_sizes: batch sizes (examples) of the curves; None: 1, 2, 4, ... up to
+            measure_examples / 2.
+        curve_losses: probe losses (nats) > 0: also compute the curves at the first measurement at or below
+            each (stored in decreasing order); default none.
+        window: int >= 1, measurements pooled into the smoothed series (default 3).
+        n_draws: int >= 2, resampled batches per batch size in the direct curve (default 32).
+        seed: int, seed of the model's initialisation, the data order and the estimator (default 0).
+        data_dir: str folder of the workload's data, or None (the workload's default).
+    """
 
     workload: str  # built-in name or "package.module:attribute"
     optimizer: str = "adam"  # "adam" (torch.optim.Adam; betas (0, 0) = sign descent) or "sgd"
@@ -54,6 +78,22 @@ class MeasureConfig:
 
 @dataclass
 class MeasureResult:
+    """What :func:`measure_run` returns; :func:`write_measure` writes it.
+
+    Attributes:
+        config: the MeasureConfig, completed by :func:`check_config`.
+        series: list of dict, one row per measurement (``surge.monitor.loop.SERIES_FIELDS``).
+        curves: list of dict, the curves over batch size at the chosen measurements (JSON-ready: step,
+            probe loss, target_losses, batch_sizes, model_lr, theorem3_lr, direct_lr and its ends,
+            direct_update, b_noise and its interval, eps_max, validity and peak batch sizes).
+        final: dict, the last ``window`` measurements pooled (``NoiseEstimate.to_dict()``, JSON-ready).
+        batch_unit: str, the workload's unit of batch sizes: ``"examples"``, ``"tokens"`` or ``"sequences"``.
+        n_params: int, trainable parameters of the model.
+        wall_seconds: float, seconds the training loop took (measurements included).
+        monitor_seconds: float, seconds spent measuring.
+        files: dict name -> path (str) of the written files (filled by :func:`write_measure`).
+    """
+
     config: MeasureConfig
     series: list[dict]  # one row per measurement (surge.monitor.loop.SERIES_FIELDS)
     curves: list[dict]  # the curves over batch size at the chosen measurements
@@ -66,6 +106,26 @@ class MeasureResult:
 
 
 def check_config(cfg: MeasureConfig) -> MeasureConfig:
+    """Check a MeasureConfig and fill its defaults, in place.
+
+    Sets ``measure_examples`` (max(batch_size, 256)) and ``curve_batch_sizes`` (powers of 2 up to
+    measure_examples / 2) when None, converts ``curve_batch_sizes`` to floats and sorts ``curve_losses``
+    in decreasing order. ``curve_batch_sizes`` values are not checked here (:func:`estimate_noise` does, at
+    the first curve).
+
+    Args:
+        cfg: the MeasureConfig to check (modified).
+
+    Returns:
+        MeasureConfig: ``cfg`` itself.
+
+    Raises:
+        SurgeError: an optimizer not in ``OPTIMIZERS``, betas not two numbers in [0, 1), an lr not finite
+            and > 0, an integer field out of range (every, batch_size >= 2, steps, curve_points >= 0, window,
+            n_draws >= 2, measure_examples >= 8), or a curve loss not finite and > 0.
+        SurgeTypeError: an integer field that is not an integer.
+    """
+
     def pos_int(name, value, low=1):
         check_int(value, f"--{name.replace('_', '-')}", minimum=low)
 
@@ -107,7 +167,21 @@ def _probe_loss(model, workload, torch) -> float:
 
 
 def check_workload(cfg: MeasureConfig):
-    """Load the workload and check it can be measured (before any progress bar or training starts)."""
+    """Load the workload and check it can be measured (before any progress bar or training starts).
+
+    Seeds torch with ``cfg.seed`` and builds one model to check it has trainable parameters.
+
+    Args:
+        cfg: the MeasureConfig (its ``workload``, ``data_dir``, ``measure_examples`` and ``seed``).
+
+    Returns:
+        Workload: the loaded workload (:func:`surge.workloads.get_workload`).
+
+    Raises:
+        SurgeError: an unknown workload, ``measure_examples`` above the workload's training examples, or a
+            model without trainable parameters; errors of loading the workload propagate.
+        SurgeTypeError: a workload name that is not a non-empty string.
+    """
     import torch
 
     from surge.workloads import get_workload
@@ -126,7 +200,21 @@ def check_workload(cfg: MeasureConfig):
 def measure_run(
     cfg: MeasureConfig, *, progress: Callable[[int, int, dict | None], None] | None = None
 ) -> MeasureResult:
-    """Train one run and measure along it (see the module docstring). ``progress(step, steps, row)`` per step."""
+    """Train one run and measure along it (see the module docstring). ``progress(step, steps, row)`` per step.
+
+    Args:
+        cfg: the MeasureConfig (checked and completed in place by :func:`check_config`).
+        progress: callable ``(steps done, total steps, row or None)`` called after each step (the row when
+            the step was measured), or None (default).
+
+    Returns:
+        MeasureResult: the series, curves, final pooled estimate and timings (``files`` empty).
+
+    Raises:
+        SurgeError: a bad config or workload (:func:`check_config`, :func:`check_workload`), a measurement
+            error, or a training loss that became non-finite (the run diverged: lower the lr).
+        SurgeTypeError: a config integer field that is not an integer.
+    """
     import torch
 
     from surge.monitor.estimators import pool_estimates
@@ -229,7 +317,17 @@ def measure_run(
 
 
 def check_out_dir(out: Path) -> Path:
-    """Create ``out`` (before any work) or fail with one line."""
+    """Create ``out`` (before any work) or fail with one line.
+
+    Args:
+        out: str or Path of the output folder; created with its parents, checked by writing a test file.
+
+    Returns:
+        Path: ``out``.
+
+    Raises:
+        OutputError: ``out`` cannot be created or written.
+    """
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -242,6 +340,15 @@ def check_out_dir(out: Path) -> Path:
 
 
 def result_dict(res: MeasureResult) -> dict:
+    """The ``measure.json`` object (kind ``MEASURE_KIND``, version ``MEASURE_VERSION``) of a result.
+
+    Args:
+        res: the MeasureResult.
+
+    Returns:
+        dict, JSON-ready: kind, version, config, batch_unit, n_params, series, curves, final,
+        wall_seconds, monitor_seconds, monitor_fraction (monitor / wall seconds, None if wall is 0), files.
+    """
     cfg = res.config
     return to_jsonable(
         {
@@ -262,7 +369,20 @@ def result_dict(res: MeasureResult) -> dict:
 
 
 def write_measure(res: MeasureResult, out: Path) -> dict:
-    """Write measure.json, series.csv and measure.png into ``out``; returns the measure.json object."""
+    """Write measure.json, series.csv and measure.png into ``out``; returns the measure.json object.
+
+    Sets ``res.files`` to the three paths.
+
+    Args:
+        res: the MeasureResult to write (``files`` is filled).
+        out: str or Path of the output folder (created); existing files there are overwritten.
+
+    Returns:
+        dict: the ``measure.json`` object (:func:`result_dict`).
+
+    Raises:
+        OutputError: ``out`` cannot be created or written (checked first); later OS errors propagate.
+    """
     import csv
 
     from surge.monitor.loop import SERIES_FIELDS
@@ -283,7 +403,19 @@ def write_measure(res: MeasureResult, out: Path) -> dict:
 
 
 def load_measure(path) -> dict:
-    """Read a ``measure.json`` written by ``surge measure``; one clear line if it is not one."""
+    """Read a ``measure.json`` written by ``surge measure``; one clear line if it is not one.
+
+    Args:
+        path: str or Path of the ``measure.json`` file.
+
+    Returns:
+        dict: the document, with a non-empty ``series`` of rows that have a ``step``.
+
+    Raises:
+        InputFileError: ``path`` does not exist or is not a file.
+        SurgeError: not JSON, not a surge measure document (its ``kind``), another ``version``, or no
+            measurements.
+    """
     p = Path(path)
     if not p.is_file():
         raise InputFileError(

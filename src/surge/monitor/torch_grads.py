@@ -40,7 +40,17 @@ __all__ = ["trainable", "per_example_grads", "make_hvp", "flatten", "HVP"]
 
 
 def trainable(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable parameters by name; SurgeError if there are none."""
+    """The trainable parameters by name; SurgeError if there are none.
+
+    Args:
+        model: the torch.nn.Module whose parameters with ``requires_grad`` are wanted.
+
+    Returns:
+        dict name -> parameter tensor, in ``model.named_parameters()`` order, trainable ones only.
+
+    Raises:
+        SurgeError: ``model`` is not a torch.nn.Module, or it has no parameter with ``requires_grad``.
+    """
     if not isinstance(model, nn.Module):
         raise SurgeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     params = {k: v for k, v in model.named_parameters() if v.requires_grad}
@@ -52,7 +62,16 @@ def trainable(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def flatten(tensors: dict[str, torch.Tensor], names: list[str], lead: int = 0) -> torch.Tensor:
-    """Concatenate tensors (each with ``lead`` leading batch dims kept) into (..., n)."""
+    """Concatenate tensors (each with ``lead`` leading batch dims kept) into (..., n).
+
+    Args:
+        tensors: dict name -> tensor; all share the same ``lead`` leading dimensions.
+        names: the keys of ``tensors`` to concatenate, in this order.
+        lead: int >= 0, leading (batch) dimensions kept as they are (default 0: flatten everything).
+
+    Returns:
+        torch.Tensor of shape (*lead dims, n), n the total number of elements per leading index.
+    """
     return torch.cat([tensors[k].reshape(*tensors[k].shape[:lead], -1) for k in names], dim=-1)
 
 
@@ -87,22 +106,30 @@ def per_example_grads(
 ) -> tuple[torch.Tensor, int, str]:
     """Gradients of ``loss_fn(model(x), y)`` per example (or per micro-batch) at the current parameters.
 
-    Parameters
-    ----------
-    model : nn.Module
-        Evaluated as it is (call ``model.eval()`` first to switch dropout off).
-    loss_fn : callable (outputs, targets) -> scalar mean loss
-    inputs, targets : tensors with B examples along dim 0
-    micro_batch_size : int, optional
-        None: per example with vmap, falling back to micro-batches of 1 example by autograd when vmap
-        fails. An int b > 1: mean gradients of consecutive micro-batches of b examples (B // b rows).
-    chunk : int, optional
-        Examples per vmap call (memory bound); default: as many as keep chunk x n below 2^24 floats.
+    Args:
+        model: the torch.nn.Module, evaluated as it is (call ``model.eval()`` first to switch dropout off);
+            its trainable parameters (``requires_grad``) are differentiated.
+        loss_fn: callable (outputs, targets) -> scalar mean loss (e.g. nats per example).
+        inputs: tensor with B >= 2 examples along dim 0.
+        targets: tensor with the same B examples along dim 0.
+        micro_batch_size: None (default): per example with vmap, falling back to micro-batches of 1 example
+            by autograd when vmap fails (RuntimeError, NotImplementedError or ValueError). An int b >= 1:
+            mean gradients of consecutive micro-batches of b examples by autograd (B // b >= 2 rows; the
+            last B mod b examples are left out).
+        chunk: examples per vmap call (memory bound), or None (default): as many as keep chunk x n below
+            2^24 floats; at least 1.
 
-    Returns
-    -------
-    (grads, micro_batch_size, method)
-        grads: float32 tensor (rows, n) on the model's device; method: "vmap" or "autograd".
+    Returns:
+        tuple ``(grads, micro_batch_size, method)``: grads, a detached tensor (rows, n) in the parameters'
+        dtype (float32 for a float32 model) on the model's device, one row per example or micro-batch, in
+        loss units per parameter unit; micro_batch_size, the examples per row (int); method, ``"vmap"``
+        or ``"autograd"``.
+
+    Raises:
+        SurgeError: ``model`` not a Module or without trainable parameters; ``inputs`` / ``targets`` not
+            tensors, of different lengths or with fewer than 2 examples; ``micro_batch_size`` < 1 or
+            leaving fewer than 2 micro-batches. Errors of the model or ``loss_fn`` in the autograd path
+            propagate.
     """
     params = trainable(model)
     names = list(params)
@@ -146,7 +173,20 @@ class HVP:
 
     Forward-over-reverse (``torch.func.jvp`` of ``grad``) vmapped over ``block`` vectors at a time; if
     forward-mode AD is not implemented for an op of the model, double backward, one vector at a time.
-    ``calls`` counts the Hessian-vector products done.
+    ``calls`` counts the Hessian-vector products done. Build it with :func:`make_hvp`.
+
+    Args:
+        model: the torch.nn.Module; the Hessian is taken at its trainable parameters (detached views of
+            them, which share their storage: in-place updates are seen).
+        loss_fn: callable (outputs, targets) -> scalar mean loss.
+        inputs: tensor of the batch's inputs (examples along dim 0).
+        targets: tensor of the batch's targets.
+        block: vectors per vmapped jvp call, default 16; values < 1 count as 1.
+
+    Attributes:
+        n: int, the number of trainable parameters (length of a vector).
+        calls: int, Hessian-vector products done so far.
+        method: ``"jvp"`` (forward-over-reverse) or ``"double-backward"`` (after a fallback).
     """
 
     batched = True
@@ -184,7 +224,18 @@ class HVP:
         )
 
     def torch_apply(self, vectors: torch.Tensor) -> torch.Tensor:
-        """H applied to each row of a (k, n) tensor (model dtype/device); returns (k, n)."""
+        """H applied to each row of a (k, n) tensor (model dtype/device); returns (k, n).
+
+        Falls back for good to double backward (one vector at a time) when forward-mode AD fails;
+        ``calls`` grows by k.
+
+        Args:
+            vectors: torch.Tensor (k, n) in the model's dtype and on its device, n the number of trainable
+                parameters (flattened in ``named_parameters()`` order).
+
+        Returns:
+            torch.Tensor (k, n), detached: row j is H vectors[j], H the Hessian of the mean loss on the batch.
+        """
         with _math_attention():
             return self._apply(vectors)
 
@@ -218,7 +269,22 @@ class HVP:
 
 
 def make_hvp(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, *, block: int = 16) -> HVP:
-    """The Hessian-vector product of the mean ``loss_fn`` over (inputs, targets), for ``estimate_noise``."""
+    """The Hessian-vector product of the mean ``loss_fn`` over (inputs, targets), for ``estimate_noise``.
+
+    Args:
+        model: the torch.nn.Module, at the parameters where the Hessian is taken (its trainable ones).
+        loss_fn: callable (outputs, targets) -> scalar mean loss.
+        inputs: tensor with B >= 2 examples along dim 0.
+        targets: tensor with the same B examples along dim 0.
+        block: vectors per vmapped jvp call (memory bound), default 16; values < 1 count as 1.
+
+    Returns:
+        HVP: a callable v -> H v on float64 NumPy arrays (n,) or (k, n) with ``batched = True``.
+
+    Raises:
+        SurgeError: ``inputs`` / ``targets`` not tensors, of different lengths or with fewer than 2
+            examples; ``model`` not a Module or without trainable parameters.
+    """
     _check_batch(inputs, targets)
     return HVP(model, loss_fn, inputs, targets, block=block)
 
@@ -227,6 +293,20 @@ def adam_state_of(optimizer, model: nn.Module) -> dict | None:
     """Flat Adam state (m, v, step, betas, eps) of a ``torch.optim.Adam``/``AdamW`` for the direct curve.
 
     None when the optimizer is not Adam-like or has no state yet (then the update is the sign anyway).
+
+    Args:
+        optimizer: a torch optimizer (Adam-like: a param group with ``betas`` and per-parameter
+            ``exp_avg`` / ``exp_avg_sq`` state), or None.
+        model: the torch.nn.Module it trains; its trainable parameters set the order of the flat vectors.
+
+    Returns:
+        dict ``{"m": (n,), "v": (n,), "step": int, "betas": (b1, b2), "eps": float}`` with float64 NumPy
+        ``m`` and ``v`` (``estimate_noise``'s ``adam_state``), betas and eps of the first group that has
+        betas; or None when ``optimizer`` is None, not Adam-like, or some trainable parameter has no
+        state yet.
+
+    Raises:
+        SurgeError: ``model`` not a Module or without trainable parameters (when ``optimizer`` has state).
     """
     if optimizer is None or not hasattr(optimizer, "state"):
         return None
