@@ -35,9 +35,20 @@ def demo_spec(quick: bool = False, protocol: str = "branch") -> SweepSpec:
     each target (1.2 and 0.6; 1.2 only with ``quick``); 13 learning rates 2.5e-5..1.6e-3 by factors of about
     sqrt 2 (the optimum of 10 steps from those checkpoints lies inside at every batch size; the fitted
     optimum needs two grid points past it on each side), batch sizes 4..256 by 4x, 16 rounds (8 with
-    ``quick``). ``protocol="scratch"``: the
-    paper's protocol on a grid that brackets the from-scratch optimum (see docs/branch.md for both grids'
-    costs and what they found).
+    ``quick``). ``protocol="scratch"``: the paper's protocol on a grid that brackets the from-scratch
+    optimum (see docs/branch.md for both grids' costs and what they found).
+
+    Args:
+        quick: the smaller sweep (fewer targets and rounds; for ``"scratch"`` also fewer learning rates and
+            batch sizes); default False.
+        protocol: ``"branch"`` (default) or ``"scratch"``.
+
+    Returns:
+        SweepSpec: the demo's sweep, named ``demo-branch``, ``demo-branch-quick``, ``demo`` or
+        ``demo-quick``, with N = 10 extra steps.
+
+    Raises:
+        SurgeError: ``protocol`` is not ``"branch"`` or ``"scratch"``.
     """
     if protocol not in DEMO_PROTOCOLS:
         raise SurgeError(f"protocol must be one of {', '.join(repr(p) for p in DEMO_PROTOCOLS)}; got {protocol!r}")
@@ -86,7 +97,16 @@ def demo_spec(quick: bool = False, protocol: str = "branch") -> SweepSpec:
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What the demo wrote and found."""
+    """What the demo wrote and found.
+
+    Attributes:
+        out: the demo's folder.
+        figure1: the Monte Carlo of Figure 1 (a :class:`surge.simulate.montecarlo.Figure1Result`).
+        figure1_png: the path of Figure 1's PNG in ``out``.
+        sweep: the sweep's run summary (a :class:`surge.sweep.executor.RunSummary`).
+        analysis: the analysis of the demo's trials (a :class:`surge.analysis.SweepAnalysis`).
+        files: the report's files (a :class:`surge.report.ReportFiles`).
+    """
 
     out: Path
     figure1: object  # surge.simulate.montecarlo.Figure1Result
@@ -111,6 +131,24 @@ def run_demo(
     processes (None: 2 when 2 cores are free to this process, else 1). ``stage(text)`` is called when
     each part starts; ``sweep_progress`` receives the sweep's ``SweepProgress`` events. The analysis reads
     the trials of this demo's sweep only (by trial key), whatever else the store holds.
+
+    Args:
+        out: the output folder, created when missing; the sweep is stored in ``out/sweep.sqlite``.
+            Default ``"surge-demo"``.
+        quick: the smaller sweep and a Monte Carlo of 20,000 samples instead of 100,000; default False.
+        protocol: ``"branch"`` (default; the analysis uses the fitted optimum) or ``"scratch"`` (the grid
+            argmax).
+        workers: the sweep's worker processes; None: 2 when 2 cores are free to this process, else 1.
+        stage: called with one line of text when each part starts; None: silent.
+        sweep_progress: receives the sweep's ``SweepProgress`` events; None: no progress.
+
+    Returns:
+        DemoResult: the folder, Figure 1's data and PNG, the sweep's summary, the analysis and the report's
+        files.
+
+    Raises:
+        SurgeError: ``protocol`` is not ``"branch"`` or ``"scratch"``, or the store in ``out`` cannot be used.
+        KeyboardInterrupt: the sweep was interrupted (rerun to resume it).
     """
     from surge.analysis import analyze
     from surge.plots.figure1 import plot_figure1

@@ -57,6 +57,18 @@ class OptimizerConfig:
     """The optimizer every trial of a sweep uses; its learning rate is per trial.
 
     ``name="adam"`` with ``betas=(0, 0)`` is the sign update the paper's theory covers (Eq 29).
+
+    Attributes:
+        name: one of :data:`OPTIMIZERS`; default ``"adam"``.
+        betas: the Adam / AdamW / Lion moment coefficients (beta1, beta2), each in [0, 1); default
+            (0.9, 0.999).
+        eps: Adam's denominator epsilon, >= 0; default 1e-8.
+        weight_decay: decoupled (adamw, signsgd, lion) or L2 (adam, sgd) weight decay, >= 0; default 0.
+        momentum: SGD / signSGD momentum, in [0, 1); default 0.
+
+    Raises:
+        SurgeError: a field out of range or an unknown ``name`` (checked on construction).
+        SurgeTypeError: ``betas`` not a list or tuple, or a non-numeric value.
     """
 
     name: str = "adam"  # one of OPTIMIZERS
@@ -81,7 +93,11 @@ class OptimizerConfig:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields as JSON-ready values (betas as a list): what trial keys and stores keep."""
+        """The fields as JSON-ready values (betas as a list): what trial keys and stores keep.
+
+        Returns:
+            dict[str, Any]: ``name``, ``betas`` (a list of 2 floats), ``eps``, ``weight_decay``, ``momentum``.
+        """
         return {
             "name": self.name,
             "betas": list(self.betas),
@@ -91,7 +107,12 @@ class OptimizerConfig:
         }
 
     def columns(self) -> dict[str, Any]:
-        """The store's and the tidy frame's optimizer columns (:data:`OPTIMIZER_COLUMNS`)."""
+        """The store's and the tidy frame's optimizer columns (:data:`OPTIMIZER_COLUMNS`).
+
+        Returns:
+            dict[str, Any]: ``optimizer`` (the name), ``beta1``, ``beta2``, ``eps``, ``weight_decay``,
+            ``momentum``, in the order of :data:`OPTIMIZER_COLUMNS`.
+        """
         return {
             "optimizer": self.name,
             "beta1": self.betas[0],
@@ -117,6 +138,41 @@ class GroupConfig:
 
     What the planner (:meth:`surge.sweep.plan.SweepPlan.group_config`) hands the engine
     (:func:`surge.engine.run_group`). Trials with equal seed share initial weights and batch order.
+
+    Attributes:
+        workload: the workload's registry name or ``"package.module:attribute"``.
+        optimizer: the optimizer configuration every trial uses.
+        batch_size: B, a positive integer, in the workload's batch unit.
+        lrs: one learning rate (> 0) per trial.
+        seeds: one seed (>= 0) per trial, as many as ``lrs``.
+        target_losses: the stages, strictly decreasing.
+        extra_steps: N, the steps after each target over which the loss decrease is measured, >= 0.
+        max_steps: the step budget, >= 1; a target not reached within it is censored.
+        max_examples: the budget in examples (E), >= ``batch_size``; the smaller of the two applies; None:
+            no such budget.
+        device: ``"cpu"`` or ``"cuda[:i]"``.
+        dtype: one of :data:`DTYPES` (``"float64"`` for the equality tests).
+        strategy: one of :data:`STRATEGIES`.
+        data_dir: where the workload finds / downloads its data; None: the workload's default.
+        workers: CPU worker processes, >= 1; None: one per core when the group is big enough.
+        probe_interval: steps between probe measurements, a power of two; None: automatic.
+        divergence_factor: a trial has diverged when the probe loss exceeds this times its initial value, > 0.
+        probe_examples: measure on the first this-many probe examples only, >= 1; None: all.
+        protocol: one of :data:`PROTOCOLS`: ``"scratch"`` (the paper's) or ``"branch"``
+            (:mod:`surge.engine.branch`: a trunk trains to each target, branches run N steps from there).
+        trunk_batch_size: the trunk's batch size (branch protocol only; required there).
+        trunk_lr: the trunk's learning rate, > 0 (branch protocol only; required there).
+        trunk_seed: the trunk's initial weights and data order, >= 0.
+        branch_optimizer_state: one of :data:`BRANCH_OPTIMIZER_STATES`: a branch's optimizer state fresh
+            (``"reset"``) or the trunk's at the checkpoint (``"carry"``).
+        checkpoint_dir: where trunk checkpoints are kept (branch protocol); None: not kept.
+
+    Raises:
+        SurgeTypeError: an empty or non-string ``workload``; ``optimizer`` not an :class:`OptimizerConfig`;
+            ``lrs``, ``seeds`` or ``target_losses`` not a sequence; a value of the wrong type.
+        SurgeError: a field out of range (see above), ``lrs`` empty or not as long as ``seeds``, no target
+            losses or not strictly decreasing, a bad ``device``, or ``protocol="branch"`` without
+            ``trunk_batch_size`` and ``trunk_lr``.
     """
 
     workload: str  # registry name or "package.module:attribute"
@@ -196,6 +252,7 @@ class GroupConfig:
 
     @property
     def n_trials(self) -> int:
+        """The trials of the group (one per learning rate / seed pair)."""
         return len(self.lrs)
 
     @property
@@ -208,7 +265,18 @@ class GroupConfig:
 
 @dataclass(frozen=True)
 class StageRecord:
-    """One target loss (stage) of one trial (the paper's protocol, Section 3)."""
+    """One target loss (stage) of one trial (the paper's protocol, Section 3).
+
+    Attributes:
+        target_loss: the stage's target loss.
+        reached: whether the probe loss reached the target; False = censored (budget hit first, or the
+            trial diverged first).
+        steps: S, the first step at which the probe loss <= target; None when not reached.
+        examples: E = batch_size * steps; None when not reached.
+        loss_at_target: the probe loss at step S.
+        loss_after: the probe loss exactly ``extra_steps`` steps later (None if the trial ended first).
+        loss_decrease: ``loss_at_target - loss_after``, the decrease the optimum is read from.
+    """
 
     target_loss: float
     reached: bool  # False = censored (budget hit first, or the trial diverged first)
@@ -221,7 +289,20 @@ class StageRecord:
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """One trial of a group, as the engine returns it and the store writes it."""
+    """One trial of a group, as the engine returns it and the store writes it.
+
+    Attributes:
+        lr: the trial's learning rate.
+        seed: the trial's seed (its round).
+        status: ``"ok"`` or ``"diverged"`` (the store adds ``"failed"`` for groups that raised).
+        stages: one :class:`StageRecord` per target loss, in order.
+        steps_run: the steps of the main run (replays not counted).
+        diverged_at_step: the step at which the trial diverged; None when it did not.
+        strategy: ``"lockstep"`` or ``"loop"``, what actually ran.
+        wall_seconds: the group's wall time divided evenly over its trials, in seconds.
+        initial_loss: the probe loss at step 0.
+        final_loss: the probe loss at the last measurement of the main run.
+    """
 
     lr: float
     seed: int

@@ -47,6 +47,18 @@ def load_store(path: str | Path) -> pd.DataFrame:
 
     The sweep store is imported only for SQLite files, so a CSV or Parquet export is analysed without it.
     The result is normalised by :func:`tidy_frame`.
+
+    Args:
+        path: the file: a SQLite sweep store (recognised by its header, whatever its suffix), or a ``.csv``,
+            ``.parquet`` or ``.pq`` export of one (``surge sweep export``).
+
+    Returns:
+        pd.DataFrame: the tidy trial frame, one row per trial and stage (columns in the module docstring).
+
+    Raises:
+        SurgeError: the path is not a file; the file is neither SQLite nor ``.csv`` / ``.parquet`` / ``.pq``;
+            it cannot be read as CSV or Parquet (or Parquet is asked for without pyarrow); the store cannot
+            be opened; it holds no trials; or the trials fail the checks of :func:`tidy_frame`.
     """
     path = Path(path)
     if not path.is_file():
@@ -157,6 +169,26 @@ def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
     Accepts the sweep store's columns (``beta1``/``beta2``, ``round`` and ``seed``, nullable ``reached``
     and ``steps``) and the simpler contract (``betas`` as a pair or its text, ``seed`` as the round).
+
+    Args:
+        frame: one row per trial and stage, with at least the columns of :data:`REQUIRED` and ``seed`` or
+            ``round`` (``seed`` is the round when both are present); optional: ``workload``, ``optimizer``,
+            ``beta1``/``beta2`` or ``betas``, ``eps``, ``weight_decay``, ``momentum``, ``batch_unit``
+            (default ``"examples"``), ``examples``, ``loss_at_target``, ``extra_steps``, ``error``. Other
+            columns are dropped. Not modified.
+
+    Returns:
+        pd.DataFrame: a new frame with a fresh index and the columns of the module docstring (plus the
+        configuration columns of :data:`CONFIG_COLUMNS` and ``error``). A row that did not reach its target,
+        or of a failed trial, has ``reached`` False and NaN ``steps`` / ``examples``.
+
+    Raises:
+        SurgeTypeError: ``frame`` is not a pandas DataFrame.
+        SurgeError: a required column is missing; the frame is empty; a value is not a number (or not
+            true/false in ``reached``), a ``betas`` entry is not a pair; ``batch_unit`` is not one of
+            ``"examples"``, ``"tokens"``, ``"sequences"``; a batch size is not a positive integer; a learning
+            rate is not > 0; a seed / round or a target loss is empty; a status is not ``"ok"``,
+            ``"diverged"`` or ``"failed"``.
     """
     if not isinstance(frame, pd.DataFrame):
         raise SurgeTypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
@@ -249,12 +281,33 @@ def tidy_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def configs(frame: pd.DataFrame) -> list[str]:
-    """The configuration labels in a tidy frame, in a stable order."""
+    """The configuration labels in a tidy frame, in a stable order.
+
+    Args:
+        frame: a tidy frame (:func:`tidy_frame`), with its ``config`` column.
+
+    Returns:
+        list[str]: the distinct ``config`` labels, sorted; an index into it picks a configuration in
+        :func:`select_config`.
+    """
     return sorted(frame["config"].unique().tolist())
 
 
 def select_config(frame: pd.DataFrame, config: str | int | None) -> pd.DataFrame:
-    """The rows of one configuration: ``config`` is its label, its index in :func:`configs`, or None (only one)."""
+    """The rows of one configuration: ``config`` is its label, its index in :func:`configs`, or None (only one).
+
+    Args:
+        frame: a tidy frame (:func:`tidy_frame`).
+        config: the configuration's label; its index in :func:`configs` (an int, or a string of digits);
+            or None, allowed only when the frame holds one configuration.
+
+    Returns:
+        pd.DataFrame: the rows of that configuration (the whole frame for None), index kept.
+
+    Raises:
+        SurgeError: ``config`` is None and the frame holds several configurations (the message lists
+            them); an index out of range; a label not in the frame.
+    """
     labels = configs(frame)
     if config is None:
         if len(labels) > 1:

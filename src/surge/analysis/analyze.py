@@ -18,6 +18,9 @@ Rules for trials that give no number (stated once here, and in every report):
   (a mean over the survivors of a censored cell would be too low); with ``"median"``, censored and
   diverged trials count as infinitely many steps, which is exact for the median while fewer than half
   are censored.
+
+Why one module of ~440 lines: the rules above are one contract, and one function applies them per stage; the
+parts with a job of their own (optimum, bnoise, fitted, verdict, selection) are already modules beside it.
 """
 
 from __future__ import annotations
@@ -280,8 +283,53 @@ def analyze(
     too). Every batch size reports the fitted optimum beside the grid argmax. ``steps_rule`` says which
     S(B) feeds Eq 22: ``"fewest"`` (fewest mean steps over learning rates) or ``"optimal"`` (the mean steps
     at the optimal learning rate, the paper's wording); the other rule's fit is reported beside it, and a
-    leave-one-round-out jackknife gives a bias-corrected B_noise and interval (:mod:`surge.analysis.bnoise`). See the module docstring for the rules on
-    failed, diverged and censored trials.
+    leave-one-round-out jackknife gives a bias-corrected B_noise and interval (:mod:`surge.analysis.bnoise`).
+    See the module docstring for the rules on failed, diverged and censored trials.
+
+    Args:
+        frame: the trials, one row per trial and stage: raw (a sweep store's ``trials_frame()``, a CSV /
+            Parquet export, :func:`surge.analysis.synthetic_frame`, :func:`surge.analysis.table.table_frame`)
+            or tidy (:func:`tidy_frame`).
+        stages: target losses (nats, or the workload's loss unit) to analyse, a number or a sequence, each
+            matched to a stage of the frame within a relative 1e-9; None (default): every stage. Stages are
+            analysed in descending target loss.
+        config: the configuration to analyse, as its label or its index in :func:`surge.analysis.configs`;
+            None (default) when the frame holds one configuration.
+        n_boot: bootstrap resamples of the rounds for the intervals of the optimal lr, an integer >= 0
+            (0: no bootstrap interval); default 1000.
+        seed: seed of the bootstrap (the resamples are seeded per stage and batch size from it).
+        confidence: coverage of every interval, in (0, 1); default 0.95.
+        max_diverged_fraction: in [0, 1]; a learning rate with a larger share of diverged (non-failed)
+            trials is not a candidate for the optimum, nor one where more than ``max(max_diverged_fraction,
+            0.5)`` diverged or were censored. Default 0.5.
+        steps_statistic: how a (batch size, lr) cell's steps to the target are summarised for S(B):
+            ``"mean"`` (default; only cells where every trial reached the target) or ``"median"``
+            (censored and diverged trials count as infinitely many steps).
+        lr_estimate: the optimal lr the fits use: ``"grid"`` (default), ``"refined"`` or ``"fitted"``.
+        refine_halfwidth: grid candidates on each side of the best grid point used by the refinement, an
+            integer >= 1; default 1.
+        b_noise_method: the Eq 22 fit of :func:`surge.fit.fit_b_noise`: ``"linear"`` (default; 1/S on 1/E)
+            or ``"nonlinear"`` (log S = log S_min + log(1 + B_noise / B)).
+        extra_steps: N, the steps after the target over which the loss decrease was measured, > 0: picks
+            the trials measured with this N when the frame holds several (decreases over different N are
+            never pooled). None (default): the only N, or else the N with the most rows (ties to the larger).
+        fit_model: the model of the fitted optimum (:data:`surge.analysis.fitted.FIT_MODELS`): ``"auto"``
+            (default), ``"second-order"`` or ``"log-quadratic"``.
+        steps_rule: which S(B) feeds Eq 22: ``"fewest"`` (default) or ``"optimal"``.
+
+    Returns:
+        SweepAnalysis: the configuration's label and settings, one :class:`StageAnalysis` per stage in
+        descending target loss, the B_noise trend across stages and the messages.
+
+    Raises:
+        SurgeTypeError: ``frame`` is not a DataFrame; ``confidence`` or ``max_diverged_fraction`` is not a
+            real number; a choice argument is not a string.
+        SurgeError: ``n_boot`` not an integer >= 0; ``refine_halfwidth`` not an integer >= 1;
+            ``confidence`` not in (0, 1); ``max_diverged_fraction`` not in [0, 1]; ``steps_statistic``,
+            ``lr_estimate``, ``b_noise_method``, ``fit_model`` or ``steps_rule`` not one of its values;
+            a frame that fails :func:`tidy_frame`; ``config`` missing, out of range or unknown
+            (:func:`surge.analysis.select_config`); ``extra_steps`` not > 0 or not in the trials; ``stages``
+            empty or naming a target loss the trials do not have.
     """
     if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
         raise SurgeError(f"n_boot must be an integer >= 0, got {n_boot!r}")

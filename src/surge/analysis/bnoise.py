@@ -30,7 +30,22 @@ MIN_ROUNDS = 5  # below this the jackknife interval is reported with a warning
 
 @dataclass(frozen=True)
 class JackknifeBNoise:
-    """The Eq 22 B_noise with a leave-one-round-out jackknife bias correction and interval."""
+    """The Eq 22 B_noise with a leave-one-round-out jackknife bias correction and interval.
+
+    Attributes:
+        b_noise: the plug-in Eq 22 estimate from all rounds, in batch-size units (examples, or the sweep's
+            ``batch_unit``).
+        b_noise_corrected: the bias-corrected estimate (the correction is made in log B_noise); NaN when
+            the jackknife failed.
+        b_noise_ci: the t-interval around the corrected value, from the jackknife standard error with
+            R - 1 degrees of freedom; NaNs when there is none.
+        bias_factor: ``b_noise / b_noise_corrected`` (> 1: the plug-in is high; < 1: low); NaN without a
+            correction.
+        n_rounds: R, the rounds in the stage's trials.
+        n_failed: leave-one-out fits that failed (fewer than 3 batch sizes with S(B), or a failed fit).
+        trusted: ``n_rounds >= MIN_ROUNDS`` and every leave-one-out fit succeeded.
+        message: ``""``, or why the interval is missing or not to be trusted.
+    """
 
     b_noise: float  # the plug-in estimate from all rounds
     b_noise_corrected: float  # bias-corrected (in log B_noise); NaN when the jackknife failed
@@ -45,8 +60,20 @@ class JackknifeBNoise:
 def steps_points(stage_df: pd.DataFrame, rule: str, optimal_lr: dict[int, float]) -> dict[int, float]:
     """S(B) per batch size under ``rule`` (see the module docstring); batch sizes without one are absent.
 
-    ``stage_df`` is the tidy frame of one stage; ``optimal_lr`` maps a batch size to its optimal grid lr
-    (used by ``rule="optimal"``)."""
+    Failed trials are left out; only learning rates at which every trial reached the target with a finite
+    S count.
+
+    Args:
+        stage_df: the tidy frame (:func:`surge.analysis.tidy_frame`) of one stage.
+        rule: ``"fewest"`` (the fewest mean steps over learning rates) or ``"optimal"`` (the mean steps at
+            the optimal learning rate); any value other than ``"fewest"`` is read as ``"optimal"`` (not
+            checked).
+        optimal_lr: maps a batch size to its optimal grid learning rate (used by ``rule="optimal"``,
+            matched within a relative 1e-9; a batch size missing or NaN there gets no S(B)).
+
+    Returns:
+        dict[int, float]: batch size -> S(B), the mean steps to reach the target (ascending batch size).
+    """
     ok = stage_df[stage_df["status"] != "failed"]
     out: dict[int, float] = {}
     for b, sub in ok.groupby("batch_size"):
@@ -71,7 +98,20 @@ def jackknife_b_noise(
 ) -> JackknifeBNoise | None:
     """Leave-one-round-out jackknife of the Eq 22 B_noise (see the module docstring); None without a fit.
 
-    The optimal learning rates (rule ``"optimal"``) are held at their all-rounds values."""
+    The optimal learning rates (rule ``"optimal"``) are held at their all-rounds values.
+
+    Args:
+        stage_df: the tidy frame (:func:`surge.analysis.tidy_frame`) of one stage, with its ``round`` column.
+        rule: which S(B) feeds Eq 22, ``"fewest"`` or ``"optimal"`` (:func:`steps_points`).
+        optimal_lr: maps a batch size to its optimal grid learning rate (for ``rule="optimal"``).
+        method: the :func:`surge.fit.fit_b_noise` method, ``"linear"`` (default, Eq 22) or ``"nonlinear"``.
+        confidence: coverage of the interval, in (0, 1); default 0.95.
+
+    Returns:
+        JackknifeBNoise | None: None when fewer than 3 batch sizes have S(B) or the all-rounds fit fails;
+        otherwise the estimate, with NaN corrected value and interval (and a message) when there is a
+        single round or fewer than 2 leave-one-out fits succeed.
+    """
     pts = steps_points(stage_df, rule, optimal_lr)
     if len(pts) < 3:
         return None

@@ -41,9 +41,26 @@ Interval = tuple[float, float]
 
 @dataclass(frozen=True)
 class FittedOptimum:
-    """The fitted optimal learning rate of one batch size at one stage."""
+    """The fitted optimal learning rate of one batch size at one stage.
 
-    lr: float  # the fitted optimum; NaN when the fit has no maximum inside the grid's span
+    Attributes:
+        lr: the fitted optimal learning rate; NaN when there is none (the fitted curve has no maximum at a
+            positive lr, too few learning rates, or for ``"log-quadratic"`` the grid argmax at an end of the
+            candidates). A maximum outside the learning rates used is kept, with a note in ``message``.
+        lr_ci: the bootstrap percentile interval over rounds of ``lr`` (an upper end of inf: some resamples
+            have no maximum); NaNs with fewer than 2 rounds or ``n_boot=0``.
+        width: ``lr_ci[1] / lr_ci[0]``, the interval's width as a factor (inf when open; NaN when there is
+            none).
+        model: ``"second-order"`` or ``"log-quadratic"`` (what ``"auto"`` chose).
+        n_lrs: the learning rates the fit used.
+        boot_failed: the share of bootstrap resamples without a maximum inside the span, in [0, 1]; NaN
+            without a bootstrap.
+        flat: the best grid lr and the runner-up differ by less than one standard error of their paired
+            difference over rounds.
+        message: ``""``, or why there is no number / what to keep in mind.
+    """
+
+    lr: float  # the fitted optimum; NaN when the fit gives none (it may lie outside the grid's span)
     lr_ci: Interval  # bootstrap percentile interval over rounds; NaNs with fewer than 2 rounds
     width: float  # lr_ci[1] / lr_ci[0]: the interval's width as a factor (NaN when there is none)
     model: str  # "second-order" or "log-quadratic" (what "auto" chose)
@@ -86,27 +103,30 @@ def fit_optimum(
 ) -> FittedOptimum:
     """Fit the mean loss decrease against the learning rate and return its maximum with an interval.
 
-    Parameters
-    ----------
-    lrs : (L,) ascending learning rates, > 0.
-    decreases : (R, L) the loss decrease of round r at learning rate l (NaN: no usable trial).
-    extra_steps : N, the steps over which the decrease was measured (``model="auto"`` uses it).
-    model : one of :data:`FIT_MODELS` (see the module docstring).
-    candidate : (L,) bool, the learning rates that may be the optimum (None: every lr with data).
-    n_boot : bootstrap resamples of the rounds (0: no interval).
-    confidence : coverage of the interval, in (0, 1).
-    halfwidth : grid points each side of the argmax used by ``"log-quadratic"``.
-    reach : ``"second-order"`` uses the learning rates up to ``reach`` x the grid argmax.
-    rng : a numpy Generator or a seed for the bootstrap.
+    Args:
+        lrs: array (L,) of ascending learning rates, > 0, strictly increasing.
+        decreases: array (R, L): the loss decrease (nats) of round r at learning rate l (NaN: no usable
+            trial); a 1-D array (L,) is one round.
+        extra_steps: N, the steps over which the decrease was measured (``model="auto"`` uses it:
+            ``"second-order"`` when N = 1); default 1.
+        model: one of :data:`FIT_MODELS` (see the module docstring); default ``"auto"``.
+        candidate: array (L,) of bool, the learning rates that may be the optimum (None: every lr with data).
+        n_boot: bootstrap resamples of the rounds (0: no interval); default 1000.
+        confidence: coverage of the interval, in (0, 1); default 0.95.
+        halfwidth: grid points each side of the argmax used by ``"log-quadratic"``; default 2.
+        reach: ``"second-order"`` uses the learning rates up to ``reach`` x the grid argmax; default 2.
+        rng: a numpy Generator or a seed for the bootstrap (None: fresh entropy); default 0.
 
-    Returns
-    -------
-    FittedOptimum; ``lr`` is NaN (with a message) when the fit has no maximum inside the learning rates
-    used, e.g. when the grid argmax is at the grid's edge.
+    Returns:
+        FittedOptimum: ``lr`` is NaN (with a message) when the fit gives no optimum: no maximum at a
+        positive learning rate, too few learning rates, or (``"log-quadratic"``) the grid argmax at the
+        smallest or largest candidate. A maximum outside the learning rates used is returned with a message
+        saying so (extend the grid).
 
-    Raises
-    ------
-    SurgeError for arrays of the wrong shape or a bad ``model``.
+    Raises:
+        SurgeError: arrays of the wrong shape (``lrs`` not 1-D, or ``decreases`` without L columns);
+            ``lrs`` not positive and strictly increasing; a ``model`` not in :data:`FIT_MODELS`.
+        SurgeTypeError: a ``model`` that is not a string.
     """
     model = check_choice(model, "model", FIT_MODELS)
     lrs = np.asarray(lrs, dtype=float)

@@ -27,7 +27,20 @@ from surge.errors import SurgeError
 
 @dataclass(frozen=True)
 class RoundsAdvice:
-    """The rounds one estimate needs for the chosen width."""
+    """The rounds one estimate needs for the chosen width.
+
+    Attributes:
+        target_loss: the stage's target loss.
+        what: ``"optimal_lr"`` (the fitted optimal learning rate of one batch size) or ``"b_noise"``.
+        batch_size: the batch size for ``"optimal_lr"``; None for ``"b_noise"``.
+        estimate: the pilot's estimate (a learning rate, or B_noise in batch-size units); NaN when none.
+        width_now: ``hi / lo`` of the pilot's interval (inf: open; NaN: none).
+        rounds_now: the pilot's rounds.
+        rounds_needed: the rounds for the wanted width, ``R (log w / log W)^2`` and at least ``rounds_now``;
+            None when the pilot's interval gives no basis.
+        note: the fit's message (``"optimal_lr"``), or where the B_noise came from (``"Eq 22, jackknife"``,
+            ``"Eq 22"``, ``"Adam law fitted to the optima"``, or ``"no B_noise estimate"``).
+    """
 
     target_loss: float
     what: str  # "optimal_lr" or "b_noise"
@@ -41,7 +54,18 @@ class RoundsAdvice:
 
 @dataclass(frozen=True)
 class Advice:
-    """What a pilot says about the rounds and the grid of the real sweep."""
+    """What a pilot says about the rounds and the grid of the real sweep.
+
+    Attributes:
+        width: the wanted width of the optimal-lr intervals (a factor hi / lo, > 1).
+        b_noise_width: the wanted width of the B_noise interval (a factor, > 1).
+        rounds: one :class:`RoundsAdvice` per (stage, batch size) for the optimal lr and one per stage for
+            B_noise, in stage order.
+        warnings: one sentence per grid that does not bracket the optimum or B_noise, with the extension
+            to make.
+        rounds_for_lr: the most rounds any batch size needs for ``width`` (None: no basis for some).
+        rounds_for_b_noise: the most rounds any stage needs for ``b_noise_width`` (None: no basis for some).
+    """
 
     width: float  # the wanted width of the optimal-lr intervals (a factor)
     b_noise_width: float  # the wanted width of the B_noise interval
@@ -51,6 +75,11 @@ class Advice:
     rounds_for_b_noise: int | None
 
     def to_dict(self) -> dict:
+        """The advice as JSON-ready values (:func:`surge._json.to_jsonable`; NaN and inf become None).
+
+        Returns:
+            dict: the fields, ``rounds`` as a list of dicts.
+        """
         from surge._json import to_jsonable
 
         return to_jsonable(self)
@@ -75,7 +104,27 @@ def advise(
     """Rounds for a ``width`` (hi / lo factor) interval of the fitted optimal lr at every batch size, and for
     a ``b_noise_width`` interval of B_noise, from a pilot's trial frame; and the grid extensions it needs.
 
-    Raises :class:`~surge.errors.SurgeError` for widths that are not > 1."""
+    Analyses the pilot with :func:`surge.analysis.analyze` (``lr_estimate="fitted"``) and extrapolates each
+    interval's width by the 1 / sqrt(rounds) rule of the module docstring. B_noise is the jackknife's
+    corrected value, else the Eq 22 fit, else the B_noise of the Adam law fitted to the optima.
+
+    Args:
+        frame: the pilot's trials, one row per trial and stage (raw or tidy; see :func:`surge.analysis.analyze`).
+        width: the wanted width of each optimal-lr interval, a factor hi / lo > 1; default 1.5.
+        b_noise_width: the wanted width of the B_noise interval, a factor > 1; default 2.
+        config: the configuration to analyse (label or index); None when the frame holds one.
+        n_boot: bootstrap resamples of the rounds; default 500.
+        seed: seed of the bootstrap.
+        confidence: coverage of the intervals, in (0, 1); default 0.95.
+
+    Returns:
+        Advice: the rounds per estimate, the most rounds needed, and the grid warnings.
+
+    Raises:
+        SurgeTypeError: ``width`` or ``b_noise_width`` is not a real number.
+        SurgeError: ``width`` or ``b_noise_width`` not a finite factor > 1; and whatever
+            :func:`surge.analysis.analyze` raises for the frame and the other arguments.
+    """
     width = check_scalar(width, "width", positive=True)
     b_noise_width = check_scalar(b_noise_width, "b_noise_width", positive=True)
     for name, w in (("width", width), ("b_noise_width", b_noise_width)):

@@ -23,7 +23,15 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class SelectionBias:
-    """One batch size at one stage: decrease after the first crossing / local loss trend."""
+    """One batch size at one stage: decrease after the first crossing / local loss trend.
+
+    Attributes:
+        batch_size: B, in the sweep's ``batch_unit``.
+        ratio: the median over trials of (N-step decrease after S) / (N x local slope between crossings);
+            near 1: no selection bias.
+        ratio_iqr: the 25th and 75th percentiles of the trials' ratios.
+        n_trials: trials that reached both targets with usable numbers.
+    """
 
     batch_size: int
     ratio: float  # median over trials of (N-step decrease after S) / (N x local slope between crossings)
@@ -36,7 +44,21 @@ def selection_bias(prev: pd.DataFrame, this: pd.DataFrame, extra_steps: float) -
 
     Both are tidy frames of one stage (columns batch_size, lr, round, reached, steps, loss_at_target,
     loss_decrease). Empty when the numbers are missing (branch trials record no S; a first stage has
-    no previous crossing)."""
+    no previous crossing).
+
+    Trials are matched on (batch size, lr, round); a trial counts when it reached both targets with finite
+    probe losses and decrease, more steps at this target than at ``prev``, and a positive local trend.
+
+    Args:
+        prev: the tidy frame (:func:`surge.analysis.tidy_frame`) of the previous (higher) target's stage.
+        this: the tidy frame of this stage.
+        extra_steps: N, the steps after the target over which the decrease was measured; not finite or
+            <= 0 gives an empty result.
+
+    Returns:
+        tuple[SelectionBias, ...]: one per batch size with at least one usable trial, ascending; empty when
+        there is none.
+    """
     if not (math.isfinite(extra_steps) and extra_steps > 0):
         return ()
     keys = ["batch_size", "lr", "round"]
@@ -68,7 +90,17 @@ def selection_bias(prev: pd.DataFrame, this: pd.DataFrame, extra_steps: float) -
 
 
 def selection_message(rows: tuple[SelectionBias, ...]) -> str:
-    """One sentence on the ratios (empty when there are none)."""
+    """One sentence on the ratios (empty when there are none).
+
+    The ratios count as different across batch sizes when the largest is more than 1.5 times the smallest
+    (or the smallest is <= 0).
+
+    Args:
+        rows: the ratios of one stage, from :func:`selection_bias`.
+
+    Returns:
+        str: the sentence for the stage's messages, or ``""`` when ``rows`` is empty.
+    """
     if not rows:
         return ""
     parts = ", ".join(f"{r.ratio:.2g}x at B = {r.batch_size}" for r in rows)

@@ -11,7 +11,18 @@ from surge.analysis.results import StageAnalysis, SweepAnalysis
 
 
 def stage_to_dict(st: StageAnalysis, files: list[Path] | None = None) -> dict[str, Any]:
-    """One stage as a JSON-ready dict (NaN -> None); ``files`` are its figure paths when a report drew them."""
+    """One stage as a JSON-ready dict (NaN -> None); ``files`` are its figure paths when a report drew them.
+
+    Args:
+        st: the stage's analysis.
+        files: the stage's figure files (PNG, PDF) when a report drew them; None (default): none.
+
+    Returns:
+        dict[str, Any]: the stage's B_noise (Eq 22) and its fits, eps_max per law (Eq 23 / 24), per batch size
+        the optimal, refined and fitted learning rates with intervals, S(B) and E(B), the law comparison,
+        the verdict on the fall past B_noise, the counts, messages and ``files`` (strings); values passed
+        through :func:`surge._json.to_jsonable` (NaN and inf become None).
+    """
     fit = st.b_noise_fit
     laws = []
     if st.law_comparison is not None:
@@ -87,6 +98,16 @@ def analysis_to_dict(analysis: SweepAnalysis, files=None) -> dict[str, Any]:
     """The whole analysis as one JSON-ready dict: the ``surge analyze --json`` object and ``analysis.json``.
 
     ``files`` (a :class:`surge.report.ReportFiles`) fills the ``files`` keys when a report was written.
+
+    Args:
+        analysis: the analysis of one configuration.
+        files: the report's files (:class:`surge.report.ReportFiles`), or None (default) when no report was
+            written: then every ``files`` key is empty.
+
+    Returns:
+        dict[str, Any]: the configuration, settings, one :func:`stage_to_dict` per stage, the B_noise trend,
+        the messages and the files (``markdown``, ``html``, ``json``, ``b_noise_figure``); NaN and inf as
+        None.
     """
     a = analysis
     stages = [stage_to_dict(st, files.stage_files(st.target_loss) if files is not None else None) for st in a.stages]

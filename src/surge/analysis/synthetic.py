@@ -56,6 +56,28 @@ def synthetic_laws(
     ``b_noise * (target_loss[0] / t) ** b_noise_growth``; a sequence gives one value per target. A scalar
     ``eps_max`` is the same at every target. ``target_loss`` defaults to (2.0, 1.5, 1.0); ``targets`` is its
     earlier name, accepted for one release.
+
+    Args:
+        law: ``"adam"`` (Eq 2) or ``"sgd"`` (Eq 1 / Eq 24); only checked here (the values do not depend on it).
+        b_noise: B_noise in batch-size units, > 0: a scalar (its value at the first target) or a sequence of
+            one value per target. Default 64.
+        eps_max: the peak learning rate eps_max, > 0: a scalar (every target) or one value per target.
+            Default 1e-3.
+        target_loss: the stages' target losses, > 0, strictly decreasing; None: (2.0, 1.5, 1.0).
+        b_noise_growth: the exponent of B_noise's growth with a scalar ``b_noise``, >= 0 (0: constant);
+            default 1.
+        targets: the earlier name of ``target_loss`` (deprecated; a ``DeprecationWarning``).
+
+    Returns:
+        tuple[np.ndarray, np.ndarray, np.ndarray]: three float arrays (T,): the target losses, B_noise per
+        target and eps_max per target.
+
+    Raises:
+        SurgeError: ``law`` not ``"adam"`` or ``"sgd"``; both ``target_loss`` and ``targets`` given;
+            target losses not positive, not 1-D or not strictly decreasing; ``b_noise`` or ``eps_max`` not
+            > 0, or a sequence whose length is not the number of targets; ``b_noise_growth`` < 0 or not
+            finite.
+        SurgeTypeError: a non-numeric value, or a ``law`` that is not a string.
     """
     check_choice(law, "law", ("adam", "sgd"))
     target_loss = renamed(target_loss, targets, "target_loss", "targets", (2.0, 1.5, 1.0))
@@ -114,6 +136,49 @@ def synthetic_frame(
     ``optimizer`` / ``betas`` are ("adam", (0, 0)) for the Adam law and ("sgd", (0, 0)) for SGD.
     ``target_loss`` (the stages) defaults to (2.0, 1.5, 1.0); ``targets`` is its earlier name, accepted for
     one release.
+
+    Args:
+        law: ``"adam"`` (Eq 2, default) or ``"sgd"`` (Eq 24 with exponent ``alpha``).
+        b_noise: B_noise in batch-size units, > 0: a scalar (at the first target, growing with
+            ``b_noise_growth``) or one value per target. Default 64.
+        eps_max: the peak learning rate, > 0: a scalar or one value per target. Default 1e-3.
+        alpha: the exponent of the SGD law (Eq 24), > 0; default 1 (Eq 1). Checked but unused for ``"adam"``.
+        batch_sizes: the batch sizes, positive integers (duplicates dropped, sorted); default 4..1024 by 2x.
+        lrs: the learning rate grid, > 0 (duplicates dropped, sorted); None: 17 log-spaced values (above).
+        rounds: the rounds (seeds), an integer >= 1; default 5.
+        target_loss: the stages' target losses, > 0, strictly decreasing; None: (2.0, 1.5, 1.0).
+        b_noise_growth: the exponent of B_noise's growth over the targets, >= 0; default 1.
+        s_min: S_min (steps) at the first target, > 0; default 200.
+        s_min_growth: the exponent of S_min's growth over the targets, >= 0; default 2.
+        dl_max: Eq 18's dL_max, the best loss decrease (nats) at B much larger than B_noise, > 0; default 0.05.
+        noise: the standard deviation of a trial's loss-decrease noise, as a fraction of dL_opt(B), >= 0;
+            default 0.1.
+        steps_noise: the standard deviation of the log-normal noise of the steps (shared by a trial's
+            stages), >= 0; default 0.05.
+        steps_lr_sensitivity: how much the steps grow away from the optimal lr, the factor
+            ``1 + steps_lr_sensitivity * ln(u)^2`` with u = lr / eps_opt(B), >= 0; default 0.2.
+        diverge_above: a trial with u = lr / eps_opt(B) at the first target above this diverges (> 0);
+            None (default): none diverges.
+        max_steps: the step budget, > 0: a stage needing more steps is censored; None (default): no budget.
+        extra_steps: N, the steps after the target over which the decrease is said to be measured (written
+            to the ``extra_steps`` column; the decreases do not depend on it); default 10.
+        seed: seed of the noise; round r gets the ``seed`` column ``seed + r``.
+        workload: the ``workload`` column; default ``"synthetic"``.
+        optimizer: the ``optimizer`` column; None: ``"adam"`` or ``"sgd"`` after ``law``.
+        betas: the (beta1, beta2) columns; None: (0, 0).
+        batch_unit: what a batch size counts: ``"examples"`` (default), ``"tokens"`` or ``"sequences"``.
+        targets: the earlier name of ``target_loss`` (deprecated; a ``DeprecationWarning``).
+
+    Returns:
+        pd.DataFrame: one row per (round, batch size, lr, stage) with the sweep store's columns (``status``,
+        ``reached``, ``steps``, ``examples``, ``loss_decrease``, ...); ``frame.attrs["synthetic"]`` holds
+        the true law, alpha, target losses, B_noise, eps_max and S_min per target.
+
+    Raises:
+        SurgeError: an argument out of range (see each above): ``law`` or ``batch_unit`` not allowed;
+            both ``target_loss`` and ``targets``; non-integer ``batch_sizes``; ``rounds`` not an integer
+            >= 1; a non-positive or non-finite value; target losses not strictly decreasing.
+        SurgeTypeError: a non-numeric value, or a choice that is not a string.
     """
     law = check_choice(law, "law", ("adam", "sgd"))
     target_loss = renamed(target_loss, targets, "target_loss", "targets", (2.0, 1.5, 1.0))
@@ -217,6 +282,19 @@ def write_synthetic_store(frame: pd.DataFrame, path: str | Path, *, name: str = 
 
     Goes through :class:`surge.sweep.store.SweepStore` like a real sweep, with a spec made from the frame's
     grid. Needs the sweep layer (imported here, not at module import).
+
+    Args:
+        frame: a frame from :func:`synthetic_frame` (one configuration; every (batch size, lr, seed) of its
+            grid present).
+        path: the SQLite store's file; created when missing, added to when it exists.
+        name: the sweep's name in the store; default ``"synthetic"``.
+
+    Returns:
+        Path: ``path``.
+
+    Raises:
+        SurgeError: the spec made from the frame is invalid, or the store cannot be opened or written
+            (from :func:`surge.sweep.spec.spec_from_dict` and :class:`surge.sweep.store.SweepStore`).
     """
     from types import SimpleNamespace
 

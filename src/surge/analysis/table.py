@@ -25,7 +25,19 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a .csv, .tsv or .parquet table; errors name the file and say what is allowed."""
+    """Read a .csv, .tsv or .parquet table; errors name the file and say what is allowed.
+
+    Args:
+        path: the table's file: ``.csv`` (comma-separated), ``.tsv`` (tab-separated), ``.parquet`` or ``.pq``
+            (needs pyarrow); the suffix is matched in any case.
+
+    Returns:
+        pd.DataFrame: the table as read, one row per line (CSV / TSV with a header row).
+
+    Raises:
+        SurgeError: the path is not a file; an unsupported suffix; a file that cannot be parsed; Parquet
+            without pyarrow. The messages name the CLI option ``--table``.
+    """
     path = Path(path)
     if not path.is_file():
         raise SurgeError(f"--table {str(path)!r} does not exist or is not a file")
@@ -81,24 +93,30 @@ def table_frame(
 ) -> pd.DataFrame:
     """A sweep table (one row per run) as the tidy trial frame the analysis reads.
 
-    Parameters
-    ----------
-    table : one row per run (pandas DataFrame), any other columns ignored.
-    lr_column, batch_size_column, loss_column : column names of the learning rate (> 0), the batch size
-        (a positive integer, in ``batch_unit``) and the final or evaluation loss (lower is better; missing,
-        NaN or inf means the run diverged).
-    seed_column : column of the seed; runs of one seed form a round. Without it, repeats of one
-        (lr, batch size) are numbered in file order.
-    name : the workload label in the report (e.g. the file name).
+    Args:
+        table: one row per run (pandas DataFrame); any other columns are ignored.
+        lr_column: the column of the learning rate, finite and > 0 in every row.
+        batch_size_column: the column of the batch size, a positive whole number (in ``batch_unit``) in
+            every row; at least 2 distinct values.
+        loss_column: the column of the final or evaluation loss (lower is better); missing, NaN or inf means
+            the run diverged; at least one finite value.
+        seed_column: the column of the seed, whole numbers; runs of one seed form a round. None (default):
+            repeats of one (lr, batch size) are numbered in file order.
+        name: the workload label in the report (e.g. the file name); default ``"table"``.
+        batch_unit: what a batch size counts: ``"examples"`` (default), ``"tokens"`` or ``"sequences"``
+            (checked later, by :func:`surge.analysis.tidy_frame`).
 
-    Returns
-    -------
-    The tidy frame (one stage whose target is the highest finite loss, ``loss_decrease`` = -loss, no steps).
+    Returns:
+        pd.DataFrame: a trial frame the analysis reads (not yet passed through
+        :func:`surge.analysis.tidy_frame`): columns ``batch_size``, ``lr``, ``seed``, ``workload``,
+        ``optimizer`` (``"optimizer"``), ``batch_unit``, ``status`` (``"ok"``, or ``"diverged"`` without a
+        finite loss), ``target_loss``, ``reached``, ``steps`` (NaN), ``loss_decrease`` and ``loss``. One
+        stage whose target is the highest finite loss, ``loss_decrease`` = -loss, no steps.
 
-    Raises
-    ------
-    SurgeError: a column that does not exist, a value that is not a number, a non-positive lr or batch
-        size, a fractional batch size, no run with a finite loss, fewer than 2 batch sizes.
+    Raises:
+        SurgeError: ``table`` not a DataFrame or without rows; a column that does not exist; a value that
+            is not a number, or empty where required; a non-positive or non-finite lr or batch size; a
+            fractional batch size or seed; no run with a finite loss; fewer than 2 batch sizes.
     """
     if not isinstance(table, pd.DataFrame):
         raise SurgeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
@@ -160,7 +178,22 @@ def load_table(
     loss_column: str,
     seed_column: str | None = None,
 ) -> pd.DataFrame:
-    """:func:`read_table` then :func:`table_frame`, with the file name as the workload label."""
+    """:func:`read_table` then :func:`table_frame`, with the file name as the workload label.
+
+    Args:
+        path: the table's file (``.csv``, ``.tsv``, ``.parquet``, ``.pq``).
+        lr_column: the column of the learning rate.
+        batch_size_column: the column of the batch size (in examples).
+        loss_column: the column of the final or evaluation loss (lower is better).
+        seed_column: the column of the seed (a round per seed); None: repeats numbered in file order.
+
+    Returns:
+        pd.DataFrame: the trial frame of :func:`table_frame` (one stage, batch sizes in examples).
+
+    Raises:
+        SurgeError: what :func:`read_table` and :func:`table_frame` raise (a missing or unreadable file, a
+            bad column or value).
+    """
     path = Path(path)
     return table_frame(
         read_table(path),

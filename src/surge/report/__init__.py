@@ -41,7 +41,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """What :func:`write_report` wrote."""
+    """What :func:`write_report` wrote.
+
+    Attributes:
+        markdown: the path of ``report.md``.
+        html: the path of ``report.html`` (self-contained).
+        json: the path of ``analysis.json``.
+        figures: figure key -> its files [png, pdf]; keys ``"stage_<t>"`` (one per stage) and
+            ``"b_noise_vs_target"``; a figure that could not be drawn is absent.
+        figure_errors: one sentence per figure that could not be drawn (left out).
+    """
 
     markdown: Path
     html: Path
@@ -50,11 +59,25 @@ class ReportFiles:
     figure_errors: tuple[str, ...] = ()  # one sentence per figure that could not be drawn (left out)
 
     def stage_files(self, target_loss: float) -> list[Path]:
+        """The figure files of one stage.
+
+        Args:
+            target_loss: the stage's target loss (its figure's key is
+                :func:`surge.plots.sweep_figures.stage_stem` of it).
+
+        Returns:
+            list[Path]: the stage figure's [png, pdf]; empty when it was not drawn.
+        """
         from surge.plots.sweep_figures import stage_stem
 
         return list(self.figures.get(stage_stem(target_loss), []))
 
     def all(self) -> list[Path]:
+        """Every file written.
+
+        Returns:
+            list[Path]: ``report.md``, ``report.html``, ``analysis.json``, then every figure file.
+        """
         return [self.markdown, self.html, self.json] + [p for ps in self.figures.values() for p in ps]
 
 
@@ -62,6 +85,20 @@ def write_report(analysis: SweepAnalysis, out_dir: str | Path, *, normalize: boo
     """Write the figures (PNG + PDF), ``report.md``, ``report.html`` (self-contained) and ``analysis.json``.
 
     ``normalize`` is passed to the heatmaps (each batch size's column divided by its best decrease).
+
+    A figure that cannot be drawn is left out and named in :attr:`ReportFiles.figure_errors`; existing
+    files of the same names are overwritten.
+
+    Args:
+        analysis: the analysis to report.
+        out_dir: the output folder, created (with its parents) when missing.
+        normalize: divide each batch size's column of the heatmaps by its best decrease; default False.
+
+    Returns:
+        ReportFiles: the paths written and the figures that could not be drawn.
+
+    Raises:
+        OSError: the folder or a file cannot be created or written.
     """
     from surge.plots.sweep_figures import save_sweep_figures
 

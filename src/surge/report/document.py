@@ -13,28 +13,62 @@ from surge.analysis import EPS_LAWS, StageAnalysis, SweepAnalysis
 
 @dataclass(frozen=True)
 class Heading:
+    """A heading.
+
+    Attributes:
+        level: 1 for the title, 2 for a section, and so on.
+        text: the heading's text (plain).
+    """
+
     level: int  # 1 = the title
     text: str
 
 
 @dataclass(frozen=True)
 class Paragraph:
+    """A paragraph.
+
+    Attributes:
+        text: the paragraph's text; ``**bold**`` is the only markup.
+    """
+
     text: str  # **bold** is the only markup
 
 
 @dataclass(frozen=True)
 class Bullets:
+    """A bullet list.
+
+    Attributes:
+        items: one string per bullet (``**bold**`` allowed).
+    """
+
     items: list[str]
 
 
 @dataclass(frozen=True)
 class Table:
+    """A table of text cells.
+
+    Attributes:
+        header: the column titles.
+        rows: one list of cells per row, as long as ``header``.
+    """
+
     header: list[str]
     rows: list[list[str]]
 
 
 @dataclass(frozen=True)
 class Figure:
+    """A saved figure, placed by key.
+
+    Attributes:
+        key: which saved figure: ``"stage_<t>"`` or ``"b_noise_vs_target"`` (a key of the renderers'
+            ``figures``).
+        caption: the figure's caption.
+    """
+
     key: str  # "stage_<t>" or "b_noise_vs_target": which saved figure
     caption: str
 
@@ -257,7 +291,15 @@ def _cannot_test(a: SweepAnalysis) -> str:
 
 
 def report_blocks(analysis: SweepAnalysis) -> list[Block]:
-    """The report as a list of blocks (headings, paragraphs, tables, figures) in reading order."""
+    """The report as a list of blocks (headings, paragraphs, tables, figures) in reading order.
+
+    Args:
+        analysis: the analysis to report.
+
+    Returns:
+        list[Block]: the title, the summary table, the B_noise trend, how the numbers are made, the
+        messages, then each stage's blocks.
+    """
     a = analysis
     conf = _pct(a.settings.confidence)
     s = a.settings

@@ -18,7 +18,18 @@ def _md_cell(text: str) -> str:
 def render_markdown(
     analysis: SweepAnalysis, figures: dict[str, list[Path]] | None = None, *, base: Path | None = None
 ) -> str:
-    """The report as Markdown; figures are linked by path (relative to ``base`` when given)."""
+    """The report as Markdown; figures are linked by path (relative to ``base`` when given).
+
+    Args:
+        analysis: the analysis to render.
+        figures: figure key -> [png, pdf] paths (as :func:`surge.plots.sweep_figures.save_sweep_figures`
+            returns); a figure without files is left out. None (default): no figures.
+        base: the folder the Markdown file lives in: PNG paths below it are linked relative to it; None
+            (default): paths as given.
+
+    Returns:
+        str: the Markdown text, ending in one newline.
+    """
     lines: list[str] = []
     for block in report_blocks(analysis):
         if isinstance(block, Heading):
@@ -63,7 +74,19 @@ figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{f
 
 
 def render_html(analysis: SweepAnalysis, figures: dict[str, list[Path]] | None = None) -> str:
-    """The report as one self-contained HTML page: the PNG figures are embedded as base64 data URIs."""
+    """The report as one self-contained HTML page: the PNG figures are embedded as base64 data URIs.
+
+    Args:
+        analysis: the analysis to render.
+        figures: figure key -> [png, pdf] paths; each PNG is read and embedded, a figure without files is
+            left out. None (default): no figures.
+
+    Returns:
+        str: the HTML page (UTF-8 text, with its CSS inline).
+
+    Raises:
+        OSError: a figure's PNG cannot be read.
+    """
     body: list[str] = []
     for block in report_blocks(analysis):
         if isinstance(block, Heading):
