@@ -30,7 +30,15 @@ def _show(value: object, limit: int = 6) -> str:
 
 
 def type_name(value: object) -> str:
-    """The name of a value's type as a user writes it (TOML / JSON words for the common ones)."""
+    """The name of a value's type as a user writes it (TOML / JSON words for the common ones).
+
+    Args:
+        value: any object.
+
+    Returns:
+        A string: ``"boolean"``, ``"integer"``, ``"float"``, ``"string"``, ``"array"`` (list or tuple) or
+        ``"table"`` (dict) for those exact types; the class name (``type(value).__name__``) otherwise.
+    """
     return {
         bool: "boolean",
         int: "integer",
@@ -44,6 +52,15 @@ def type_name(value: object) -> str:
 
 def check_int(value: object, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """Return ``value`` if it is an integer (not a bool, not a float) within ``[minimum, maximum]``.
+
+    Args:
+        value: the value to check: a Python ``int`` or a NumPy integer.
+        name: the argument's name, shown in the error message.
+        minimum: the smallest allowed value (inclusive); None: no lower bound.
+        maximum: the largest allowed value (inclusive); None: no upper bound.
+
+    Returns:
+        ``value`` as a Python int.
 
     Raises:
         SurgeTypeError: not an integer (a float with an integer value is named, with the fix).
@@ -74,7 +91,19 @@ def check_scalar(
 ) -> float:
     """Return ``value`` as a float after checking it is a real number with the given sign and range.
 
-    ``finite`` rejects NaN and, unless ``allow_inf``, +-inf; ``below`` is an exclusive upper bound.
+    NaN is always rejected.
+
+    Args:
+        value: the value to check: a real number (``int``, ``float``, NumPy scalar), not a bool.
+        name: the argument's name, shown in the error message.
+        positive: require ``value > 0``.
+        nonnegative: require ``value >= 0``.
+        finite: reject +-inf (unless ``allow_inf``); False lets +-inf through.
+        allow_inf: let +-inf through even when ``finite`` is True.
+        below: an exclusive upper bound (``value < below``); None: no bound.
+
+    Returns:
+        ``value`` as a Python float.
 
     Raises:
         SurgeTypeError: not a real number.
@@ -105,7 +134,26 @@ def check_array(
     ndim: int | None = None,
     min_size: int = 1,
 ) -> np.ndarray:
-    """Return ``value`` as a float64 array after checking shape, finiteness and sign."""
+    """Return ``value`` as a float64 array after checking shape, finiteness and sign.
+
+    Every element must be finite (no NaN, no +-inf).
+
+    Args:
+        value: array-like of real numbers, any shape.
+        name: the argument's name, shown in the error message.
+        positive: require every element > 0.
+        nonnegative: require every element >= 0.
+        ndim: the required number of dimensions; None: any.
+        min_size: the least number of elements (default 1: not empty).
+
+    Returns:
+        A float64 np.ndarray of ``value``'s shape (``value`` itself when it already is one).
+
+    Raises:
+        SurgeTypeError: ``value`` cannot be converted to an array of real numbers.
+        SurgeError: wrong number of dimensions, fewer than ``min_size`` elements, a non-finite element,
+            or an element of the wrong sign (the message gives the first bad element's flat index).
+    """
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -128,7 +176,20 @@ def check_array(
 
 
 def check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``allowed``."""
+    """Return ``value`` if it is one of ``allowed``.
+
+    Args:
+        value: the value to check, a string.
+        name: the argument's name, shown in the error message.
+        allowed: the allowed strings.
+
+    Returns:
+        ``value``, a string.
+
+    Raises:
+        SurgeTypeError: ``value`` is not a string.
+        SurgeError: ``value`` is not one of ``allowed``.
+    """
     if not isinstance(value, str):
         raise SurgeTypeError(
             f"{name} must be a string, one of {', '.join(repr(a) for a in allowed)}; got {value!r} ({type_name(value)})"
@@ -139,7 +200,17 @@ def check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
 
 
 def check_same_length(**arrays: np.ndarray) -> int:
-    """Check 1-D arrays have equal lengths; return that length."""
+    """Check 1-D arrays have equal lengths; return that length.
+
+    Args:
+        **arrays: the sequences to compare, by the names the error message shows (at least one).
+
+    Returns:
+        The common length, an int.
+
+    Raises:
+        SurgeError: the lengths differ (the message lists each name with its length).
+    """
     lengths = {k: len(v) for k, v in arrays.items()}
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{k} has {n}" for k, n in lengths.items())
@@ -149,7 +220,22 @@ def check_same_length(**arrays: np.ndarray) -> int:
 
 def renamed(new_value, old_value, new: str, old: str, default):
     """A keyword renamed to the paper's name: the old one is accepted for one release, with a
-    DeprecationWarning; giving both is an error."""
+    DeprecationWarning; giving both is an error.
+
+    Args:
+        new_value: the value given under the new name, or None when not given.
+        old_value: the value given under the old name, or None when not given.
+        new: the new keyword's name (for the messages).
+        old: the old keyword's name (for the messages).
+        default: the value when neither is given.
+
+    Returns:
+        ``old_value`` when only it is given (with a ``DeprecationWarning``), else ``new_value``, or
+        ``default`` when both are None.
+
+    Raises:
+        SurgeError: both ``new_value`` and ``old_value`` are given.
+    """
     if old_value is None:
         return default if new_value is None else new_value
     if new_value is not None:
@@ -184,8 +270,18 @@ def _writable_dir(path: Path, name: str, what: str, shown: Path | None = None) -
 def check_output_dir(path, name: str = "--out") -> Path:
     """Check, before any work starts, that ``path`` is (or can be made) a folder that takes files.
 
-    Creates the folder. Raises :class:`surge.errors.OutputError` (exit code 2) naming ``name`` and the
-    path when it is a file, lies under a file, or cannot be written (read-only place, no permission).
+    Creates the folder (and its parents), and writes and removes a probe file in it.
+
+    Args:
+        path: the folder, a ``str`` or ``os.PathLike``.
+        name: how the error message names it (default ``"--out"``, the CLI option).
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path`.
+
+    Raises:
+        OutputError: (exit code 2) naming ``name`` and the path when it is a file, lies under a file, or
+            cannot be written (read-only place, no permission).
     """
     p = Path(path)
     _writable_dir(p, name, "give a folder that can be written")
@@ -194,7 +290,21 @@ def check_output_dir(path, name: str = "--out") -> Path:
 
 def check_output_file(path, name: str = "--out") -> Path:
     """Check, before any work starts, that the file ``path`` can be written: its folder is (or can be made)
-    a writable folder and ``path`` is not a folder. Raises :class:`surge.errors.OutputError`."""
+    a writable folder and ``path`` is not a folder.
+
+    Creates the file's folder (and its parents) when missing; does not create the file.
+
+    Args:
+        path: the file, a ``str`` or ``os.PathLike``.
+        name: how the error message names it (default ``"--out"``, the CLI option).
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path`.
+
+    Raises:
+        OutputError: ``path`` is a folder, its folder is a file, lies under one or cannot be written, or
+            ``path`` exists and cannot be written.
+    """
     from surge.errors import OutputError
 
     p = Path(path)

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 
 class SurgeError(ValueError):
-    """Bad input: a wrong argument, file, store or spec. The CLI prints it as one line, exit code 2."""
+    """Bad input: a wrong argument, file, store or spec. The CLI prints it as one line, exit code 2.
+
+    Attributes:
+        exit_code: the CLI's exit status for this error, 2 (class attribute).
+    """
 
     exit_code = 2
 
@@ -34,6 +38,10 @@ class OutputError(SurgeError):
 
 
 class EstimationError(SurgeError):
-    """Valid input from which the estimate cannot be made (too few points, a failed fit). Exit code 1."""
+    """Valid input from which the estimate cannot be made (too few points, a failed fit). Exit code 1.
+
+    Attributes:
+        exit_code: the CLI's exit status for this error, 1 (class attribute).
+    """
 
     exit_code = 1

@@ -21,7 +21,16 @@ _done = False
 
 
 def configure_allocator() -> bool:
-    """Apply the settings once per process; False where there is no glibc ``mallopt`` (macOS, musl...)."""
+    """Apply the settings once per process; False where there is no glibc ``mallopt`` (macOS, musl...).
+
+    Sets ``M_MMAP_MAX`` to 0, ``M_TRIM_THRESHOLD`` to 2**31 - 1 bytes (the largest ``int``: never trim, in
+    practice) and ``M_TOP_PAD`` to 1 GiB. A later call returns True at once after a successful one; after
+    a failed one it tries again.
+
+    Returns:
+        A bool, True when every ``mallopt`` call succeeded (now or in an earlier call); False off Linux,
+        where libc or ``mallopt`` cannot be loaded, or when a ``mallopt`` call failed.
+    """
     global _done
     if _done:
         return True

@@ -6,9 +6,11 @@ about the optimal learning rate at one point theta. The branch protocol measures
 
 1. **Trunk.** One run with a reference configuration (``trunk_batch_size``, ``trunk_lr``, the group's
    optimizer, ``trunk_seed``) trains until its probe loss is at or below each target loss (measured every
-   :func:`~surge.engine.schedule.probe_interval` / 8 steps, at least 1, or ``probe_interval``) and is *checkpointed* there: flat parameters,
-   buffers, the optimizer state and the data position (the trunk's step). A target the trunk does not
-   reach within the budget (``max_steps``, ``max_examples``) is censored for every branch.
+   :func:`~surge.engine.schedule.probe_interval` / 8 steps, at least 1, or ``probe_interval``), goes on
+   N = ``extra_steps`` more steps (fewer where the budget ends first; none for a target met at
+   initialisation) and is *checkpointed* there: flat parameters, buffers, the optimizer state and the data
+   position (the trunk's step). A target the trunk does not reach within the budget (``max_steps``,
+   ``max_examples``), or not before its probe loss turns NaN/inf, is censored for every branch.
 2. **Branches.** From each checkpoint, every trial of the group (one batch size; learning rates x rounds)
    is a lane; all lanes start from the checkpoint's parameters, with the optimizer state reset
    (``branch_optimizer_state="reset"``) or the trunk's (``"carry"``), and train exactly N =
@@ -25,6 +27,9 @@ rename) after every checkpoint, with the trunk's state, so a killed trunk resume
 finished one is never recomputed. A file lock makes concurrent groups (worker processes) wait for one
 trunk rather than each training it. The trunk is deterministic on the CPU (one lane, single-threaded), so
 its configuration identifies its checkpoints: it is part of every branch trial's key.
+
+Why one module of ~440 lines: the trunk, its checkpoints (on disk and cached) and the branches from them are
+one protocol that only makes sense together; about 300 lines are code, the rest docstrings.
 """
 
 from __future__ import annotations
@@ -56,7 +61,17 @@ BRANCH_EXAMPLES = 2**16  # lanes x batch size stepped at once (bounds the batch 
 
 @dataclass
 class Checkpoint:
-    """The trunk at one target loss (or the fact that it did not reach it)."""
+    """The trunk at one target loss (or the fact that it did not reach it).
+
+    Attributes:
+        target_loss: the target probe loss, in nats.
+        reached: whether the trunk reached it within its budget; when False, the fields below are None.
+        step: the trunk's step (its data position) at the checkpoint.
+        loss: the probe loss there, in nats (near ``target_loss``: N steps after the first crossing).
+        params: the trunk's flat parameters, a tensor ``[P]``.
+        buffers: the model's buffers, name -> tensor (BatchNorm running statistics).
+        opt: the optimizer state of the one trunk lane (a state NamedTuple of :mod:`surge.engine.optim`).
+    """
 
     target_loss: float
     reached: bool
@@ -68,7 +83,16 @@ class Checkpoint:
 
 
 def trunk_config(config: GroupConfig) -> dict:
-    """Everything that decides the trunk's checkpoints (what its key hashes)."""
+    """Everything that decides the trunk's checkpoints (what its key hashes).
+
+    Args:
+        config: a branch-protocol group (``trunk_batch_size`` and ``trunk_lr`` set).
+
+    Returns:
+        A JSON-able dict: the checkpoint version, workload, optimizer settings, the trunk's batch size, lr
+        and seed, the target losses, ``max_steps``, ``max_examples``, ``dtype``, ``probe_examples`` and
+        ``probe_interval``.
+    """
     return {
         "v": CHECKPOINT_VERSION,
         "workload": config.workload,
@@ -86,6 +110,14 @@ def trunk_config(config: GroupConfig) -> dict:
 
 
 def trunk_key(config: GroupConfig) -> str:
+    """The trunk's key: the first 24 hex digits of the SHA-256 of :func:`trunk_config` as canonical JSON.
+
+    Args:
+        config: a branch-protocol group.
+
+    Returns:
+        A string of 24 lowercase hex characters; names the checkpoint file ``trunk-<key>.pt``.
+    """
     text = json.dumps(trunk_config(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -137,7 +169,21 @@ def _from_state(d: dict, opt_type) -> Checkpoint:
 def get_checkpoints(config: GroupConfig, workload: Workload | None = None) -> list[Checkpoint]:
     """The trunk's checkpoints, one per target loss: loaded when stored, else trained (and stored).
 
-    Raises :class:`~surge.errors.SurgeError` when a stored file was written for another trunk."""
+    With ``config.checkpoint_dir`` None the trunk is kept in this process's memory only; else in the file
+    ``trunk-<key>.pt`` there (the folder is created), under a file lock, resumed when a killed run left it
+    unfinished.
+
+    Args:
+        config: a branch-protocol group.
+        workload: the group's workload when already loaded; None: loaded from ``config.workload``.
+
+    Returns:
+        A list of :class:`Checkpoint`, one per target loss of ``config.target_losses``, in that order.
+
+    Raises:
+        SurgeError: ``config.protocol`` is not ``"branch"``; a stored file was written for another trunk;
+            the workload cannot be loaded.
+    """
     if config.protocol != "branch":
         raise SurgeError(f"get_checkpoints needs protocol 'branch', got {config.protocol!r}")
     key = trunk_key(config)
@@ -283,9 +329,23 @@ def _branch_lanes(runner: _Runner, cp: Checkpoint, trials: list[tuple[int, int, 
 def run_branch_group(config: GroupConfig, *, progress: Callable[[int, int], None] | None = None) -> list[TrialRecord]:
     """Branch every trial of the group from each trunk checkpoint for N steps (see the module docstring).
 
-    Returns one :class:`~surge.records.TrialRecord` per trial, in the order of ``config.lrs``/``seeds``,
-    each with one stage per target loss. ``progress(done, total)`` counts branch steps x lanes.
-    Deterministic on CPU: the same GroupConfig gives the same bits.
+    ``progress(done, total)`` counts branch steps x lanes. Deterministic on CPU: the same GroupConfig
+    gives the same bits.
+
+    Args:
+        config: a branch-protocol group (see :class:`~surge.records.GroupConfig`).
+        progress: ``progress(done, total)`` in lane-steps, ``total`` = trials x ``extra_steps`` x targets
+            (a censored target counts as done); None: no reports.
+
+    Returns:
+        A list of :class:`~surge.records.TrialRecord`, one per trial, in the order of
+        ``config.lrs``/``seeds``, each with one stage per target loss (``steps``/``examples`` None;
+        ``loss_after``/``loss_decrease`` None where the branch turned NaN/inf); ``status`` is always ``"ok"``.
+
+    Raises:
+        SurgeError: ``config.protocol`` is not ``"branch"``; the workload cannot be loaded; a stored
+            checkpoint file was written for another trunk; strategy ``"lockstep"`` is forced for a model
+            it cannot batch.
     """
     if config.protocol != "branch":
         raise SurgeError(f"run_branch_group needs protocol 'branch', got {config.protocol!r}")

@@ -14,6 +14,20 @@ class DataOrder:
     With ``epoch_size`` m, an epoch is the first m entries of its permutation (m random examples, no
     repeats within the epoch); ``None`` means all n. Step t (1-based) of batch size B takes stream
     positions ``(t-1)*B .. t*B - 1``.
+
+    Args:
+        seed: the round's seed, an int; it alone fixes every epoch's permutation.
+        n: the number of training examples (the workload's ``num_train``).
+        epoch_size: examples per epoch, 1 <= epoch_size <= n; None: all n.
+
+    Attributes:
+        seed: the seed, as an int.
+        n: the number of training examples, as an int.
+        size: examples per epoch (m).
+
+    Raises:
+        SurgeTypeError: ``epoch_size`` is not an integer.
+        SurgeError: ``epoch_size`` < 1 or > ``n``.
     """
 
     def __init__(self, seed: int, n: int, epoch_size: int | None = None) -> None:
@@ -36,6 +50,16 @@ class DataOrder:
         return perm
 
     def batch(self, step: int, batch_size: int) -> torch.Tensor:
+        """The example indices of step ``step`` at batch size ``batch_size``: stream positions
+        ``(step-1)*batch_size .. step*batch_size - 1``, across epoch boundaries where they fall.
+
+        Args:
+            step: the step, 1-based (not checked).
+            batch_size: examples per step, B >= 1 (not checked).
+
+        Returns:
+            An int64 tensor ``[batch_size]`` of training-example indices in ``0 .. n-1``.
+        """
         start, m = (step - 1) * batch_size, self.size
         epoch = start // m
         if (start + batch_size - 1) // m == epoch:  # within one epoch: a slice

@@ -73,8 +73,22 @@ def activation_bytes(
 ) -> tuple[int, str]:
     """Bytes one lane's backward pass keeps at ``batch_size``, with headroom, and how they were found.
 
-    Returns ``(bytes, method)``; ``method`` is ``"meta"`` (exact shapes at B) or ``"cpu"`` (a forward
-    pass of min(B, 4) examples on the CPU, scaled linearly to B).
+    The headroom: two copies of the largest saved tensor (the gradient held beside it).
+
+    Args:
+        workload: a :class:`~surge.workloads.Workload`, or the name :func:`surge.workloads.get_workload`
+            takes.
+        batch_size: the batch size B, in examples (>= 1; not checked).
+        dtype: the training dtype, one of :data:`surge.records.DTYPES` (``"float32"``, ``"float64"``).
+        data_dir: where a named workload finds its data; None: its default.
+
+    Returns:
+        A tuple ``(bytes, method)``; ``method`` is ``"meta"`` (exact shapes at B) or ``"cpu"`` (a
+        forward pass of min(B, 4, training examples) examples on the CPU, scaled linearly to B).
+
+    Raises:
+        KeyError: ``dtype`` is not one of ``DTYPES``.
+        SurgeError: a named workload cannot be loaded.
     """
     wl = _load(workload, data_dir)
     dt = TORCH_DTYPES[dtype]
@@ -97,8 +111,26 @@ def lane_facts(
     """What :func:`surge.sweep.gpu_sizing.lane_memory` needs: parameter count and bytes, activation
     bytes at ``batch_size``, the bytes a group pays once and the replay batch width.
 
-    ``fixed_bytes`` = the replay queue's cap (``surge.engine.bisect.REPLAY_BYTES``) + a probe forward
-    pass of ``workload.probe_chunk`` examples (its largest saved tensor, twice) + ``CONTEXT_BYTES``.
+    ``fixed_bytes`` = the replay queue's cap (``surge.engine.bisect.REPLAY_BYTES``) + half of
+    :func:`activation_bytes` at min(``workload.probe_chunk``, probe examples) examples (a probe forward
+    pass) + ``CONTEXT_BYTES``.
+
+    Args:
+        workload: a :class:`~surge.workloads.Workload`, or the name :func:`surge.workloads.get_workload`
+            takes.
+        batch_size: the batch size B, in examples (>= 1; not checked).
+        dtype: the training dtype, one of :data:`surge.records.DTYPES`.
+        data_dir: where a named workload finds its data; None: its default.
+
+    Returns:
+        A dict of ``n_params`` (parameters of one model), ``dtype_bytes`` (bytes per element),
+        ``activation_bytes`` and ``activation_method`` (from :func:`activation_bytes` at ``batch_size``),
+        ``fixed_bytes`` (bytes, once per group) and ``replay_lanes`` (lanes of a replay batch, 1-16: the
+        crossings, 3 x parameter bytes each, that fit under ``REPLAY_BYTES``, plus one).
+
+    Raises:
+        KeyError: ``dtype`` is not one of ``DTYPES``.
+        SurgeError: a named workload cannot be loaded.
     """
     wl = _load(workload, data_dir)
     dt = TORCH_DTYPES[dtype]
@@ -131,7 +163,22 @@ def measure_lane_bytes(
     """Bytes one lane of a lockstep step takes on ``device`` (CUDA): half the difference of the peak
     allocated memory of a step with 4 lanes and one with 2 (same batches; a fresh runner each).
 
-    Raises SurgeError when CUDA is not available.
+    Args:
+        workload: a :class:`~surge.workloads.Workload`, or the name :func:`surge.workloads.get_workload`
+            takes.
+        batch_size: the batch size B, in examples (>= 1; not checked).
+        optimizer: the optimizer's name, one of :data:`surge.records.OPTIMIZERS` (default settings).
+        dtype: the training dtype, one of :data:`surge.records.DTYPES`.
+        data_dir: where a named workload finds its data; None: its default.
+        device: the CUDA device, ``"cuda"`` or ``"cuda:i"``.
+
+    Returns:
+        Bytes per lane, an int >= 0 (parameters, gradient, optimizer state and activations).
+
+    Raises:
+        SurgeError: CUDA is not available or ``device`` is not a CUDA device; a named workload cannot be
+            loaded; an unknown ``optimizer``; the model cannot be vmapped (lockstep).
+        KeyError: ``dtype`` is not one of ``DTYPES``.
     """
     from surge.engine.optim import make_optimizer
     from surge.engine.trainer import LockstepRunner

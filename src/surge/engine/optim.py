@@ -28,6 +28,9 @@ Rules (per trial, ``g`` the gradient, ``t`` the step count after this step):
 - ``signsgd``: ``p *= 1 - lr*wd``; ``p -= lr * sign(g)``.
 - ``lion`` (Chen et al. 2023): ``p *= 1 - lr*wd``; ``p -= lr * sign(b1 m + (1-b1) g)``;
   ``m = b2 m + (1-b2) g``.
+
+Why one module of ~560 lines: five optimizers share one ``(init, update)`` protocol, the per-trial
+learning-rate handling and the fused Adam kernels; about 280 lines are code, the rest docstrings.
 """
 
 from __future__ import annotations
@@ -47,7 +50,13 @@ Params = Any  # a Tensor [T, ...] or a pytree (dict, list, tuple) of them
 
 
 class AdamState(NamedTuple):
-    """State of ``adam`` / ``adamw``: per-trial step counts and the two moment estimates."""
+    """State of ``adam`` / ``adamw``: per-trial step counts and the two moment estimates.
+
+    Attributes:
+        step: steps taken by each trial, one int per trial.
+        exp_avg: the first moment m, the structure of the parameters (tensors ``[T, ...]``).
+        exp_avg_sq: the second moment v, the structure of the parameters.
+    """
 
     step: tuple[int, ...]
     exp_avg: Params
@@ -55,21 +64,41 @@ class AdamState(NamedTuple):
 
 
 class MomentumState(NamedTuple):
-    """State of ``sgd`` and ``lion``: per-trial step counts and one momentum buffer."""
+    """State of ``sgd`` and ``lion``: per-trial step counts and one momentum buffer.
+
+    Attributes:
+        step: steps taken by each trial, one int per trial.
+        momentum: the momentum buffer, the structure of the parameters (tensors ``[T, ...]``).
+    """
 
     step: tuple[int, ...]
     momentum: Params
 
 
 class StepState(NamedTuple):
-    """State of ``signsgd``: per-trial step counts only."""
+    """State of ``signsgd``: per-trial step counts only.
+
+    Attributes:
+        step: steps taken by each trial, one int per trial.
+    """
 
     step: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class FunctionalOptimizer:
-    """An ``(init, update)`` pair. ``update_`` is the in-place form of ``update``."""
+    """An ``(init, update)`` pair. ``update_`` is the in-place form of ``update``.
+
+    Attributes:
+        name: the optimizer's name, one of :data:`surge.records.OPTIMIZERS`.
+        init: ``init(params) -> state``: the zero state for parameters ``[T, ...]`` (a tensor or a pytree
+            of them), step counts 0.
+        update: ``update(params, grads, state, lr) -> (params, state)``: one step on copies (pure); ``lr``
+            is a scalar, a sequence or a tensor ``[T]``, one finite value per trial.
+        update_: ``update_(params, grads, state, lr) -> state``: the same step in place on ``params`` and
+            the state's tensors; returns the state with the new step counts.
+        hyperparams: the checked settings (e.g. ``betas``, ``eps``, ``weight_decay``, ``momentum``).
+    """
 
     name: str
     init: Callable[[Params], Any]
@@ -263,7 +292,26 @@ def _check_betas(betas, name: str = "betas") -> tuple[float, float]:
 def adam(
     betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0, *, decoupled: bool = False
 ) -> FunctionalOptimizer:
-    """Adam (``decoupled=False``, L2 weight decay) or AdamW (``decoupled=True``); see the module docstring."""
+    """Adam (``decoupled=False``, L2 weight decay) or AdamW (``decoupled=True``); see the module docstring.
+
+    With ``betas=(0, 0)`` it is sign descent up to ``eps`` (paper Eq 29).
+
+    Args:
+        betas: ``(beta1, beta2)``, each in [0, 1): the decay rates of the first and second moments.
+        eps: added to the bias-corrected sqrt(v) in the denominator, >= 0.
+        weight_decay: the decay coefficient, >= 0: L2 (added to the gradient) or, with ``decoupled``,
+            ``p *= 1 - lr * weight_decay`` before the step.
+        decoupled: False: Adam; True: AdamW.
+
+    Returns:
+        A FunctionalOptimizer named ``"adam"`` or ``"adamw"``, with :class:`AdamState`; its ``update``
+        raises SurgeError on parameters without a common leading trial dimension or a non-finite lr.
+
+    Raises:
+        SurgeError: ``betas`` is not a pair, or a beta is outside [0, 1) or NaN/inf; ``eps`` or
+            ``weight_decay`` < 0 or NaN/inf.
+        SurgeTypeError: a beta or ``eps``/``weight_decay`` is not a real number.
+    """
     b1, b2 = _check_betas(betas)
     eps = check_scalar(eps, "eps", nonnegative=True)
     wd = check_scalar(weight_decay, "weight_decay", nonnegative=True)
@@ -292,12 +340,38 @@ def adam(
 def adamw(
     betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0
 ) -> FunctionalOptimizer:
-    """AdamW: Adam with decoupled weight decay (``torch.optim.AdamW``)."""
+    """AdamW: Adam with decoupled weight decay (``torch.optim.AdamW``).
+
+    Args:
+        betas: ``(beta1, beta2)``, each in [0, 1).
+        eps: added to the bias-corrected sqrt(v) in the denominator, >= 0.
+        weight_decay: the decoupled decay coefficient, >= 0: ``p *= 1 - lr * weight_decay`` each step.
+
+    Returns:
+        ``adam(betas, eps, weight_decay, decoupled=True)``, a FunctionalOptimizer named ``"adamw"``.
+
+    Raises:
+        SurgeError: ``betas`` is not a pair, or a beta is outside [0, 1) or NaN/inf; ``eps`` or
+            ``weight_decay`` < 0 or NaN/inf.
+        SurgeTypeError: a beta or ``eps``/``weight_decay`` is not a real number.
+    """
     return adam(betas, eps, weight_decay, decoupled=True)
 
 
 def sgd(momentum: float = 0.0, weight_decay: float = 0.0) -> FunctionalOptimizer:
-    """SGD with heavy-ball momentum and L2 weight decay (``torch.optim.SGD``, no dampening or Nesterov)."""
+    """SGD with heavy-ball momentum and L2 weight decay (``torch.optim.SGD``, no dampening or Nesterov).
+
+    Args:
+        momentum: the heavy-ball coefficient, >= 0 (0: plain SGD).
+        weight_decay: the L2 coefficient, >= 0 (``weight_decay * p`` is added to the gradient).
+
+    Returns:
+        A FunctionalOptimizer named ``"sgd"``, with :class:`MomentumState`.
+
+    Raises:
+        SurgeError: ``momentum`` or ``weight_decay`` < 0 or NaN/inf.
+        SurgeTypeError: either is not a real number.
+    """
     mom = check_scalar(momentum, "momentum", nonnegative=True)
     wd = check_scalar(weight_decay, "weight_decay", nonnegative=True)
 
@@ -320,7 +394,18 @@ def sgd(momentum: float = 0.0, weight_decay: float = 0.0) -> FunctionalOptimizer
 
 
 def signsgd(weight_decay: float = 0.0) -> FunctionalOptimizer:
-    """Sign descent: ``p -= lr * sign(g)``, with decoupled weight decay."""
+    """Sign descent: ``p -= lr * sign(g)``, with decoupled weight decay.
+
+    Args:
+        weight_decay: the decoupled decay coefficient, >= 0: ``p *= 1 - lr * weight_decay`` first.
+
+    Returns:
+        A FunctionalOptimizer named ``"signsgd"``, with :class:`StepState`.
+
+    Raises:
+        SurgeError: ``weight_decay`` < 0 or NaN/inf.
+        SurgeTypeError: ``weight_decay`` is not a real number.
+    """
     wd = check_scalar(weight_decay, "weight_decay", nonnegative=True)
 
     def init(params):
@@ -340,7 +425,20 @@ def signsgd(weight_decay: float = 0.0) -> FunctionalOptimizer:
 
 
 def lion(betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0) -> FunctionalOptimizer:
-    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), decoupled weight decay."""
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), decoupled weight decay.
+
+    Args:
+        betas: ``(beta1, beta2)``, each in [0, 1): beta1 mixes momentum and gradient for the sign,
+            beta2 is the momentum's decay rate.
+        weight_decay: the decoupled decay coefficient, >= 0: ``p *= 1 - lr * weight_decay`` first.
+
+    Returns:
+        A FunctionalOptimizer named ``"lion"``, with :class:`MomentumState`.
+
+    Raises:
+        SurgeError: ``betas`` is not a pair, or a beta is outside [0, 1) or NaN/inf; ``weight_decay`` < 0 or NaN/inf.
+        SurgeTypeError: a beta or ``weight_decay`` is not a real number.
+    """
     b1, b2 = _check_betas(betas)
     wd = check_scalar(weight_decay, "weight_decay", nonnegative=True)
 
@@ -369,7 +467,23 @@ def make_optimizer(
     weight_decay: float = 0.0,
     momentum: float = 0.0,
 ) -> FunctionalOptimizer:
-    """The functional optimizer called ``name`` (one of ``OPTIMIZERS``) with the given settings."""
+    """The functional optimizer called ``name`` (one of ``OPTIMIZERS``) with the given settings.
+
+    Args:
+        name: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"signsgd"`` or ``"lion"``.
+        betas: ``(beta1, beta2)`` for adam, adamw and lion; ignored by sgd and signsgd.
+        eps: the denominator's epsilon for adam and adamw; ignored by the others.
+        weight_decay: the weight-decay coefficient, >= 0 (L2 for adam and sgd, decoupled for the others).
+        momentum: the heavy-ball coefficient for sgd, >= 0; ignored by the others.
+
+    Returns:
+        The FunctionalOptimizer (see :func:`adam`, :func:`adamw`, :func:`sgd`, :func:`signsgd`,
+        :func:`lion`).
+
+    Raises:
+        SurgeTypeError: ``name`` is not a string, or a setting the optimizer uses is not a real number.
+        SurgeError: an unknown ``name``, or a setting the optimizer uses is out of range.
+    """
     check_choice(name, "optimizer name", OPTIMIZERS)
     if name == "adam":
         return adam(betas, eps, weight_decay)
@@ -383,14 +497,35 @@ def make_optimizer(
 
 
 def build_optimizer(config: OptimizerConfig) -> FunctionalOptimizer:
-    """The functional optimizer an :class:`surge.records.OptimizerConfig` describes."""
+    """The functional optimizer an :class:`surge.records.OptimizerConfig` describes.
+
+    Args:
+        config: the optimizer's name and settings (``betas``, ``eps``, ``weight_decay``, ``momentum``).
+
+    Returns:
+        The FunctionalOptimizer ``make_optimizer(config.name, ...)`` with the config's settings.
+
+    Raises:
+        SurgeError: a setting out of range (see :func:`make_optimizer`).
+        SurgeTypeError: a setting of the wrong type.
+    """
     return make_optimizer(
         config.name, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, momentum=config.momentum
     )
 
 
 def select_state(state: Any, index: torch.Tensor | list[int]) -> Any:
-    """The optimizer state of the trials ``index`` (a copy), in that order."""
+    """The optimizer state of the trials ``index`` (a copy), in that order.
+
+    Args:
+        state: an optimizer state NamedTuple (:class:`AdamState`, :class:`MomentumState`,
+            :class:`StepState`) of T trials.
+        index: trial indices in 0..T-1, a list or a 1-D integer tensor; repeats allowed.
+
+    Returns:
+        The state of the same type for ``len(index)`` trials: step counts picked, tensors by
+        ``index_select`` along dimension 0 (new tensors).
+    """
     idx = torch.as_tensor(index, dtype=torch.long)
     fields = {}
     for key, value in state._asdict().items():
@@ -402,7 +537,16 @@ def select_state(state: Any, index: torch.Tensor | list[int]) -> Any:
 
 
 def cat_states(states: Sequence[Any]) -> Any:
-    """Concatenate optimizer states of the same kind along the trial dimension."""
+    """Concatenate optimizer states of the same kind along the trial dimension.
+
+    Args:
+        states: a non-empty sequence of optimizer state NamedTuples of one type, with parameters of one
+            structure.
+
+    Returns:
+        The state of that type for all their trials, in order (step counts joined, tensors concatenated
+        along dimension 0).
+    """
     first = states[0]
     fields = {}
     for key in first._fields:

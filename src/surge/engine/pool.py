@@ -82,6 +82,27 @@ atexit.register(shutdown_workers)
 
 
 def run_in_workers(config, strategy, workers, progress, total) -> dict[int, _Record]:
+    """Train the group's trials in the worker pool, dealt round-robin into ``workers`` chunks.
+
+    The pool (``workers`` 'spawn'ed single-threaded processes) is started, or restarted at another size,
+    and kept for later groups. Progress reports come back over a queue, at most every 0.5 s per chunk.
+
+    Args:
+        config: the group (a :class:`~surge.records.GroupConfig`).
+        strategy: ``"lockstep"`` (each chunk in one runner) or ``"loop"`` (the chunk's trials one by one).
+        workers: the number of worker processes and chunks, >= 1.
+        progress: ``progress(done, total)`` called with the trial-steps done so far (capped at
+            ``total``), or None.
+        total: the trial-steps of the whole group (trials x step budget), passed on to ``progress``.
+
+    Returns:
+        A dict: trial index (0-based, in ``config.lrs`` order) -> that trial's internal record.
+
+    Raises:
+        RuntimeError: a worker process died (out of memory?) before its chunk finished.
+        Exception: whatever a worker raised, re-raised here. On any error (and on ``KeyboardInterrupt``)
+            the pool is shut down first.
+    """
     pool, q = _pool(workers)
     call = (os.getpid(), time.monotonic_ns())
     chunks = _chunks(config.n_trials, workers)

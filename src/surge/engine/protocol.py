@@ -56,7 +56,25 @@ def run_group(config: GroupConfig, *, progress: Callable[[int, int], None] | Non
 
     ``progress(done, total)`` is called now and then with trial-steps of the main runs: ``total`` is
     trials x step budget, and a finished trial counts as its whole budget. Deterministic on CPU: the
-    same GroupConfig gives bit-identical results, whatever ``workers`` is.
+    same GroupConfig gives bit-identical results (all but ``wall_seconds``), whatever ``workers`` is.
+
+    Args:
+        config: the group: workload, optimizer, batch size, one learning rate and seed per trial, target
+            losses, budget, device, strategy, workers (see :class:`~surge.records.GroupConfig`).
+        progress: ``progress(done, total)``, both in trial-steps; called with ``(0, total)`` first and
+            ``(total, total)`` last; None: no reports.
+
+    Returns:
+        A list of TrialRecord, one per trial, in the order of ``config.lrs``/``config.seeds``, each with
+        one stage per target loss; ``wall_seconds`` is the group's wall time divided by the number of trials.
+
+    Raises:
+        SurgeTypeError: ``config`` is not a GroupConfig, or the workload's model is not an ``nn.Module``.
+        SurgeError: the workload cannot be loaded (:func:`surge.workloads.get_workload`); strategy
+            ``"lockstep"`` is forced for a model it cannot batch; (scratch protocol) a CUDA device is
+            asked for where CUDA is not available; (branch protocol) a checkpoint file was written for
+            another trunk.
+        RuntimeError: an engine worker process died before the group finished.
     """
     if not isinstance(config, GroupConfig):
         raise SurgeTypeError(f"config must be a GroupConfig, got {type(config).__name__}")

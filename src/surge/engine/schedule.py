@@ -22,6 +22,14 @@ def probe_interval(batch_size: int, probe_size: int) -> int:
     the probe set; the step cost grows like B + 8, the 8 standing for the fixed per-step overhead). With
     k = probe_size / (B + 8) the measurements cost 15-30 % of training at every batch size, and finding
     S in an interval costs log2(k) more measurements and <= k replayed steps per target.
+
+    Args:
+        batch_size: the batch size B, in examples (>= 1; not checked).
+        probe_size: the number of probe examples measured.
+
+    Returns:
+        The interval k in steps, an int: 1 when ``probe_size / (B + 8)`` < 1.5, else
+        ``2**round(log2(probe_size / (B + 8)))``.
     """
     raw = probe_size / (batch_size + 8)
     return 1 if raw < 1.5 else 2 ** int(round(math.log2(raw)))
@@ -34,7 +42,21 @@ def choose_strategy(config: GroupConfig, workload: Workload, n_trials: int | Non
     batch size is at most ``workload.lockstep_max_batch``; a plain loop otherwise. Measured on this
     machine for the CNN: lockstep is 2-2.5x a per-trial loop at B <= 4 and about 1.4x at B = 16, even at
     B = 32 and slower from B = 64 on (vmap batches convolutions as grouped convolutions, which at large
-    batches run below the plain kernels).
+    batches run below the plain kernels). On CUDA, ``"auto"`` picks lockstep whatever the batch size.
+
+    Args:
+        config: the group; its ``strategy`` (``"auto"``, ``"lockstep"`` or ``"loop"``), ``device`` and
+            ``batch_size`` decide.
+        workload: the group's workload (its model is built with seed 0 to check it can be vmapped).
+        n_trials: the number of trials that share the runs; None: ``config.n_trials``.
+
+    Returns:
+        ``"lockstep"`` or ``"loop"``.
+
+    Raises:
+        SurgeError: ``config.strategy`` is ``"lockstep"`` and the model cannot be vmapped (see
+            :func:`surge.engine.trainer.lockstep_supported`).
+        SurgeTypeError: the workload's ``make_model()`` does not return a ``torch.nn.Module``.
     """
     n = config.n_trials if n_trials is None else n_trials
     if config.strategy != "auto":
@@ -66,6 +88,15 @@ def resolve_workers(config: GroupConfig, strategy: str) -> int:
     ~2 s to start once per process pool). A child process (a pool worker of a caller) runs its groups
     in-process. The workers are 'spawn'ed: a script that calls ``run_group`` must do so under
     ``if __name__ == "__main__":``, and a user workload must be importable.
+
+    Args:
+        config: the group; ``device``, ``workers``, ``n_trials``, ``step_budget`` and ``batch_size`` decide.
+        strategy: ``"lockstep"`` (each worker gets at least 2 trials) or ``"loop"``.
+
+    Returns:
+        The number of processes, an int >= 1: 1 on a non-CPU device or in a child process; else
+        ``config.workers`` (or, when None, 1 if trials x step budget x (B + 8) < 2e5, else one per usable
+        core), capped at the number of trials (half of it for lockstep).
     """
     n = config.n_trials
     if torch.device(config.device).type != "cpu" or mp.current_process().daemon or mp.parent_process() is not None:

@@ -17,6 +17,9 @@ other lanes share its ``vmap`` and of the thread count, as long as at least 2 la
 ``vmap`` over one model takes a different kernel path); so the runner never runs fewer than 2 lanes,
 duplicating a lone lane. That makes a trial's trajectory independent of how trials are split into
 chunks, and a replay of a few trials (the protocol's bisection) equal to the main run bit for bit.
+
+Why one module of ~460 lines: the two runners (lockstep and loop) share the lane state and the probe; about
+230 lines are code, the rest docstrings.
 """
 
 from __future__ import annotations
@@ -46,7 +49,15 @@ def lockstep_supported(model: nn.Module) -> tuple[bool, str]:
     """Whether the lockstep runner can batch ``model``, and if not, why.
 
     Buffers are allowed only as BatchNorm running statistics (kept per lane) with a fixed momentum:
-    ``momentum=None`` turns ``num_batches_tracked`` into a Python number, which vmap cannot batch."""
+    ``momentum=None`` turns ``num_batches_tracked`` into a Python number, which vmap cannot batch.
+    Dropout with p > 0 and parameters shared between modules (tied weights) are refused too.
+
+    Args:
+        model: the model to check (not modified).
+
+    Returns:
+        A tuple ``(ok, why)``: ``(True, "")`` when it can, else ``(False, reason)`` with a one-phrase reason.
+    """
     for name, m in model.named_modules():
         own = [b for b, _ in m.named_buffers(recurse=False)]
         if own and not (isinstance(m, nn.modules.batchnorm._BatchNorm) and set(own) <= set(BATCHNORM_BUFFERS)):
@@ -64,7 +75,18 @@ def lockstep_supported(model: nn.Module) -> tuple[bool, str]:
 
 
 class ModelLayout:
-    """Where each named parameter sits in the flat parameter vector of one trial."""
+    """Where each named parameter sits in the flat parameter vector of one trial.
+
+    Args:
+        model: the model whose parameters (in ``named_parameters()`` order) and buffers define the layout.
+
+    Attributes:
+        names: the parameter names, in flat order.
+        shapes: each parameter's shape.
+        numels: each parameter's number of elements.
+        size: the flat vector's length P (the model's parameter count).
+        buffer_names: the model's buffer names (``named_buffers()`` order).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.names: list[str] = []
@@ -78,16 +100,42 @@ class ModelLayout:
         self.buffer_names = [name for name, _ in model.named_buffers()]
 
     def flatten(self, model: nn.Module) -> torch.Tensor:
+        """The parameters of ``model`` as one flat vector, in the layout's order.
+
+        Args:
+            model: a model with this layout's parameter names and shapes.
+
+        Returns:
+            A new 1-D tensor ``[P]`` (detached) of the model's dtype and device.
+        """
         params = dict(model.named_parameters())
         return torch.cat([params[n].detach().reshape(-1) for n in self.names])
 
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The named parameters in a flat vector, as views (writes to them write ``flat``).
+
+        Args:
+            flat: a tensor ``[P]`` in this layout.
+
+        Returns:
+            A dict: parameter name -> a view of ``flat`` of that parameter's shape.
+        """
         return {n: piece.view(s) for n, piece, s in zip(self.names, flat.split(self.numels), self.shapes)}
 
 
 @dataclass
 class Lanes:
-    """State of L trials, one per lane (see the module docstring)."""
+    """State of L trials, one per lane (see the module docstring).
+
+    Attributes:
+        trial: each lane's trial index in its group.
+        seed: each lane's seed (initial weights and data order).
+        lr: each lane's learning rate.
+        params: flat parameters, a tensor ``[L, P]``.
+        opt: the optimizer state NamedTuple (:mod:`surge.engine.optim`); ``opt.step[i]`` = steps lane i has
+            taken (its position in its data stream).
+        buffers: the model's buffers per lane, name -> tensor ``[L, ...]``.
+    """
 
     trial: list[int]  # index of the trial in its group
     seed: list[int]
@@ -101,10 +149,18 @@ class Lanes:
 
     @property
     def pos(self) -> tuple[int, ...]:
+        """Each lane's position in its data stream: the steps it has taken (``opt.step``)."""
         return self.opt.step
 
     def select(self, rows: Sequence[int]) -> "Lanes":
-        """A copy of the lanes ``rows`` in that order."""
+        """A copy of the lanes ``rows`` in that order.
+
+        Args:
+            rows: lane indices in 0..L-1; repeats allowed.
+
+        Returns:
+            New Lanes of ``len(rows)`` lanes (tensors copied by ``index_select``).
+        """
         rows = list(rows)
         idx = torch.tensor(rows, dtype=torch.long, device=self.params.device)
         return Lanes(
@@ -117,10 +173,23 @@ class Lanes:
         )
 
     def clone(self) -> "Lanes":
+        """A copy of all the lanes.
+
+        Returns:
+            New Lanes with copies of every tensor.
+        """
         return self.select(range(len(self)))
 
     @staticmethod
     def cat(parts: Sequence["Lanes"]) -> "Lanes":
+        """The lanes of ``parts`` one after the other.
+
+        Args:
+            parts: a non-empty sequence of Lanes of one model and optimizer.
+
+        Returns:
+            New Lanes holding every part's lanes, in order (tensors concatenated along dimension 0).
+        """
         return Lanes(
             trial=[t for p in parts for t in p.trial],
             seed=[s for p in parts for s in p.seed],
@@ -185,7 +254,15 @@ class _Runner(abc.ABC):
         return y.to(self.dtype) if y.is_floating_point() else y
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and targets ``[L, B, ...]`` for the training indices ``index`` ``[L, B]``."""
+        """Inputs and targets ``[L, B, ...]`` for the training indices ``index`` ``[L, B]``.
+
+        Args:
+            index: int64 tensor ``[L, B]`` of training-example indices (one row per lane).
+
+        Returns:
+            A tuple ``(x, y)`` of the training inputs and targets at ``index``, on the runner's device,
+            floating-point ones cast to its dtype.
+        """
         x = self.workload.train_inputs[index]
         y = self.workload.train_targets[index]
         return self._cast_inputs(x), self._cast_targets(y)
@@ -193,7 +270,17 @@ class _Runner(abc.ABC):
     # -- state --------------------------------------------------------------------------------------
 
     def init_lanes(self, trials: Sequence[tuple[int, int, float]]) -> Lanes:
-        """Fresh lanes for ``(trial index, seed, lr)``; lanes of equal seed start from equal weights."""
+        """Fresh lanes for ``(trial index, seed, lr)``; lanes of equal seed start from equal weights.
+
+        Args:
+            trials: one ``(trial index, seed, learning rate)`` per lane.
+
+        Returns:
+            Lanes with each seed's initial weights and buffers and the optimizer's zero state.
+
+        Raises:
+            SurgeTypeError: the workload's ``make_model()`` does not return a ``torch.nn.Module``.
+        """
         flat_by_seed: dict[int, torch.Tensor] = {}
         bufs_by_seed: dict[int, dict[str, torch.Tensor]] = {}
         for _, seed, _ in trials:
@@ -216,7 +303,16 @@ class _Runner(abc.ABC):
 
     @abc.abstractmethod
     def step(self, lanes: Lanes, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One optimizer step for every lane on its batch ``x[i], y[i]``; returns the training losses."""
+        """One optimizer step for every lane on its batch ``x[i], y[i]``; returns the training losses.
+
+        Args:
+            lanes: the lanes; their parameters, buffers and optimizer state are updated in place.
+            x: inputs ``[L, B, ...]``.
+            y: targets ``[L, B, ...]``.
+
+        Returns:
+            A float64 CPU tensor ``[L]``: each lane's mean training loss on its batch, before the step.
+        """
 
     def _bind(self, lanes: Lanes, i: int) -> None:
         """Point the module's parameters (and buffers) at lane ``i``'s rows (views: updates write through)."""
@@ -232,7 +328,15 @@ class _Runner(abc.ABC):
         """Mean probe loss of each lane, by a plain forward pass per lane (both runners).
 
         Measured: 5x cheaper than a vmapped forward of the probe set, and the same bits whichever
-        runner trained the lane."""
+        runner trained the lane. The module runs in eval mode, in chunks of ``workload.probe_chunk``.
+
+        Args:
+            lanes: the lanes to measure (not changed).
+
+        Returns:
+            A float64 tensor ``[L]``: each lane's mean loss over the probe examples, in nats for the
+            cross-entropy workloads.
+        """
         out = torch.empty(len(lanes), dtype=torch.float64)
         count = len(self.probe_x)
         self.module.eval()
@@ -250,7 +354,17 @@ class _Runner(abc.ABC):
 
 
 class LockstepRunner(_Runner):
-    """All lanes in one vmapped call (see the module docstring)."""
+    """All lanes in one vmapped call (see the module docstring).
+
+    Args:
+        workload: the workload to train.
+        optimizer: the functional optimizer every lane uses.
+        **kw: ``device`` (``"cpu"`` or ``"cuda[:i]"``), ``dtype`` (one of ``DTYPES``) and
+            ``probe_examples`` (the first this-many probe examples; None: all).
+
+    Raises:
+        SurgeError: the model cannot be vmapped (see :func:`lockstep_supported`).
+    """
 
     strategy = "lockstep"
 
@@ -275,6 +389,16 @@ class LockstepRunner(_Runner):
         return torch.cat([t, t], 0) if t.shape[0] == 1 else t
 
     def step(self, lanes: Lanes, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step for every lane in one vmapped call (a lone lane is run twice).
+
+        Args:
+            lanes: the lanes; their parameters, buffers and optimizer state are updated in place.
+            x: inputs ``[L, B, ...]``.
+            y: targets ``[L, B, ...]``.
+
+        Returns:
+            A float64 CPU tensor ``[L]``: each lane's mean training loss on its batch, before the step.
+        """
         n = len(lanes)
         self.base.train()
         buffers = {k: self._pad(v) for k, v in lanes.buffers.items()}
@@ -287,11 +411,29 @@ class LockstepRunner(_Runner):
 
 
 class LoopRunner(_Runner):
-    """One ordinary forward/backward per lane, on one module whose tensors are rebound to each lane."""
+    """One ordinary forward/backward per lane, on one module whose tensors are rebound to each lane.
+
+    Args:
+        workload: the workload to train.
+        optimizer: the functional optimizer every lane uses.
+        device: ``"cpu"`` or ``"cuda[:i]"``.
+        dtype: the training dtype, one of ``DTYPES``.
+        probe_examples: measure on the first this-many probe examples; None: all.
+    """
 
     strategy = "loop"
 
     def step(self, lanes: Lanes, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step for every lane, one forward/backward per lane.
+
+        Args:
+            lanes: the lanes; their parameters, buffers and optimizer state are updated in place.
+            x: inputs ``[L, B, ...]``.
+            y: targets ``[L, B, ...]``.
+
+        Returns:
+            A float64 CPU tensor ``[L]``: each lane's mean training loss on its batch, before the step.
+        """
         losses = torch.empty(len(lanes), dtype=torch.float64)
         steps = list(lanes.opt.step)
         self.module.train()
