@@ -12,6 +12,9 @@ only when a group is about to train, so planning and status work without torch).
   command again resumes.
 - With ``workers > 1`` groups train in that many 'spawn' processes, each with single-threaded torch
   (one core each beats a shared pool of threads for the small models of the paper's grids).
+
+Why one module of ~500 lines: running in this process and in a worker pool share the pending-group selection,
+the failure recording and the Ctrl-C contract above; the Ray executor is its own module.
 """
 
 from __future__ import annotations
@@ -43,7 +46,19 @@ Runner = Union[Callable[..., Any], str]
 
 @dataclass(frozen=True)
 class SweepProgress:
-    """One progress event. ``event`` is "start", "group_start", "step", "group_done" or "end"."""
+    """One progress event. ``event`` is "start", "group_start", "step", "group_done" or "end".
+
+    Attributes:
+        event: ``"start"``, ``"group_start"``, ``"step"``, ``"group_done"`` or ``"end"``.
+        trials_total: the trials the sweep plans.
+        trials_done: the finished trials (ok + diverged) in the store, earlier runs' included.
+        trials_failed: the trials whose latest attempt failed.
+        groups_total: the groups this run has to train.
+        groups_done: of those, how many are written (finished or failed).
+        group: the group the event is about (``"group_*"`` and ``"step"`` events), else None.
+        group_fraction: the progress of that group, 0..1 (``"step"`` events; single-process runs only).
+        error: for the ``"group_done"`` event of a failed group, its error text; else None.
+    """
 
     event: str
     trials_total: int  # trials the sweep plans
@@ -58,7 +73,24 @@ class SweepProgress:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What one call of :func:`run_sweep` did."""
+    """What one call of :func:`run_sweep` did.
+
+    Attributes:
+        store: the store's path.
+        sweep: the spec's name.
+        sweep_id: the sweep's id in the store.
+        total: the trials the sweep plans.
+        skipped: the trials finished before this run (not retrained).
+        ran: the trials trained (or attempted) by this run.
+        ok: of those, the ones that finished normally.
+        diverged: of those, the ones that diverged.
+        failed: of those, the ones that failed (recorded with their error).
+        done: the sweep's finished trials (ok + diverged) after this run, earlier runs' included.
+        failed_total: the sweep's trials whose latest attempt failed, after this run.
+        pending: the sweep's trials never attempted (``total = done + failed_total + pending``).
+        interrupted: True when stopped by Ctrl-C before the end.
+        wall_seconds: the run's wall-clock time, in seconds.
+    """
 
     store: str
     sweep: str  # the spec's name
@@ -77,7 +109,19 @@ class RunSummary:
 
 
 def resolve_runner(runner: Runner | None) -> Callable[..., Any]:
-    """A runner callable from a callable, a "package.module:attribute" string, or None (the engine)."""
+    """A runner callable from a callable, a "package.module:attribute" string, or None (the engine).
+
+    Args:
+        runner: a callable (returned as is), a ``"package.module:attribute"`` string (imported), or None
+            for ``DEFAULT_RUNNER`` (``"surge.engine:run_group"``, which imports torch).
+
+    Returns:
+        Callable: ``runner(config, progress=...)``, training one group.
+
+    Raises:
+        SurgeError: not a callable nor a string with ``":"``, a module that does not import, a missing
+            attribute, or an attribute that is not callable.
+    """
     if runner is None:
         runner = DEFAULT_RUNNER
     if callable(runner):
@@ -176,6 +220,40 @@ def run_sweep(
     dies; this process still writes the store. On CUDA the groups are cut to the lanes that fit
     ``gpu_memory_fraction`` of the GPU (:mod:`surge.sweep.gpu_sizing`; ``gpu_memory_gb`` when this
     process cannot see the GPU).
+
+    A group whose runner raises is recorded as failed and the sweep goes on; Ctrl-C stops it with
+    ``interrupted=True`` (the groups written stay). The store is held under :meth:`SweepStore.exclusive`.
+
+    Args:
+        spec: the sweep spec, or a plan already made (then ``workload`` is not used).
+        store: an open :class:`SweepStore` (left open), or the path of one (opened, created if missing,
+            and closed).
+        runner: a callable or ``"package.module:attribute"``; None: ``surge.engine:run_group``.
+        workers: local processes training groups at once, >= 1; 1 trains in this process.
+        progress: called with each :class:`SweepProgress` event; None: no progress.
+        retry_failed: True retrains trials whose last attempt failed; False leaves them failed.
+        workload: the workload's defaults, skipping the registry (only when ``spec`` is a spec).
+        executor: ``"local"`` (this process or ``workers`` processes) or ``"ray"``.
+        address: the Ray cluster (``executor="ray"`` only): None, ``"auto"``, ``"local"``, ``"HOST:PORT"``
+            or ``"ray://HOST:PORT"``.
+        gpus_per_group: GPUs each Ray task asks for: 0, a fraction in (0, 1] or a whole number; None: 1 on
+            CUDA, 0 on the CPU. Below 1 it also shrinks the GPU memory budget (``executor="ray"`` only).
+        cpus_per_group: CPUs each Ray task asks for, > 0; None: 1 (``executor="ray"`` only).
+        max_retries: Ray reruns of a task whose worker died, >= 0; None: 3 (``executor="ray"`` only).
+        gpu_memory_fraction: the fraction of the GPU's memory the groups may use, in (0, 1]; None: 0.8.
+        gpu_memory_gb: the GPU's memory in GiB when this process cannot see it; given, the plan is sized
+            even for a CPU spec.
+
+    Returns:
+        RunSummary: what this run trained and the sweep's totals after it.
+
+    Raises:
+        SurgeError: a bad ``workers``, ``executor``, Ray option, runner, GPU size or memory fraction; Ray
+            options with ``executor="local"``; a batch size that does not fit the GPU; a runner that does
+            not pickle with ``workers > 1``; Ray not installed or unreachable; a store that cannot be
+            opened or is in use by another sweep; the planning errors of
+            :func:`~surge.sweep.plan.plan_sweep`.
+        WorkloadUnavailable: the workload cannot be loaded here (no torch, no data).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SurgeError(f"workers must be a positive integer, got {workers!r}")

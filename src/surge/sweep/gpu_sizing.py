@@ -28,6 +28,9 @@ The rule, for one batch size B (bytes; ``P`` parameters of ``d`` bytes, ``k`` op
 
 Splitting a group does not change any trial's numbers: a lockstep lane's trajectory is independent of
 which lanes share its step (see :mod:`surge.engine.trainer`), and trial keys do not depend on groups.
+
+Why one module of ~490 lines: the memory rule and the sizing of groups and plans on a device are one decision;
+about 230 lines are code, the rest docstrings.
 """
 
 from __future__ import annotations
@@ -45,7 +48,19 @@ OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1, "lion": 1, "signsgd": 0}  # 
 
 @dataclass(frozen=True)
 class LaneMemory:
-    """Device bytes of one trial (lane) at one batch size; see the module docstring for the terms."""
+    """Device bytes of one trial (lane) at one batch size; see the module docstring for the terms.
+
+    Attributes:
+        batch_size: B, the batch size, in the workload's batch unit (examples; sequences for language models).
+        n_params: P, the parameters of one model.
+        dtype_bytes: d, bytes per parameter (4: float32, 8: float64).
+        optimizer_slots: k, optimizer state tensors of the parameters' size (Adam: 2, SGD and Lion: 1,
+            signSGD: 0).
+        activation_bytes: act(B), bytes kept for the backward pass of one lane at batch size B, with headroom.
+        fixed_bytes: bytes a group pays once (replay queue, probe forward pass, CUDA context).
+        replay_lanes: R, the most target crossings replayed in one lockstep batch (default 16).
+        source: ``"estimate"`` (from parameter and activation sizes) or ``"measured"`` (a probe step on CUDA).
+    """
 
     batch_size: int  # B
     n_params: int  # P, parameters of one model
@@ -67,15 +82,34 @@ class LaneMemory:
         return self.n_params * self.dtype_bytes + self.activation_bytes
 
     def lockstep_bytes(self, lanes: int) -> int:
-        """Bytes of a lockstep group of ``lanes`` lanes: ``L s + max(L a, min(L, R) (s + a)) + fixed``."""
+        """Bytes of a lockstep group of ``lanes`` lanes: ``L s + max(L a, min(L, R) (s + a)) + fixed``.
+
+        Args:
+            lanes: L, the trials in the group, an int >= 0.
+
+        Returns:
+            int: the group's device bytes.
+        """
         s, a = self.state_bytes, self.step_bytes
         return lanes * s + max(lanes * a, min(lanes, self.replay_lanes) * (s + a)) + self.fixed_bytes
 
     def loop_bytes(self, lanes: int) -> int:
-        """Bytes of a loop group of ``lanes`` trials: ``L s + s + a + fixed`` (one lane steps or replays)."""
+        """Bytes of a loop group of ``lanes`` trials: ``L s + s + a + fixed`` (one lane steps or replays).
+
+        Args:
+            lanes: L, the trials in the group, an int >= 0.
+
+        Returns:
+            int: the group's device bytes.
+        """
         return lanes * self.state_bytes + self.state_bytes + self.step_bytes + self.fixed_bytes
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict.
+
+        Returns:
+            dict: field name -> value (ints in bytes, as the fields).
+        """
         return asdict(self)
 
 
@@ -93,7 +127,19 @@ def _most_lanes(cost, budget: int, cap: int) -> int:
 
 @dataclass(frozen=True)
 class GroupSize:
-    """The sizing decision for one batch size."""
+    """The sizing decision for one batch size.
+
+    Attributes:
+        batch_size: the batch size, in the workload's batch unit.
+        strategy: ``"lockstep"`` or ``"loop"``: what the groups of this batch size are forced to run.
+        max_lanes: the most trials per group (after the spec's ``group_size`` cap).
+        fit_lanes: the trials that fit the budget with this strategy (before the cap; the search stops at
+            64 x max(group_size, 2)).
+        lane_bytes: bytes per lane: ``s + a`` for lockstep, ``s`` for the loop.
+        group_bytes: bytes of a group of ``max_lanes``.
+        budget_bytes: bytes one group may use.
+        reason: one line: why this strategy and size.
+    """
 
     batch_size: int
     strategy: str  # "lockstep" or "loop": what the groups of this batch size are forced to run
@@ -105,13 +151,29 @@ class GroupSize:
     reason: str  # one line: why this strategy and size
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict.
+
+        Returns:
+            dict: field name -> value.
+        """
         return asdict(self)
 
 
 def memory_budget(gpu_bytes: float, memory_fraction: float | None = None, gpus_per_group: float | None = None) -> int:
     """Bytes one group may use: ``gpu_bytes x memory_fraction x min(1, gpus_per_group)``.
 
-    Raises SurgeError for a fraction outside (0, 1] or a non-positive GPU size.
+    Args:
+        gpu_bytes: the GPU's total memory, in bytes, > 0.
+        memory_fraction: the fraction of the GPU's memory the sweep may use, in (0, 1]; None:
+            ``DEFAULT_MEMORY_FRACTION`` (0.8).
+        gpus_per_group: the GPUs each group asks for (Ray's ``num_gpus``); a fraction below 1 gets that
+            fraction of the memory; None or <= 0: a whole GPU.
+
+    Returns:
+        int: the budget, in bytes (rounded down).
+
+    Raises:
+        SurgeError: a fraction outside (0, 1] or a non-positive (or non-numeric) GPU size.
     """
     fraction = DEFAULT_MEMORY_FRACTION if memory_fraction is None else memory_fraction
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
@@ -125,17 +187,18 @@ def memory_budget(gpu_bytes: float, memory_fraction: float | None = None, gpus_p
 def size_group(memory: LaneMemory, budget_bytes: int, group_size: int, strategy: str = "auto") -> GroupSize:
     """The group size and runner for one batch size under a memory budget (the module's rule).
 
-    Parameters
-    ----------
-    memory: the lane's bytes at this batch size.
-    budget_bytes: bytes one group may use (:func:`memory_budget`).
-    group_size: the spec's cap on trials per group.
-    strategy: the spec's strategy: "auto" (lockstep if 2 lanes fit, else the loop), "lockstep" (an
-        error if 2 lanes do not fit) or "loop".
+    Args:
+        memory: the lane's bytes at this batch size.
+        budget_bytes: bytes one group may use (:func:`memory_budget`).
+        group_size: the spec's cap on trials per group, >= 1.
+        strategy: the spec's strategy: ``"auto"`` (lockstep if 2 lanes fit, else the loop, the default),
+            ``"lockstep"`` (an error if 2 lanes do not fit) or ``"loop"``.
 
-    Raises
-    ------
-    SurgeError: not even one lane fits, or a forced lockstep does not fit 2 lanes.
+    Returns:
+        GroupSize: the strategy, the trials per group and the bytes, with a one-line reason.
+
+    Raises:
+        SurgeError: not even one lane fits, or a forced lockstep does not fit 2 lanes.
     """
     B = memory.batch_size
 
@@ -175,7 +238,16 @@ def size_group(memory: LaneMemory, budget_bytes: int, group_size: int, strategy:
 
 
 def split_trials(trials: tuple, max_lanes: int) -> list[tuple]:
-    """``trials`` in order, cut into ``ceil(n / max_lanes)`` consecutive parts of near-equal size."""
+    """``trials`` in order, cut into ``ceil(n / max_lanes)`` consecutive parts of near-equal size.
+
+    Args:
+        trials: the group's trials (any sequence), in order.
+        max_lanes: the most trials per part, >= 1.
+
+    Returns:
+        list of tuples: the parts, in order (sizes differ by at most one; the earlier parts are the
+        larger); one empty tuple when ``trials`` is empty.
+    """
     n = len(trials)
     parts = max(1, math.ceil(n / max_lanes))
     base, extra = divmod(n, parts)
@@ -189,7 +261,16 @@ def split_trials(trials: tuple, max_lanes: int) -> list[tuple]:
 
 @dataclass(frozen=True)
 class PlanSizing:
-    """What GPU sizing did to a plan (printed by ``surge sweep plan``, kept on the plan)."""
+    """What GPU sizing did to a plan (printed by ``surge sweep plan``, kept on the plan).
+
+    Attributes:
+        gpu_bytes: the GPU's total memory, in bytes.
+        memory_fraction: the fraction of it the sweep may use, in (0, 1].
+        gpus_per_group: the GPUs each group asks for (Ray), or None.
+        budget_bytes: bytes one group may use (:func:`memory_budget`).
+        source: where ``gpu_bytes`` came from: ``"cuda:N"`` (this machine's GPU) or ``"given"``.
+        sizes: one :class:`GroupSize` per batch size of the plan, in the plan's order.
+    """
 
     gpu_bytes: int
     memory_fraction: float
@@ -199,6 +280,13 @@ class PlanSizing:
     sizes: tuple[GroupSize, ...]  # one per batch size
 
     def as_dict(self) -> dict[str, Any]:
+        """The sizing as plain types (``surge sweep plan --json``'s ``gpu_sizing``).
+
+        Returns:
+            dict: ``gpu_memory_gb`` and ``budget_gb`` (GiB, 3 decimals), ``gpu_memory_fraction``,
+            ``gpus_per_group``, ``gpu_memory_source`` and ``by_batch_size`` (a list of
+            :meth:`GroupSize.as_dict`).
+        """
         return {
             "gpu_memory_gb": round(self.gpu_bytes / GIB, 3),
             "gpu_memory_fraction": self.memory_fraction,
@@ -220,9 +308,23 @@ def size_plan(
 ):
     """A copy of ``plan`` whose groups fit the GPU: split where too big, the loop where lockstep cannot fit.
 
-    ``memory`` maps each batch size of the plan to its :class:`LaneMemory`. Groups keep their order;
-    a group cut in parts becomes consecutive groups (renumbered). Each group carries the strategy the
-    rule chose (``TrialGroup.strategy``), which its engine config then forces.
+    Groups keep their order; a group cut in parts becomes consecutive groups (renumbered). Each group
+    carries the strategy the rule chose (``TrialGroup.strategy``), which its engine config then forces.
+
+    Args:
+        plan: the :class:`~surge.sweep.plan.SweepPlan` to size.
+        memory: each batch size of the plan -> its :class:`LaneMemory`.
+        gpu_bytes: the GPU's total memory, in bytes, > 0.
+        memory_fraction: the fraction of the GPU's memory the sweep may use, in (0, 1]; None: 0.8.
+        gpus_per_group: the GPUs each group asks for (Ray); below 1, that fraction of the memory; None: 1.
+        source: where ``gpu_bytes`` came from, kept on :class:`PlanSizing` (``"cuda:N"`` or ``"given"``).
+
+    Returns:
+        SweepPlan: a copy of ``plan`` with the new groups and ``sizing`` set to a :class:`PlanSizing`.
+
+    Raises:
+        SurgeError: a bad fraction or GPU size (:func:`memory_budget`), a batch size missing from
+            ``memory``, or a batch size that does not fit (:func:`size_group`).
     """
     from surge.sweep.plan import TrialGroup
 
@@ -256,7 +358,15 @@ def size_plan(
 
 
 def cuda_memory_bytes(device: str) -> int | None:
-    """Total memory of this machine's GPU ``device`` in bytes, or None when there is no CUDA here."""
+    """Total memory of this machine's GPU ``device`` in bytes, or None when there is no CUDA here.
+
+    Args:
+        device: a torch device string, ``"cuda"`` (GPU 0) or ``"cuda:N"``.
+
+    Returns:
+        int or None: the GPU's total memory in bytes; None when torch does not import or CUDA is not
+        available.
+    """
     try:
         import torch
     except ImportError:
@@ -278,8 +388,23 @@ def size_plan_for_device(
     """:func:`size_plan` with the lane memory of the plan's workload (:mod:`surge.engine.memory`).
 
     The GPU's size is ``gpu_memory_gb`` when given (planning for another machine, or a Ray driver
-    without a GPU), else this machine's CUDA device. ``measure=True`` measures a probe step on CUDA
-    instead of estimating. Raises SurgeError when neither gives a size.
+    without a GPU), else this machine's CUDA device (the spec's ``cuda[:N]``, or ``"cuda"`` for a CPU
+    spec). Imports torch and loads the workload.
+
+    Args:
+        plan: the :class:`~surge.sweep.plan.SweepPlan` to size.
+        memory_fraction: the fraction of the GPU's memory the sweep may use, in (0, 1]; None: 0.8.
+        gpu_memory_gb: the GPU's memory in GiB, > 0; None: ask this machine's CUDA device.
+        gpus_per_group: the GPUs each group asks for (Ray); below 1, that fraction of the memory; None: 1.
+        measure: True measures a probe step on the spec's CUDA device instead of estimating.
+
+    Returns:
+        SweepPlan: the sized copy (:func:`size_plan`).
+
+    Raises:
+        SurgeError: a non-positive ``gpu_memory_gb``, no ``gpu_memory_gb`` and no CUDA GPU here, a bad
+            fraction, an unknown optimizer (:func:`lane_memory`), a batch size that does not fit, or
+            ``measure=True`` without CUDA on the spec's device.
     """
     if gpu_memory_gb is not None:
         if isinstance(gpu_memory_gb, bool) or not isinstance(gpu_memory_gb, (int, float)) or not gpu_memory_gb > 0:
@@ -324,6 +449,23 @@ def lane_memory(
     Estimated from the model's parameter count and the bytes autograd saves for one lane's backward
     pass (:func:`surge.engine.memory.activation_bytes`), or, with ``measure_on="cuda[:i]"``, from a
     lockstep step measured on that GPU (:func:`surge.engine.memory.measure_lane_bytes`).
+
+    Args:
+        workload: a registry name or ``"package.module:attribute"``.
+        batch_size: the batch size, in the workload's batch unit, >= 1.
+        optimizer: one of ``OPTIMIZER_SLOTS``' names (``"adam"``, ``"adamw"``, ``"sgd"``, ``"lion"``,
+            ``"signsgd"``); sets the optimizer slots k.
+        dtype: the parameter dtype, e.g. ``"float32"`` or ``"float64"``.
+        data_dir: where the workload finds its data; None: its default.
+        measure_on: a CUDA device (``"cuda"`` or ``"cuda:i"``) to measure a step on; None: estimate.
+
+    Returns:
+        LaneMemory: the lane's bytes, ``source`` ``"estimate"`` or ``"measured"``.
+
+    Raises:
+        SurgeError: an unknown optimizer, or ``measure_on`` without CUDA (from
+            :func:`~surge.engine.memory.measure_lane_bytes`); loading the workload raises as
+            :func:`surge.workloads.get_workload` does.
     """
     from surge.engine import memory as engine_memory
 

@@ -12,6 +12,9 @@ across every batch size, which is what the analysis needs first.
 
 This module imports neither torch nor the engine; the workload's defaults come from a resolver
 (by default :func:`surge.workloads.get_workload`, imported when first needed).
+
+Why one module of ~510 lines: trials, their keys and their grouping are the one plan the store and the
+executors share; about 290 lines are code, the rest docstrings.
 """
 
 from __future__ import annotations
@@ -32,7 +35,19 @@ TRIAL_KEY_VERSION = 1  # part of every trial config; bump when the meaning of a 
 
 @dataclass(frozen=True)
 class WorkloadInfo:
-    """What planning needs to know of a workload: its defaults and its batch unit."""
+    """What planning needs to know of a workload: its defaults and its batch unit.
+
+    Attributes:
+        name: the workload as the spec names it.
+        default_targets: the training-loss targets (nats) used when the spec gives none.
+        extra_steps: N, the steps trained past each target, used when the spec gives none.
+        batch_unit: what a batch size counts: ``"examples"``, ``"tokens"`` or ``"sequences"``
+            (``"unknown"`` when the workload was not loaded).
+        unavailable: why the workload could not be loaded (dry-run plans only), else None.
+        metadata: the workload's own record (data, tokenizer), JSON types; not compared.
+        fingerprint: SHA-256 prefix of a user workload's data, initial model and loss
+            (:func:`workload_fingerprint`); None for built-ins.
+    """
 
     name: str  # the workload as the spec names it
     default_targets: tuple[float, ...]  # the training-loss targets used when the spec gives none
@@ -50,7 +65,15 @@ class WorkloadUnavailable(ValueError):
 
 @dataclass(frozen=True)
 class Trial:
-    """One (batch size, learning rate, round) point of the grid."""
+    """One (batch size, learning rate, round) point of the grid.
+
+    Attributes:
+        key: SHA-256 hex digest of the trial's canonical config JSON (:meth:`SweepPlan.trial_config`).
+        batch_size: the batch size, in the workload's batch unit.
+        lr: the learning rate.
+        round: the 0-based round index.
+        seed: the trial's seed, ``spec.seed + round``.
+    """
 
     key: str  # SHA-256 of the trial's canonical config JSON (see SweepPlan.trial_config)
     batch_size: int
@@ -61,7 +84,15 @@ class Trial:
 
 @dataclass(frozen=True)
 class TrialGroup:
-    """Trials trained together: one batch size, rounds x learning rates (round-major order)."""
+    """Trials trained together: one batch size, rounds x learning rates (round-major order).
+
+    Attributes:
+        index: the group's position in the plan, 0-based.
+        batch_size: the batch size of all its trials.
+        rounds: the rounds it covers.
+        trials: its trials, round-major, then learning rate.
+        strategy: the runner forced by GPU sizing (:mod:`surge.sweep.gpu_sizing`); None: the spec's.
+    """
 
     index: int  # position in the plan, 0-based
     batch_size: int
@@ -76,10 +107,12 @@ class TrialGroup:
 
     @property
     def lrs(self) -> tuple[float, ...]:
+        """The learning rate of each trial, in trial order."""
         return tuple(t.lr for t in self.trials)
 
     @property
     def seeds(self) -> tuple[int, ...]:
+        """The seed of each trial, in trial order."""
         return tuple(t.seed for t in self.trials)
 
     def __len__(self) -> int:
@@ -88,7 +121,19 @@ class TrialGroup:
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """The spec resolved against its workload and cut into groups."""
+    """The spec resolved against its workload and cut into groups.
+
+    Attributes:
+        spec: the sweep spec.
+        workload: the workload's defaults as resolved at planning time.
+        target_losses: the spec's target losses (nats), or the workload's defaults.
+        extra_steps: the spec's N, or the workload's.
+        lrs: the grid's learning rates.
+        batch_sizes: the grid's batch sizes, in the workload's batch unit.
+        groups: the training groups, in training order (round chunk first, then batch size).
+        sizing: a :class:`surge.sweep.gpu_sizing.PlanSizing` when the groups were cut to a GPU, else
+            None; not compared.
+    """
 
     spec: SweepSpec
     workload: WorkloadInfo
@@ -101,13 +146,20 @@ class SweepPlan:
 
     @property
     def n_trials(self) -> int:
+        """The number of trials in all groups."""
         return sum(len(g) for g in self.groups)
 
     @property
     def batch_unit(self) -> str:
+        """What a batch size counts (the workload's ``batch_unit``)."""
         return self.workload.batch_unit
 
     def trials(self) -> list[Trial]:
+        """Every trial of the plan, group by group.
+
+        Returns:
+            list of :class:`Trial`: in group order, each group's trials in their order.
+        """
         return [t for g in self.groups for t in g.trials]
 
     def trial_config(self, batch_size: int, lr: float, seed: int) -> dict[str, Any]:
@@ -115,6 +167,16 @@ class SweepPlan:
 
         Device, strategy and data_dir are left out (they decide where and how, not what); a sweep
         resumed on another device reuses the finished trials.
+
+        Args:
+            batch_size: the trial's batch size, in the workload's batch unit.
+            lr: the trial's learning rate.
+            seed: the trial's seed (``spec.seed + round``).
+
+        Returns:
+            dict of JSON types: the key version, workload, optimizer, batch size, lr, seed, target losses,
+            N, budgets and dtype, plus the branch protocol's part (:meth:`branch_config`), a user
+            workload's fingerprint and ``probe_examples`` when set.
         """
         spec = self.spec
         opt = spec.optimizer
@@ -138,9 +200,16 @@ class SweepPlan:
         }
 
     def branch_config(self) -> dict[str, Any]:
-        """The branch protocol's part of a trial key: the protocol, the trunk's configuration (which fixes
-        its checkpoints: the trunk is deterministic) and the branches' optimizer state. Empty for the
-        scratch protocol, so that scratch trial keys are those of stores written before the branch protocol."""
+        """The branch protocol's part of a trial key.
+
+        The protocol, the trunk's configuration (which fixes its checkpoints: the trunk is deterministic)
+        and the branches' optimizer state. Empty for the scratch protocol, so that scratch trial keys are
+        those of stores written before the branch protocol.
+
+        Returns:
+            dict: ``protocol``, ``branch_version``, ``trunk`` and ``branch_optimizer_state`` for the
+            branch protocol; ``{}`` for scratch.
+        """
         spec = self.spec
         if spec.protocol != "branch":
             return {}
@@ -161,8 +230,18 @@ class SweepPlan:
     ) -> GroupConfig:
         """The :class:`surge.records.GroupConfig` the engine trains a group from.
 
-        ``engine_workers`` caps the processes the engine may use for the group (None: the engine decides);
-        ``checkpoint_dir`` is where the branch protocol keeps its trunk checkpoints (None: not kept).
+        Args:
+            group: one of the plan's groups (or a part of one).
+            device: the device to train on; None: the spec's.
+            engine_workers: caps the processes the engine may use for the group (None: the engine decides).
+            checkpoint_dir: where the branch protocol keeps its trunk checkpoints (None: not kept).
+
+        Returns:
+            GroupConfig: the group's lrs and seeds with the spec's settings; the strategy is the group's
+            (GPU sizing) or else the spec's.
+
+        Raises:
+            SurgeError: the config does not validate (:class:`surge.records.GroupConfig`).
         """
         extra: dict[str, Any] = {} if engine_workers is None else {"workers": engine_workers}
         if self.spec.probe_examples is not None:
@@ -198,7 +277,12 @@ class SweepPlan:
         )
 
     def summary(self) -> dict[str, Any]:
-        """The grid as plain types (the keys of ``surge sweep plan --json``)."""
+        """The grid as plain types (the keys of ``surge sweep plan --json``).
+
+        Returns:
+            dict of JSON types: the spec's settings, the resolved targets and N, the grid, the number of
+            groups and trials, ``workload_unavailable`` and ``gpu_sizing`` (None when not sized).
+        """
         spec = self.spec
         return {
             "name": spec.name,
@@ -233,7 +317,18 @@ class SweepPlan:
 
 
 def trial_key(config: dict[str, Any]) -> str:
-    """SHA-256 of a trial config's canonical JSON (sorted keys, shortest float repr)."""
+    """SHA-256 of a trial config's canonical JSON (sorted keys, shortest float repr).
+
+    Args:
+        config: a trial config (:meth:`SweepPlan.trial_config`), JSON types only, finite floats.
+
+    Returns:
+        str: the 64-hex-digit SHA-256.
+
+    Raises:
+        ValueError: a NaN or infinite float in ``config``.
+        TypeError: a value that is not JSON-serialisable.
+    """
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -241,8 +336,18 @@ def trial_key(config: dict[str, Any]) -> str:
 def resolve_workload(name: str, data_dir: str | None = None) -> WorkloadInfo:
     """The workload's defaults from the registry (``surge.workloads.get_workload``, which loads its data).
 
-    Raises ValueError for an unknown workload and :class:`WorkloadUnavailable` when the registry cannot
-    be imported (no torch) or the workload's data cannot be found.
+    Args:
+        name: a registry name or ``"package.module:attribute"`` (a user workload, which gets a
+            :func:`workload_fingerprint`).
+        data_dir: where the workload finds or caches its data; None: its default.
+
+    Returns:
+        WorkloadInfo: its default targets, N, batch unit, metadata and (user workloads) fingerprint.
+
+    Raises:
+        SurgeError: an unknown workload (a ``ValueError``).
+        WorkloadUnavailable: the registry cannot be imported (no torch) or the workload's data (or a
+            data package) cannot be found.
     """
     try:
         from surge.workloads import get_workload
@@ -268,13 +373,22 @@ def resolve_workload(name: str, data_dir: str | None = None) -> WorkloadInfo:
 
 
 def workload_fingerprint(wl) -> str:
-    """SHA-256 (first 24 hex digits) of what decides a workload's numbers: its training and probe tensors,
-    the names, shapes and values of the model's parameters and buffers as ``make_model()`` builds them
-    under seed 0, the loss function's qualified name, ``epoch_size`` and ``batch_unit``.
+    """SHA-256 (first 24 hex digits) of what decides a workload's numbers.
+
+    Hashed: its training and probe tensors, the names, shapes and values of the model's parameters and
+    buffers as ``make_model()`` builds them under seed 0, the loss function's qualified name, the model's
+    class name, ``epoch_size`` and ``batch_unit``.
 
     A user workload ("package.module:attribute") is code the user may edit between runs of a sweep; its
     fingerprint is part of every trial key, so that trials of a changed workload are trained again rather
-    than silently reused. Built-in workloads are versioned with surge and carry no fingerprint."""
+    than silently reused. Built-in workloads are versioned with surge and carry no fingerprint.
+
+    Args:
+        wl: a loaded :class:`surge.workloads.Workload` (imports torch).
+
+    Returns:
+        str: 24 hex digits.
+    """
     import torch
 
     h = hashlib.sha256()
@@ -308,9 +422,24 @@ def plan_sweep(
 ) -> SweepPlan:
     """Resolve the spec's defaults and cut the grid into groups (a pure function of its inputs).
 
-    ``workload`` skips the registry (a stored sweep keeps what it resolved); ``resolver`` replaces it.
-    ``strict=False`` (dry runs) plans a spec that sets its own ``target_loss`` and ``extra_steps`` even
-    when the workload cannot be loaded here (no torch, no data); the plan's workload then says why.
+    Args:
+        spec: the sweep spec.
+        workload: the workload's defaults; given, the registry is skipped (a stored sweep keeps what it
+            resolved). None: resolve them.
+        resolver: ``resolver(name, data_dir) -> WorkloadInfo``, replacing :func:`resolve_workload`.
+        strict: False (dry runs) plans a spec that sets its own ``target_loss`` and ``extra_steps`` even
+            when the workload cannot be loaded here (no torch, no data); the plan's workload then says why.
+
+    Returns:
+        SweepPlan: the resolved targets and N and the groups, ordered round chunk first, then batch size,
+        then learning-rate chunk.
+
+    Raises:
+        SurgeTypeError: ``spec`` is not a :class:`SweepSpec`.
+        SurgeError: an unknown workload, no target losses from the spec or the workload, workload defaults
+            that fail the spec's checks, or ``max_examples`` below the largest batch size.
+        WorkloadUnavailable: the workload cannot be loaded here and ``strict`` is True (or the spec lacks
+            ``target_loss`` or ``extra_steps``).
     """
     if not isinstance(spec, SweepSpec):
         raise SurgeTypeError(f"spec must be a SweepSpec, got {type(spec).__name__}")

@@ -1,10 +1,10 @@
-"""Named sweeps: the paper's Table 1 CNN rows and a smoke test.
+"""Named sweeps: the paper's Table 1 rows (CNN, ResNet-18, DistilGPT2) and a smoke test.
 
 ``cnn-small-batch`` and ``cnn-large-batch`` are Table 1's two CNN / Fashion-MNIST rows as printed:
 Adam with betas (0.9, 0.999), learning rates 1e-4..1e-3 by 1e-4 (10 values), 100 rounds, batch sizes
 1..12 by 1 and 64..1164 by 100 (12 values each). Their target losses are the ``cnn-fashion-mnist``
-workload's defaults (0.7, 0.6, 0.5) and N = 10, the paper's for the CNN. ``smoke`` is a tiny sweep on the offline real data set for
-tests and quick checks.
+workload's defaults (0.7, 0.6, 0.5) and N = 10, the paper's for the CNN. ``smoke`` is a tiny sweep on
+the offline real data set for tests and quick checks.
 
 ``resnet18-sign`` is Table 1's ResNet-18 / Tiny-ImageNet row: Adam with betas (0, 0) (sign descent),
 100 rounds. Every other row of Table 1 is 10 learning rates by 12 batch sizes, and this row's printed
@@ -34,23 +34,32 @@ SMOKE_WORKLOAD = "cnn-mnist-sample"  # the engine's offline real data set (a 5,0
 # the data (a test checks they equal the workload's) and do not move if those defaults change.
 CNN_FASHION_TARGETS = (0.7, 0.6, 0.5)
 RESNET18_TARGETS = (4.8, 4.4, 4.0)  # the resnet18-tiny-imagenet workload's default targets, likewise
-DISTILGPT2_TARGETS = (7.0, 6.5, 6.0)
+DISTILGPT2_TARGETS = (7.0, 6.5, 6.0)  # the distilgpt2-eli5 workload's default targets, likewise
 # Table 1's ResNet-18 row read as 10 x 12 evenly spaced points (see the module docstring)
 RESNET18_LRS = tuple(float(f"{1e-4 + i * (7.876e-4 - 1e-4) / 9:.12g}") for i in range(10))
-RESNET18_BATCH_SIZES = tuple(
-    int(round(16 + i * (376 - 16) / 11)) for i in range(12)
-)  # the distilgpt2-eli5 workload's default targets, likewise
+RESNET18_BATCH_SIZES = tuple(int(round(16 + i * (376 - 16) / 11)) for i in range(12))
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A named spec with a one-line description."""
+    """A named spec with a one-line description.
+
+    Attributes:
+        name: the preset's name (``surge sweep run --preset NAME``).
+        description: one line: the paper's row it reproduces, or what it is for.
+        build: a function of no arguments that builds the spec.
+    """
 
     name: str
     description: str
     build: Callable[[], SweepSpec]
 
     def spec(self) -> SweepSpec:
+        """The preset's spec, built afresh.
+
+        Returns:
+            SweepSpec: a validated spec.
+        """
         return self.build()
 
 
@@ -179,12 +188,26 @@ PRESETS: dict[str, Preset] = {
 
 
 def list_presets() -> list[Preset]:
-    """The presets, in a fixed order."""
+    """The presets, in a fixed order.
+
+    Returns:
+        list of :class:`Preset`: in ``PRESETS``' order.
+    """
     return list(PRESETS.values())
 
 
 def get_preset(name: str) -> SweepSpec:
-    """The spec of a named preset."""
+    """The spec of a named preset.
+
+    Args:
+        name: a preset's name, a key of ``PRESETS`` (e.g. ``"cnn-small-batch"``, ``"smoke"``).
+
+    Returns:
+        SweepSpec: the preset's spec.
+
+    Raises:
+        SurgeError: an unknown name (the message lists the available ones).
+    """
     if name not in PRESETS:
         raise SurgeError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
     return PRESETS[name].spec()

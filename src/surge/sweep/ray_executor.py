@@ -40,7 +40,14 @@ _TASK_PREFIX = "surge-group-"  # task names (a task's worker process is titled "
 
 
 def import_ray():
-    """The ``ray`` module, or a :class:`SurgeError` saying how to install it."""
+    """The ``ray`` module, or a :class:`SurgeError` saying how to install it.
+
+    Returns:
+        module: the imported ``ray``.
+
+    Raises:
+        SurgeError: ``ray`` does not import here.
+    """
     try:
         import ray
     except ImportError as exc:
@@ -52,7 +59,17 @@ def import_ray():
 
 
 def check_address(address: str | None) -> str | None:
-    """``None`` (a local Ray instance), ``"auto"``, ``"local"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"``."""
+    """Check a Ray address: ``None``, ``"auto"``, ``"local"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"``.
+
+    Args:
+        address: None (a local Ray instance) or the address to check; surrounding whitespace is dropped.
+
+    Returns:
+        str or None: the stripped address, or None.
+
+    Raises:
+        SurgeError: an empty or non-string address, or one of none of these forms (a port outside 1..65535).
+    """
     if address is None:
         return None
     if not isinstance(address, str) or not address.strip():
@@ -68,7 +85,16 @@ def check_address(address: str | None) -> str | None:
 
 
 def check_resources(cpus_per_group: float | None, gpus_per_group: float | None, max_retries: int) -> None:
-    """Validate the per-task resource requests (one line naming the bad argument)."""
+    """Validate the per-task resource requests (one line naming the bad argument).
+
+    Args:
+        cpus_per_group: CPUs per task, > 0, or None.
+        gpus_per_group: GPUs per task: 0, a fraction in (0, 1] or a whole number, or None.
+        max_retries: Ray reruns of a task whose worker died, an int >= 0.
+
+    Raises:
+        SurgeError: a value outside these ranges (or a bool, or not a number).
+    """
     if cpus_per_group is not None and (
         isinstance(cpus_per_group, bool) or not isinstance(cpus_per_group, (int, float)) or not cpus_per_group > 0
     ):
@@ -86,7 +112,19 @@ def check_resources(cpus_per_group: float | None, gpus_per_group: float | None, 
 
 
 def task_resources(device: str, cpus_per_group: float | None, gpus_per_group: float | None) -> tuple[float, float]:
-    """``(num_cpus, num_gpus)`` of one group's task: 1 CPU, and 1 GPU on CUDA (0 on the CPU), unless given."""
+    """``(num_cpus, num_gpus)`` of one group's task: 1 CPU, and 1 GPU on CUDA (0 on the CPU), unless given.
+
+    Args:
+        device: the sweep's device, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        cpus_per_group: CPUs per task; None: 1.
+        gpus_per_group: GPUs per task; None: 1 on CUDA, 0 on the CPU.
+
+    Returns:
+        tuple of two floats: ``(num_cpus, num_gpus)``.
+
+    Raises:
+        SurgeError: a CUDA device with ``gpus_per_group`` 0.
+    """
     cpus = 1.0 if cpus_per_group is None else float(cpus_per_group)
     if gpus_per_group is None:
         gpus = 1.0 if device.startswith("cuda") else 0.0
@@ -137,35 +175,36 @@ def run_groups_on_ray(
 ) -> bool:
     """Train ``pending`` groups as Ray tasks; record each result in this process. True if interrupted.
 
-    Parameters
-    ----------
-    runner:
-        The runner to call on the workers: a "package.module:attribute" string (importable there) or a
-        callable that Ray can pickle.
-    pending, configs:
-        The groups (``TrialGroup``) and their engine configs by group index.
-    record:
-        ``record(group, outcome)`` writes a group into the store; ``outcome`` is ``("ok", results)`` or
-        ``("error", text, traceback)``. Called here (the driver), once per group at most.
-    started:
-        ``started(group)`` when a group's task is submitted (progress: "group_start").
-    address:
-        ``None`` starts (or reuses) a Ray instance in this process; ``"auto"`` joins the cluster this
-        machine belongs to; ``"ray://HOST:PORT"`` connects through Ray Client. Used only when Ray is not
-        initialized yet.
-    cpus_per_group, gpus_per_group:
-        Resources each task asks for (default 1 CPU; 1 GPU on CUDA, 0 on the CPU).
-    max_retries:
-        Ray's ``max_retries`` for a task whose worker process dies.
-    max_in_flight:
-        Most tasks submitted at once (default: twice the cluster's slots for one task, at least 2).
-    on_result:
-        ``on_result(group, info)`` with the worker's pid, host, start time and seconds (diagnostics).
+    Ray is initialised here (and shut down at the end) when it is not initialised yet.
 
-    Raises
-    ------
-    SurgeError
-        Ray is not installed, or a bad address or resource request.
+    Args:
+        runner: the runner to call on the workers: a "package.module:attribute" string (importable there)
+            or a callable that Ray can pickle.
+        pending: the groups (``TrialGroup``) to train, in submission order.
+        configs: the groups' engine configs by group index; a ``"cuda:N"`` device becomes ``"cuda"`` in
+            the task (Ray sets its ``CUDA_VISIBLE_DEVICES``).
+        record: ``record(group, outcome)`` writes a group into the store; ``outcome`` is
+            ``("ok", results)`` or ``("error", text, traceback)``. Called here (the driver), once per group
+            at most.
+        started: ``started(group)`` when a group's task is submitted (progress: "group_start").
+        device: the sweep's device, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (decides the default GPUs).
+        address: ``None`` starts (or reuses) a Ray instance in this process; ``"auto"`` joins the cluster
+            this machine belongs to; ``"HOST:PORT"`` or ``"ray://HOST:PORT"`` (through Ray Client) connects
+            to one. Used only when Ray is not initialized yet.
+        cpus_per_group: CPUs each task asks for (default 1).
+        gpus_per_group: GPUs each task asks for (default 1 on CUDA, 0 on the CPU).
+        max_retries: Ray's ``max_retries`` for a task whose worker process dies (default 3).
+        max_in_flight: most tasks submitted at once (default: twice the cluster's slots for one task, at
+            least 2).
+        on_result: ``on_result(group, info)`` with the worker's pid, host, start time and seconds
+            (diagnostics); None: not called.
+
+    Returns:
+        bool: True if interrupted (Ctrl-C cancelled the tasks in flight), else False.
+
+    Raises:
+        SurgeError: Ray is not installed or cannot connect, a bad address or resource request, a CUDA
+            device with no GPU per group, or a cluster with fewer GPUs than one task asks for.
     """
     check_resources(cpus_per_group, gpus_per_group, max_retries)
     address = check_address(address)

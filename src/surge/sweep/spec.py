@@ -36,8 +36,8 @@ so that the fourth point of 1e-4..1e-3 is 0.0004 and not 0.00040000000000000002.
 before any point is formed and refused past ``MAX_AXIS_POINTS`` per axis and ``MAX_TRIALS`` in all; a
 spec with several bad fields reports all of them in one error.
 
-Why one module of ~465 lines: the field checks, the two grid axes, the spec and its TOML reading and
-writing are one vocabulary that every sweep command shares.
+Why one module of ~700 lines: the field checks, the two grid axes, the spec and its TOML reading and writing
+are one vocabulary that every sweep command shares.
 """
 
 from __future__ import annotations
@@ -182,7 +182,11 @@ class _Grid:
             )
 
     def count(self) -> float:
-        """The number of points, computed without forming them (a float: a range may give an enormous count)."""
+        """The number of points, computed without forming them (a range may give an enormous count).
+
+        Returns:
+            int: ``len(values)``, or the range's ``floor((stop - start) / step + 1e-6) + 1`` (possibly huge).
+        """
         if self.values is not None:
             return len(self.values)
         n = math.floor((self.stop - self.start) / self.step + RANGE_TOLERANCE) + 1
@@ -194,7 +198,12 @@ class _Grid:
         return _as_float(value, key, positive=True)
 
     def points(self) -> tuple:
-        """The axis' values: the list as given, or the inclusive range (see the module docstring)."""
+        """The axis' values: the list as given, or the inclusive range (see the module docstring).
+
+        Returns:
+            tuple: the points in order (ints for batch sizes; floats rounded to ``LR_DIGITS`` significant
+            digits for a learning-rate range).
+        """
         if self.values is not None:
             return tuple(self.values)
         n = math.floor((self.stop - self.start) / self.step + RANGE_TOLERANCE) + 1
@@ -203,6 +212,11 @@ class _Grid:
         return tuple(float(f"{self.start + i * self.step:.{LR_DIGITS}g}") for i in range(n))
 
     def to_dict(self) -> dict[str, Any]:
+        """The axis as its TOML table.
+
+        Returns:
+            dict: ``{"values": [...]}`` or ``{"start": ..., "stop": ..., "step": ...}``.
+        """
         if self.values is not None:
             return {"values": list(self.values)}
         return {"start": self.start, "stop": self.stop, "step": self.step}
@@ -214,7 +228,18 @@ def _show(v: float) -> str:
 
 @dataclass(frozen=True)
 class LRGrid(_Grid):
-    """The learning-rate axis: ``start..stop`` by ``step`` (inclusive), or explicit ``values``."""
+    """The learning-rate axis: ``start..stop`` by ``step`` (inclusive), or explicit ``values``.
+
+    Give either ``values`` or all of ``start``, ``stop`` and ``step``; the constructor raises
+    :class:`~surge.errors.SurgeError` otherwise, and for a reversed range, a step <= 0, duplicates or
+    more than ``MAX_AXIS_POINTS`` points (:class:`~surge.errors.SurgeTypeError` for a non-number).
+
+    Attributes:
+        start: the first learning rate, > 0.
+        stop: the last learning rate, inclusive when on the grid, >= start.
+        step: the spacing, > 0.
+        values: an explicit list instead of a range, each > 0, no duplicates.
+    """
 
     start: float | None = None  # first learning rate, > 0
     stop: float | None = None  # last learning rate, inclusive when on the grid, >= start
@@ -226,7 +251,18 @@ class LRGrid(_Grid):
 
 @dataclass(frozen=True)
 class BatchGrid(_Grid):
-    """The batch-size axis (examples per step; tokens for language models): a range or ``values``."""
+    """The batch-size axis (in the workload's batch unit): a range or ``values``.
+
+    A batch size counts the workload's ``batch_unit``: examples for the image workloads, sequences (of
+    128 tokens) for ``distilgpt2-eli5``. The constructor's checks are those of :class:`LRGrid`, with
+    integers.
+
+    Attributes:
+        start: the first batch size, a positive integer.
+        stop: the last batch size, inclusive when on the grid, >= start.
+        step: the spacing, a positive integer.
+        values: an explicit list instead of a range, positive integers, no duplicates.
+    """
 
     start: int | None = None  # first batch size, a positive integer
     stop: int | None = None  # last batch size, inclusive when on the grid, >= start
@@ -258,6 +294,11 @@ class TrunkConfig:
     checkpointed there (parameters, optimizer state, data position); every branch starts from a checkpoint.
 
     Its optimizer is the spec's ``[optimizer]``; its step budget the spec's ``max_steps``.
+
+    Attributes:
+        batch_size: the trunk's batch size, a positive integer.
+        lr: the trunk's learning rate, > 0.
+        seed: the trunk's initial weights and data order, >= 0 (branches use the rounds' seeds for data).
     """
 
     batch_size: int  # the trunk's batch size, a positive integer
@@ -270,6 +311,11 @@ class TrunkConfig:
         object.__setattr__(self, "seed", _as_int(self.seed, "trunk.seed", minimum=0))
 
     def to_dict(self) -> dict[str, Any]:
+        """The trunk as its TOML table.
+
+        Returns:
+            dict: ``batch_size``, ``lr`` and ``seed``.
+        """
         return {"batch_size": self.batch_size, "lr": self.lr, "seed": self.seed}
 
 
@@ -291,11 +337,46 @@ class SweepSpec:
 
     A trial is one (batch size, learning rate, round); round ``r`` uses seed ``seed + r``, so the trials of
     one round share initial weights and batch order across learning rates (common random numbers).
+
+    The constructor validates every field and raises one :class:`~surge.errors.SurgeError` naming all
+    the bad ones (a :class:`~surge.errors.SurgeTypeError` when all are of the wrong type); it also refuses
+    a branch protocol without a trunk, a trunk or ``branch_optimizer_state="carry"`` with the scratch
+    protocol, and more than ``MAX_TRIALS`` trials.
+
+    Attributes:
+        workload: a registry name (``surge.workloads.list_workloads()``) or ``"package.module:attribute"``.
+        lr: the learning-rate axis (an :class:`LRGrid`, or its table or list of values).
+        batch_size: the batch-size axis in the workload's batch unit (a :class:`BatchGrid`, or its table or
+            list of values).
+        name: a label for stores, tables and reports (default ``"sweep"``).
+        optimizer: the optimizer and its settings (an :class:`~surge.records.OptimizerConfig`, its table,
+            or a name).
+        rounds: repeats of the whole grid, each with its own seed, >= 1.
+        seed: the seed of round 0, >= 0; round r uses ``seed + r``.
+        target_loss: the training-loss targets (nats), > 0 and strictly decreasing; None: the workload's.
+        extra_steps: N, steps trained past each target to measure the loss decrease, >= 1; None: the
+            workload's.
+        max_steps: the budget per trial in steps, >= 1; a target not reached within it is censored.
+        max_examples: the budget per trial in batch units (B x steps), >= 1; None: no such limit.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        dtype: the parameter dtype, ``"float32"`` or ``"float64"``.
+        strategy: how a group trains: ``"lockstep"`` (vmap), ``"loop"`` or ``"auto"`` (the engine picks).
+        data_dir: where the workload finds or caches its data; None: the workload's default.
+        group_size: the most trials trained together (one batch size, several lrs x rounds), >= 1.
+        protocol: ``"scratch"`` (every trial trains from initialisation to each target, the paper's
+            protocol) or ``"branch"`` (a trunk is checkpointed at each target and every trial trains N
+            steps from there).
+        trunk: the branch protocol's reference run (a :class:`TrunkConfig` or its table); required for
+            ``"branch"``, None for ``"scratch"``.
+        branch_optimizer_state: for Adam-style branches, ``"reset"`` (a fresh optimizer state: the optimum
+            of the update rule at theta) or ``"carry"`` (the trunk's moments: the optimum a run that
+            changes its lr there would see); ``"reset"`` for scratch.
+        probe_examples: measure the loss on the first this-many probe examples, >= 1; None: all.
     """
 
     workload: str  # registry name (``surge.workloads.list_workloads()``) or "package.module:attribute"
     lr: LRGrid  # the learning-rate axis
-    batch_size: BatchGrid  # the batch-size axis (examples per step; tokens for language models)
+    batch_size: BatchGrid  # the batch-size axis, in the workload's batch unit (examples, or sequences)
     name: str = "sweep"  # a label for stores, tables and reports
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)  # the optimizer and its settings
     rounds: int = 1  # repeats of the whole grid, each with its own seed
@@ -427,11 +508,29 @@ class SweepSpec:
         return len(self.lrs) * len(self.batch_sizes) * self.rounds
 
     def replace(self, **changes: Any) -> SweepSpec:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).
+
+        Args:
+            **changes: field name -> new value, as the constructor takes them.
+
+        Returns:
+            SweepSpec: the new, validated spec.
+
+        Raises:
+            SurgeError: a changed field fails validation (as the constructor).
+            TypeError: a name that is not a field.
+        """
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/TOML types; ``spec_from_dict(spec.to_dict()) == spec``. None fields are left out."""
+        """Plain JSON/TOML types; ``spec_from_dict(spec.to_dict()) == spec``. None fields are left out.
+
+        A scratch spec also leaves out ``protocol`` and ``branch_optimizer_state``, so that its JSON and
+        hash are those of specs written before the branch protocol.
+
+        Returns:
+            dict: field name -> value; grids, the optimizer and the trunk as nested dicts, tuples as lists.
+        """
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -455,15 +554,28 @@ class SweepSpec:
         return out
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys), the text that :meth:`spec_hash` hashes."""
+        """Canonical JSON (sorted keys), the text that :meth:`spec_hash` hashes.
+
+        Returns:
+            str: compact JSON of :meth:`to_dict`.
+        """
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def spec_hash(self) -> str:
-        """SHA-256 of the canonical JSON: equal specs, equal hashes."""
+        """SHA-256 of the canonical JSON: equal specs, equal hashes.
+
+        Returns:
+            str: 64 hex digits.
+        """
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     def to_toml(self) -> str:
-        """The spec as a TOML document that :func:`load_spec` reads back to an equal spec."""
+        """The spec as a TOML document that :func:`load_spec` reads back to an equal spec.
+
+        Returns:
+            str: ``name`` and ``workload`` first, then the other top-level keys, then the ``[optimizer]``,
+            ``[lr]``, ``[batch_size]`` and ``[trunk]`` tables; ends with a newline.
+        """
         d = self.to_dict()
         tables = ("optimizer", "lr", "batch_size", "trunk")
         order = ["name", "workload"] + [k for k in d if k not in ("name", "workload") + tables]
@@ -500,7 +612,21 @@ def _toml_value(value: Any) -> str:
 
 
 def spec_from_dict(data: Mapping[str, Any], *, name: str | None = None) -> SweepSpec:
-    """A validated spec from a dict shaped like the TOML file; ``name`` is used when the dict has none."""
+    """A validated spec from a dict shaped like the TOML file.
+
+    Args:
+        data: the spec's keys and tables, as :func:`tomllib.loads` gives them (or :meth:`SweepSpec.to_dict`).
+        name: the spec's name when ``data`` has none; None: the default ``"sweep"``.
+
+    Returns:
+        SweepSpec: the validated spec.
+
+    Raises:
+        SurgeTypeError: ``data`` is not a mapping.
+        SurgeError: unknown top-level keys, a top-level key that landed inside a ``[table]`` (TOML's rule),
+            a missing ``workload``, ``lr`` or ``batch_size``, or any field the constructor refuses; several
+            problems are reported in one error.
+    """
     if not isinstance(data, Mapping):
         raise SurgeTypeError(f"a sweep spec must be a table, got {_type_name(data)}")
     errors: list[SurgeError] = []
@@ -536,7 +662,19 @@ def spec_from_dict(data: Mapping[str, Any], *, name: str | None = None) -> Sweep
 
 
 def spec_from_toml(text: str, *, name: str | None = None, source: str = "spec") -> SweepSpec:
-    """A validated spec from TOML text; ``source`` names it in errors."""
+    """A validated spec from TOML text.
+
+    Args:
+        text: the TOML document.
+        name: the spec's name when the document has none; None: ``"sweep"``.
+        source: what to call the text in errors (e.g. ``"SPEC file 'x.toml'"``).
+
+    Returns:
+        SweepSpec: the validated spec.
+
+    Raises:
+        SurgeError: the text is not valid TOML, or the spec is invalid (:func:`spec_from_dict`).
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -545,7 +683,18 @@ def spec_from_toml(text: str, *, name: str | None = None, source: str = "spec") 
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    """A validated spec from a TOML file; its name defaults to the file's stem."""
+    """A validated spec from a TOML file; its name defaults to the file's stem.
+
+    Args:
+        path: the TOML file (str or Path), UTF-8.
+
+    Returns:
+        SweepSpec: the validated spec.
+
+    Raises:
+        SurgeError: the file does not exist, is not a file or cannot be read or decoded, is not valid TOML,
+            or holds an invalid spec.
+    """
     path = Path(path)
     if not path.is_file():
         raise SurgeError(f"SPEC file {str(path)!r} does not exist or is not a file")

@@ -17,8 +17,7 @@ SQLite in WAL mode with a busy timeout, the standard library's ``sqlite3`` only 
 A group's trials are written in one transaction (:meth:`SweepStore.record_trials`), so a killed sweep
 leaves whole groups or nothing; a resumed sweep retrains the missing groups with the same composition.
 
-Why one module of ~480 lines: the schema and every read and write of it, so that all SQL lives in one
-place.
+Why one module of ~730 lines: the schema and every read and write of it, so that all SQL lives in one place.
 """
 
 from __future__ import annotations
@@ -145,7 +144,18 @@ def _int_or_none(x: Any) -> int | None:
 
 @dataclass(frozen=True)
 class SweepRecord:
-    """A sweep as the store keeps it."""
+    """A sweep as the store keeps it.
+
+    Attributes:
+        sweep_id: the row id in the ``sweeps`` table.
+        name: the spec's name.
+        spec: the spec, rebuilt from its stored canonical JSON.
+        spec_toml: the same spec as TOML.
+        workload: the workload defaults resolved when the sweep was last registered.
+        n_trials: the trials its plan had when last registered.
+        created_at: when it was first run against the store, ISO 8601 UTC.
+        last_run_at: when it was last run, ISO 8601 UTC.
+    """
 
     sweep_id: int
     name: str
@@ -157,7 +167,14 @@ class SweepRecord:
     last_run_at: str
 
     def plan(self) -> SweepPlan:
-        """The sweep's plan, rebuilt from the stored spec and workload defaults (no workload import)."""
+        """The sweep's plan, rebuilt from the stored spec and workload defaults (no workload import).
+
+        Returns:
+            SweepPlan: the plan (not GPU-sized: the groups of :func:`~surge.sweep.plan.plan_sweep`).
+
+        Raises:
+            SurgeError: the stored defaults no longer plan (e.g. no target losses).
+        """
         return plan_sweep(self.spec, workload=self.workload)
 
 
@@ -168,6 +185,18 @@ class SweepStore:
     """
 
     def __init__(self, path: str | Path, *, create: bool = True):
+        """Open (or create) the store at ``path``, checking an existing file's pages and schema version.
+
+        Args:
+            path: the SQLite file (str or Path); its folder is created when ``create`` is True.
+            create: True creates the store (and its schema) when missing; False refuses a path with no
+                store (for ``status`` and ``export``).
+
+        Raises:
+            SurgeError: with ``create=False``, a missing file or a SQLite file that is not a surge store;
+                a file that cannot be opened, is not SQLite or is corrupted; or a store of another schema
+                version.
+        """
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise SurgeError(f"store {str(self.path)!r} does not exist (create it with 'surge sweep run ... --store')")
@@ -235,6 +264,7 @@ class SweepStore:
         self._conn.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the database connection."""
         self._conn.close()
 
     def __enter__(self) -> SweepStore:
@@ -247,7 +277,14 @@ class SweepStore:
     def exclusive(self) -> Iterator[None]:
         """Hold an advisory lock (``PATH.lock``) so that two sweeps do not train the same store at once.
 
-        The lock dies with its process, so a killed sweep leaves no stale lock.
+        The lock dies with its process, so a killed sweep leaves no stale lock. The lock file holds the
+        holder's pid. Without ``fcntl`` (Windows) no lock is taken.
+
+        Yields:
+            None, while the lock is held; it is released on exit.
+
+        Raises:
+            SurgeError: another process holds the lock (the message names its pid).
         """
         try:
             import fcntl
@@ -278,7 +315,17 @@ class SweepStore:
     # -- sweeps -----------------------------------------------------------------------------------
 
     def register_sweep(self, plan: SweepPlan) -> int:
-        """Record the plan's spec (once per distinct spec); returns its ``sweep_id``."""
+        """Record the plan's spec (once per distinct spec); returns its ``sweep_id``.
+
+        A spec already stored (same :meth:`~surge.sweep.spec.SweepSpec.spec_hash`) gets its last-run time,
+        workload defaults and trial count updated.
+
+        Args:
+            plan: the plan whose spec and resolved workload to record.
+
+        Returns:
+            int: the sweep's ``sweep_id``.
+        """
         spec = plan.spec
         workload_json = json.dumps(
             {
@@ -309,7 +356,14 @@ class SweepStore:
             return int(cur.lastrowid)
 
     def sweeps(self) -> list[SweepRecord]:
-        """The sweeps run against this store, oldest first."""
+        """The sweeps run against this store, oldest first.
+
+        Returns:
+            list of :class:`SweepRecord`: in ``sweep_id`` order.
+
+        Raises:
+            SurgeError: a stored spec no longer validates (:func:`~surge.sweep.spec.spec_from_dict`).
+        """
         rows = self._conn.execute(
             "SELECT sweep_id, name, spec_json, spec_toml, workload_json, n_trials, created_at, last_run_at "
             "FROM sweeps ORDER BY sweep_id"
@@ -342,11 +396,19 @@ class SweepStore:
     # -- trials -----------------------------------------------------------------------------------
 
     def trial_statuses(self) -> dict[str, str]:
-        """``trial_key -> status`` for every stored trial."""
+        """``trial_key -> status`` for every stored trial.
+
+        Returns:
+            dict: trial key -> ``"ok"``, ``"diverged"`` or ``"failed"``.
+        """
         return dict(self._conn.execute("SELECT trial_key, status FROM trials").fetchall())
 
     def finished_keys(self) -> set[str]:
-        """Keys of trials that finished (``ok`` or ``diverged``): a rerun skips them."""
+        """Keys of trials that finished (``ok`` or ``diverged``): a rerun skips them.
+
+        Returns:
+            set of str: the trial keys.
+        """
         return {k for k, s in self.trial_statuses().items() if s in FINISHED}
 
     def record_trials(
@@ -363,8 +425,25 @@ class SweepStore:
     ) -> None:
         """Write one group's trials in one transaction: its results, or (``results=None``) its error.
 
-        ``results`` are the engine's :class:`surge.records.TrialRecord` objects (read by attribute), one per trial, in order.
-        A finished trial already in the store is never overwritten; a failed one is replaced.
+        A finished trial already in the store is never overwritten; a failed one is replaced. A failed
+        group's trials get one stage row per target with NULL results.
+
+        Args:
+            sweep_id: the sweep's id (:meth:`register_sweep`).
+            plan: the sweep's plan (trial configs, targets, budgets).
+            trials: the group's trials, in order.
+            group_key: the group's key (:attr:`~surge.sweep.plan.TrialGroup.key`).
+            results: the engine's :class:`surge.records.TrialRecord` objects (read by attribute), one per
+                trial, in order, each ``ok`` or ``diverged`` with one stage per target; None with ``error``.
+            error: the group's error text (``"ExceptionType: message"``) when it failed; None with ``results``.
+            traceback: the failure's traceback text, or None.
+            device: the device recorded with the trials; None: the spec's.
+
+        Raises:
+            SurgeError: both or neither of ``results`` and ``error``.
+            ValueError: results that do not fit the group: a different count, a status other than ``ok`` /
+                ``diverged``, another (lr, seed) order, or a stage count other than the targets'.
+            AttributeError: a result lacks a record field (``TypeError`` for a field of the wrong type).
         """
         if (results is None) == (error is None):
             raise SurgeError("record_trials needs either results or error")
@@ -451,9 +530,13 @@ class SweepStore:
     def trials_frame(self):
         """A tidy pandas DataFrame, one row per (trial, stage), columns ``FRAME_COLUMNS``.
 
-        Sorted by workload, optimizer, batch size, lr, seed and stage. ``reached`` is a nullable boolean
-        (NA for failed trials); ``steps`` / ``examples`` are nullable integers (NA when not reached).
-        See docs/sweeps.md ("The tidy table") for the meaning of each column.
+        Sorted by workload, optimizer (and betas), batch size, lr, seed and stage. ``reached`` is a nullable
+        boolean (NA for failed trials); ``steps`` / ``examples`` are nullable integers (NA when not reached).
+        See docs/sweeps.md ("The tidy table") for the meaning of each column. Imports pandas.
+
+        Returns:
+            pandas.DataFrame: one row per (trial, stage), columns ``FRAME_COLUMNS``; integer columns
+            ``Int64``, float columns ``float64`` (losses in nats, ``wall_seconds`` in seconds).
         """
         import pandas as pd
 
@@ -518,7 +601,17 @@ class SweepStore:
         return frame
 
     def export(self, out: str | Path) -> Path:
-        """Write :meth:`trials_frame` to ``.csv`` or ``.parquet`` (by suffix); returns the path."""
+        """Write :meth:`trials_frame` to ``.csv`` or ``.parquet`` (by suffix); returns the path.
+
+        Args:
+            out: the output file (str or Path) ending in ``.csv`` or ``.parquet``; its folder is created.
+
+        Returns:
+            Path: ``out``.
+
+        Raises:
+            SurgeError: another suffix, or a Parquet file without pyarrow.
+        """
         out = Path(out)
         suffix = out.suffix.lower()
         if suffix not in (".csv", ".parquet"):
@@ -535,7 +628,14 @@ class SweepStore:
         return out
 
     def failure_summary(self, limit: int = 5) -> list[dict[str, Any]]:
-        """The most frequent errors of failed trials: ``[{"error": text, "trials": count}, ...]``."""
+        """The most frequent errors of failed trials: ``[{"error": text, "trials": count}, ...]``.
+
+        Args:
+            limit: the most distinct errors returned (default 5).
+
+        Returns:
+            list of dict: ``error`` (text) and ``trials`` (count), most frequent first.
+        """
         rows = self._conn.execute(
             "SELECT error, COUNT(*) FROM trials WHERE status = 'failed' GROUP BY error "
             "ORDER BY COUNT(*) DESC, error LIMIT ?",
@@ -548,6 +648,14 @@ class SweepStore:
 
         ``total`` counts the distinct trials the stored sweeps plan; ``done`` those finished (``ok`` +
         ``diverged``); ``failed`` those whose last attempt raised (a rerun retries them); ``pending`` the rest.
+
+        Returns:
+            dict: ``store`` (the path), the counts ``total``, ``done``, ``ok``, ``diverged``, ``failed`` and
+            ``pending``, ``by_batch_size`` (a list of the same counts with ``batch_size``) and ``sweeps``
+            (one dict per stored sweep: name, id, workload, batch unit, metadata, times and its counts).
+
+        Raises:
+            SurgeError: a stored sweep no longer validates or plans.
         """
         statuses = self.trial_statuses()
         sweeps = []
