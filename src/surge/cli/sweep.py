@@ -1,4 +1,9 @@
-"""``surge sweep run|status|export|plan|presets``: grid sweeps over learning rate and batch size."""
+"""``surge sweep run|status|export|plan|advise|presets``: grid sweeps over learning rate and batch size.
+
+Why one module of ~560 lines: the six commands share the spec/preset/store options and their checks; each
+command is a thin layer over ``surge.sweep`` (spec, plan, store, executors) and ``surge.analysis.planner``,
+and ``run`` alone is long because it wires the progress display, Ctrl-C/SIGTERM and the resume hint.
+"""
 
 from __future__ import annotations
 
