@@ -15,6 +15,7 @@ from surge.engine import branch as br
 from surge.engine import run_group
 from surge.errors import SurgeError
 from surge.records import GroupConfig, OptimizerConfig
+from surge.workloads import get_workload
 
 
 def _cfg(**kw) -> GroupConfig:
@@ -144,6 +145,17 @@ def test_checkpoints_are_stored_reused_and_a_killed_trunk_resumes_bit_identicall
     files[0].rename(tmp_path / f"trunk-{br.trunk_key(other)}.pt")
     with pytest.raises(SurgeError, match="written for another trunk"):
         br.get_checkpoints(other)
+
+
+def test_groups_that_differ_only_in_extra_steps_get_their_own_trunk():
+    """The trunk settles extra_steps past each crossing, so extra_steps is part of what its key hashes: a
+    group with N = 0 after one with N = 5 does not reuse the N = 5 checkpoints (in memory or on disk)."""
+    settled, unsettled = _cfg(extra_steps=5), _cfg(extra_steps=0)
+    assert br.trunk_key(settled) != br.trunk_key(unsettled)
+    a, b = br.get_checkpoints(settled), br.get_checkpoints(unsettled)
+    fresh = br._train_trunk(unsettled, get_workload(unsettled.workload), None, None)
+    assert [c.step for c in b] == [c.step for c in fresh]
+    assert a[0].step == b[0].step + 5
 
 
 def test_branch_group_config_errors():

@@ -90,7 +90,7 @@ def trunk_config(config: GroupConfig) -> dict:
 
     Returns:
         A JSON-able dict: the checkpoint version, workload, optimizer settings, the trunk's batch size, lr
-        and seed, the target losses, ``max_steps``, ``max_examples``, ``dtype``, ``probe_examples`` and
+        and seed, the target losses, ``extra_steps`` (the settling steps after each crossing), ``max_steps``, ``max_examples``, ``dtype``, ``probe_examples`` and
         ``probe_interval``.
     """
     return {
@@ -101,6 +101,7 @@ def trunk_config(config: GroupConfig) -> dict:
         "lr": float(config.trunk_lr),
         "seed": int(config.trunk_seed),
         "target_losses": list(config.target_losses),
+        "extra_steps": int(config.extra_steps),  # the trunk settles N steps past each crossing
         "max_steps": int(config.max_steps),
         "max_examples": config.max_examples,
         "dtype": config.dtype,
