@@ -135,6 +135,21 @@ def test_jackknife_corrects_the_low_bias_and_its_interval_covers():
     assert not few.trusted and "not to be trusted" in few.message
 
 
+def test_jackknife_with_an_unbounded_b_noise_says_so_instead_of_failing():
+    """Steps falling almost like 1/B (B_noise far above the batch sizes): a leave-one-out fit or the
+    all-rounds fit can find no loss of data efficiency (B_noise = inf). The jackknife reports an interval
+    without an upper end and is not trusted; analyze() goes on (it raised ZeroDivisionError)."""
+    loo = jackknife_b_noise(_steps_frame(np.random.default_rng(1), 5, b_noise=3000.0), "fewest", {})
+    assert math.isfinite(loo.b_noise) and math.isnan(loo.b_noise_corrected)
+    assert math.isnan(loo.b_noise_ci[0]) and loo.b_noise_ci[1] == math.inf
+    assert not loo.trusted and "no upper end" in loo.message
+    st = analyze(_steps_frame(np.random.default_rng(1), 5, b_noise=3000.0), n_boot=20).stages[0]
+    assert st.b_noise_jackknife == loo
+    full = jackknife_b_noise(_steps_frame(np.random.default_rng(0), 5, b_noise=3000.0), "fewest", {})
+    assert full.b_noise == math.inf and full.b_noise_ci[1] == math.inf and 0 < full.b_noise_ci[0] < math.inf
+    assert not full.trusted and "lower bound" in full.message
+
+
 # ---- candidacy and the planner -------------------------------------------------------------------------
 
 

@@ -110,7 +110,9 @@ def jackknife_b_noise(
     Returns:
         JackknifeBNoise | None: None when fewer than 3 batch sizes have S(B) or the all-rounds fit fails;
         otherwise the estimate, with NaN corrected value and interval (and a message) when there is a
-        single round or fewer than 2 leave-one-out fits succeed.
+        single round or fewer than 2 leave-one-out fits succeed. An infinite B_noise (no loss of data
+        efficiency, see :func:`surge.fit.fit_b_noise`) gives the interval (its lower bound, inf); an
+        infinite leave-one-out estimate gives (NaN, inf); both untrusted, with the reason.
     """
     pts = steps_points(stage_df, rule, optimal_lr)
     if len(pts) < 3:
@@ -121,18 +123,44 @@ def jackknife_b_noise(
     rounds = np.sort(stage_df["round"].unique())
     R = rounds.size
     nan = math.nan
+    if math.isinf(full.b_noise):  # no loss of data efficiency: only a lower bound, nothing to correct
+        return JackknifeBNoise(
+            full.b_noise,
+            nan,
+            (full.b_noise_lower_bound, math.inf),
+            nan,
+            int(R),
+            0,
+            False,
+            f"B_noise lies above the batch sizes measured (examples do not grow with B, Eq 20): a one-sided "
+            f"lower bound {full.b_noise_lower_bound:.4g}, no jackknife; measure larger batch sizes",
+        )
     if R < 2:
         return JackknifeBNoise(
             full.b_noise, nan, (nan, nan), nan, int(R), 0, False, "a single round: no jackknife interval"
         )
-    logs, failed = [], 0
+    logs, failed, unbounded = [], 0, 0
     for r in rounds:
         p = steps_points(stage_df[stage_df["round"] != r], rule, optimal_lr)
         fit = fit_b_noise(list(p), list(p.values()), method=method, confidence=confidence) if len(p) >= 3 else None
         if fit is None or not fit.success:
             failed += 1
-            continue
-        logs.append(math.log(fit.b_noise))
+        elif math.isinf(fit.b_noise):
+            unbounded += 1
+        else:
+            logs.append(math.log(fit.b_noise))
+    if unbounded:  # a leave-one-out B_noise above the batch sizes: the spread has no upper end
+        return JackknifeBNoise(
+            full.b_noise,
+            nan,
+            (nan, math.inf),
+            nan,
+            int(R),
+            failed,
+            False,
+            f"{unbounded} of {R} leave-one-round-out fits put B_noise above the batch sizes measured: the "
+            f"interval has no upper end; measure larger batch sizes or run more rounds",
+        )
     if len(logs) < 2:
         return JackknifeBNoise(
             full.b_noise,
