@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from surge.errors import SurgeError
 from surge.fit import compare_laws, fit_eps_max
 from surge.theory.laws import ADAM_LAW, AdamLaw, SGDLaw, get_law
 
@@ -47,6 +48,9 @@ def test_names_and_lookup():
         get_law("lion")
     with pytest.raises(ValueError, match="alpha must be > 0"):
         SGDLaw(-1.0)
+    for bad in ("sgd(alpha=1.2.3)", "sgd(alpha=e)", "sgd(alpha=+-)"):  # the name's pattern admits them
+        with pytest.raises(SurgeError, match=r"alpha must be a number or 'free', got"):
+            get_law(bad)
     with pytest.raises(ValueError, match="free alpha has no value"):
         SGDLaw(None).lr(B, 1e-3, 64)
 

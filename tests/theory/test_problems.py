@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import special
 
+from surge.errors import SurgeError, SurgeTypeError
 from surge.theory.problems import (
     PROBLEM_NAMES,
     Problem,
@@ -168,3 +169,7 @@ def test_problem_errors(tmp_path):
         load_problem(bad)
     with pytest.raises(ValueError, match="takes no builder arguments"):
         make_problem(str(bad), n=3)
+    with pytest.raises(SurgeError, match="problem 'surge' takes no argument 'size'; it takes n, snr_range"):
+        make_problem("surge", size=3)
+    with pytest.raises(SurgeTypeError, match="mu must be an array of real numbers"):
+        custom_problem([0.1, [0.2, 0.3]], [1.0, 1.0], np.eye(2))  # ragged

@@ -207,8 +207,14 @@ def get_law(name: str | Law, alpha: float | None = 1.0) -> Law:
     if name == "sgd":
         return SGDLaw(alpha)
     m = _SGD_NAME.match(str(name))
+    if m and m.group(1) == "free":
+        return SGDLaw(None)
     if m:
-        return SGDLaw(None if m.group(1) == "free" else float(m.group(1)))
+        try:
+            alpha_in_name = float(m.group(1))
+        except ValueError:  # the pattern admits "1.2.3" or "e": not numbers
+            raise SurgeError(f"law {name!r}: alpha must be a number or 'free', got {m.group(1)!r}") from None
+        return SGDLaw(alpha_in_name)
     raise SurgeError(f"law must be 'adam' or 'sgd' (or a name such as 'sgd(alpha=0.5)'), got {name!r}")
 
 

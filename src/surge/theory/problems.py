@@ -26,6 +26,7 @@ Why one module of ~530 lines: the builders share the drawing helpers and the ``P
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -446,7 +447,8 @@ def custom_problem(mu, sigma, hessian, *, name: str = "custom", description: str
     """
     if not isinstance(name, str) or not name:
         raise SurgeError(f"name must be a non-empty string, got {name!r}")
-    return Problem(name, np.asarray(mu), np.asarray(sigma), np.asarray(hessian), description, {})
+    arrays = [check_array(a, k) for a, k in ((mu, "mu"), (sigma, "sigma"), (hessian, "hessian"))]
+    return Problem(name, *arrays, description, {})
 
 
 def load_problem(path) -> Problem:
@@ -469,6 +471,7 @@ def load_problem(path) -> Problem:
     if not p.is_file():
         raise SurgeError(f"problem file {str(p)!r} does not exist or is not a file")
     how = "save it with np.savez(path, mu=..., sigma=..., hessian=...) from numeric arrays"
+    data = None
     try:
         data = np.load(p, allow_pickle=False)
         if not hasattr(data, "files"):  # a .npy array (or text) under a .npz name
@@ -490,6 +493,9 @@ def load_problem(path) -> Problem:
         raise SurgeError(
             f"problem file {str(p)!r} is not a readable .npz file of numeric arrays ({why}); {how}"
         ) from None
+    finally:
+        if hasattr(data, "close"):  # an NpzFile keeps the file open until closed
+            data.close()
     return custom_problem(
         arrays["mu"], arrays["sigma"], arrays["hessian"], name=p.stem, description=f"loaded from {p.name}"
     )
@@ -516,9 +522,9 @@ def make_problem(name: str, **kwargs) -> Problem:
         The :class:`Problem`.
 
     Raises:
-        SurgeError: an unknown name; builder arguments given with a ``.npz`` file; and whatever the builder
+        SurgeError: an unknown name; a keyword argument the named builder does not take (the error lists
+            those it takes); builder arguments given with a ``.npz`` file; and whatever the builder
             or :func:`load_problem` raises for bad arguments or a bad file.
-        TypeError: a keyword argument that the named builder does not take.
     """
     if isinstance(name, (str, Path)) and str(name).endswith(".npz"):
         if kwargs:
@@ -529,4 +535,9 @@ def make_problem(name: str, **kwargs) -> Problem:
             f"problem must be one of {', '.join(repr(k) for k in PROBLEM_NAMES)} or a .npz file with arrays "
             f"mu, sigma, hessian; got {name!r}"
         )
-    return _BUILDERS[name](**kwargs)
+    builder = _BUILDERS[name]
+    takes = [k for k, prm in inspect.signature(builder).parameters.items() if prm.kind is prm.KEYWORD_ONLY]
+    for key in kwargs:
+        if key not in takes:
+            raise SurgeError(f"problem {name!r} takes no argument {key!r}; it takes {', '.join(takes) or 'none'}")
+    return builder(**kwargs)
