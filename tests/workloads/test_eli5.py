@@ -15,6 +15,7 @@ import torch
 from surge import workloads
 from surge.engine import GroupConfig, OptimizerConfig, run_group
 from surge.engine.trainer import lockstep_supported
+from surge.errors import SurgeError
 from surge.workloads import eli5, get_workload
 from surge.workloads.eli5 import distilgpt2_eli5, eli5_document, find_text_files, gpt2_pydoc, read_documents
 from surge.workloads.lm_gpt2 import GPT2CausalLM, gpt2_param_count, lm_loss, pack_sequences, train_bpe
@@ -246,6 +247,19 @@ def test_argument_and_file_errors(tmp_path, monkeypatch):
     (bad / "train.jsonl").write_text("[1, 2]")
     with pytest.raises(ValueError, match="records must be JSON objects, got int"):
         distilgpt2_eli5(str(tmp_path / "bad"), **TINY)
+    for name, content, match in [  # every malformed file is a SurgeError naming it (were raw exceptions)
+        ("train.json", b'[{"title": "a"}, {not json]', r"train.json: not a JSON array \(line 1, column 19"),
+        ("train.jsonl", b'{"title": "caf\xe9"}\n', r"train.jsonl: not UTF-8 text \(byte 14"),
+        ("train.txt", b"\xff\xfe text", r"train.txt: not UTF-8 text \(byte 0"),
+        ("train.parquet", b"PAR1 not really", r"train.parquet: not a readable Parquet file"),
+    ]:
+        for old in bad.iterdir():
+            old.unlink()
+        (bad / name).write_bytes(content)
+        with pytest.raises(SurgeError, match=match):
+            read_documents([bad / name])
+    for old in bad.iterdir():
+        old.unlink()
     (bad / "train.jsonl").write_text('{"title": " ", "answers": {"text": []}}\n')
     with pytest.raises(ValueError, match="no text found in .*train.jsonl: expected ELI5-Category records"):
         distilgpt2_eli5(str(tmp_path / "bad"), **TINY)

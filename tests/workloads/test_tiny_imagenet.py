@@ -242,6 +242,7 @@ def test_workload_from_files(tmp_path):
     assert wl.train_targets.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert len(wl.probe_inputs) == 12  # probe capped at the data size
     assert wl.epoch_size == 12 and ti.EPOCH_SIZE == 10_000  # 10k per epoch; all when there are fewer
+    assert wl.metadata["epoch_size"] == wl.epoch_size  # the metadata say what the workload does
     assert wl.default_targets == (4.8, 4.4, 4.0) and wl.extra_steps == 50 and wl.lockstep_max_batch == 0
     assert wl.metadata["dataset"] == "Tiny-ImageNet" and wl.batch_unit == "examples"
     torch.manual_seed(0)

@@ -19,6 +19,7 @@ from surge.workloads.data import (
     load_mnist_sample,
     probe_indices,
     read_idx,
+    to_tensors,
     write_idx,
 )
 from surge.workloads.models import CNN5
@@ -254,3 +255,14 @@ def test_workload_validation():
         Workload(**kw, extra_steps=-1)
     with pytest.raises(ValueError, match="workload names cannot contain ':'"):
         workloads.register_workload("a:b", lambda: None)
+
+
+def test_to_tensors_normalises_into_new_memory_for_any_input_dtype():
+    for dtype in (np.uint8, np.float32, np.float64):
+        images = np.array([[[0, 255], [51, 102]]], dtype=dtype)
+        before = images.copy()
+        x, y = to_tensors(images, np.array([3]), 0.5, 0.25)
+        np.testing.assert_array_equal(images, before)  # a float32 array was normalised in place
+        expected = (before.astype(np.float64) / 255 - 0.5) / 0.25
+        np.testing.assert_allclose(x.numpy()[:, 0], expected, rtol=1e-6)
+        assert x.shape == (1, 1, 2, 2) and x.dtype == torch.float32 and y.dtype == torch.int64

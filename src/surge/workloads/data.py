@@ -218,9 +218,9 @@ def to_tensors(images: np.ndarray, labels: np.ndarray, mean: float, std: float) 
 
     Returns:
         tuple ``(x, y)``: torch.Tensor float32 ``[n, 1, H, W]`` and torch.Tensor int64 ``[n]``. ``x`` is
-        new memory for uint8 images; a float32 ``images`` array is normalised in place and shared.
+        always new memory: ``images`` is not modified, whatever its dtype.
     """
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0).sub_(mean).div_(std)
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div(255.0).sub_(mean).div_(std)
     return x.unsqueeze(1).contiguous(), torch.from_numpy(np.ascontiguousarray(labels)).to(torch.int64)
 
 

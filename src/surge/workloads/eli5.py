@@ -172,10 +172,23 @@ def find_text_files(root: Path) -> list[Path]:
     return train or files
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SurgeError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+
+
 def _read_json(path: Path) -> Iterable[dict]:
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     if text.lstrip().startswith("["):
-        rows = json.loads(text)
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SurgeError(
+                f"{path}: not a JSON array (line {exc.lineno}, column {exc.colno}: {exc.msg}); expected one JSON "
+                f"array of records or one record per line"
+            ) from None
         yield from rows
         return
     for i, line in enumerate(text.splitlines(), 1):
@@ -199,20 +212,22 @@ def read_documents(files: Iterable[Path]) -> list[str]:
         list of str: the documents, in file and record order, empty ones dropped.
 
     Raises:
-        SurgeError: a JSON Lines line is not JSON, or a record is not a JSON object.
+        SurgeError: a file that is not UTF-8 text, a ``.json`` array or a JSON Lines line that is not JSON,
+            a Parquet file pyarrow cannot read, or a record that is not a JSON object (each names the file).
         ModuleNotFoundError: a Parquet file and no ``pyarrow`` (``pip install 'surge[lm]'``).
         OSError: a file cannot be read.
-        ValueError: a text or JSON file is not UTF-8 (``UnicodeDecodeError``), or a ``.json`` file that
-            starts with ``[`` is not valid JSON (``json.JSONDecodeError``, not wrapped in SurgeError).
     """
     docs: list[str] = []
     for path in files:
         suffix = path.suffix.lower()
         if suffix == ".txt":
-            rows: Iterable[dict] = [{"text": path.read_text(encoding="utf-8")}]
+            rows: Iterable[dict] = [{"text": _read_text(path)}]
         elif suffix == ".parquet":
             pq = require("pyarrow.parquet")
-            rows = pq.read_table(path).to_pylist()
+            try:
+                rows = pq.read_table(path).to_pylist()
+            except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+                raise SurgeError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
         else:
             rows = _read_json(path)
         for row in rows:

@@ -476,6 +476,6 @@ def resnet18_tiny_imagenet(data_dir: str | None = None) -> Workload:
             "dataset": "Tiny-ImageNet",
             "classes": len(wnids),
             "probe_size": PROBE_SIZE,
-            "epoch_size": EPOCH_SIZE,
+            "epoch_size": min(EPOCH_SIZE, len(x)),
         },
     )
