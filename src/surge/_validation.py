@@ -133,8 +133,9 @@ def check_array(
     nonnegative: bool = False,
     ndim: int | None = None,
     min_size: int = 1,
+    increasing: bool = False,
 ) -> np.ndarray:
-    """Return ``value`` as a float64 array after checking shape, finiteness and sign.
+    """Return ``value`` as a float64 array after checking shape, finiteness, sign and order.
 
     Every element must be finite (no NaN, no +-inf).
 
@@ -145,6 +146,7 @@ def check_array(
         nonnegative: require every element >= 0.
         ndim: the required number of dimensions; None: any.
         min_size: the least number of elements (default 1: not empty).
+        increasing: require the elements, in flat order, to be strictly increasing.
 
     Returns:
         A float64 np.ndarray of ``value``'s shape (``value`` itself when it already is one).
@@ -152,7 +154,8 @@ def check_array(
     Raises:
         SurgeTypeError: ``value`` cannot be converted to an array of real numbers.
         SurgeError: wrong number of dimensions, fewer than ``min_size`` elements, a non-finite element,
-            or an element of the wrong sign (the message gives the first bad element's flat index).
+            an element of the wrong sign (the message gives the first bad element's flat index), or, with
+            ``increasing``, elements not strictly increasing.
     """
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -172,6 +175,8 @@ def check_array(
     if nonnegative and (arr < 0).any():
         i = int(np.flatnonzero((arr < 0).ravel())[0])
         raise SurgeError(f"{name} must be >= 0; element {i} is {arr.ravel()[i]}")
+    if increasing and (np.diff(arr.ravel()) <= 0).any():
+        raise SurgeError(f"{name} must be strictly increasing, got {arr.ravel().tolist()}")
     return arr
 
 

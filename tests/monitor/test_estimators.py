@@ -230,6 +230,8 @@ def test_pooling_two_halves_matches_one_measurement_of_all_the_data():
         (np.ones((10, 3)), {"micro_batch_size": 0}, "micro_batch_size must be positive"),
         (np.ones((10, 3)), {"confidence": 1.5}, r"confidence must be a number in \(0, 1\)"),
         (np.ones((10, 3)), {"batch_sizes": [4, 2]}, "strictly increasing"),
+        (np.ones((10, 3)), {"batch_sizes": ["a", "b"]}, "batch_sizes must be an array of real numbers"),
+        (np.ones((10, 3)), {"batch_sizes": [4, 0]}, "batch_sizes must be > 0; element 1 is 0.0"),
         (np.ones((10, 3)), {"n_probes": 1}, "n_probes must be >= 2"),
         (np.ones((10, 3)), {"adam_state": {"m": np.zeros(2), "v": np.zeros(2), "step": 0}}, r"shape \(3,\)"),
     ],

@@ -236,6 +236,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
             "no trainable parameters",
         ),
     ]
+    base = ["measure", "--workload", TINY, "--lr", "0.01", "--batch-size", "32", "--steps", "5"]
+    cases += [  # checked before any training
+        (base + ["--curve-batch-size", "8,4", "--out", str(tmp_path / "o")], "--curve-batch-size must be strictly"),
+        (base + ["--curve-batch-size", "0,4", "--out", str(tmp_path / "o")], "--curve-batch-size must be > 0"),
+        (base + ["--curve-at-loss", "-1", "--out", str(tmp_path / "o")], "--curve-at-loss must be > 0"),
+    ]
     for argv, match in cases:
         rc = main(argv)
         err = capsys.readouterr().err.strip()
@@ -265,3 +271,13 @@ def test_at_loss_never_reached_is_one_line(measured, capsys):
     )
     err = capsys.readouterr().err
     assert rc == 2 and "never reached it" in err
+
+
+def test_check_config_refuses_non_numeric_curve_settings_before_training():
+    from surge.errors import SurgeTypeError
+    from surge.monitor.run import MeasureConfig, check_config
+
+    for field, flag in (("curve_batch_sizes", "--curve-batch-size"), ("curve_losses", "--curve-at-loss")):
+        cfg = MeasureConfig(workload=TINY, lr=0.01, batch_size=32, steps=5, **{field: ("x",)})
+        with pytest.raises(SurgeTypeError, match=f"{flag} must be an array of real numbers"):
+            check_config(cfg)

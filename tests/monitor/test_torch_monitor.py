@@ -181,6 +181,20 @@ def test_lightning_trainer_runs_the_callback(tmp_path):
     assert [r["step"] for r in cb.series] == [1, 3, 5]
     assert all(r["n_examples"] == 32 and math.isfinite(r["b_simple"]) for r in cb.series)
     assert len((tmp_path / "l.jsonl").read_text().splitlines()) == 3
+    # with gradient accumulation the batches of one optimizer step share a global_step: measured once
+    acc = NoiseMonitorCallback(F.cross_entropy, every=2)
+    L.Trainer(
+        max_steps=6,
+        accumulate_grad_batches=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[acc],
+    ).fit(Module(), loader)
+    assert [r["step"] for r in acc.series] == [1, 3, 5]
 
 
 def test_hf_trainer_runs_the_callback(tmp_path):
@@ -208,3 +222,13 @@ def test_hf_trainer_runs_the_callback(tmp_path):
     assert [r["step"] for r in cb.series] == [1, 3]
     assert all(r["n_examples"] == 8 and math.isfinite(r["b_simple"]) for r in cb.series)
     assert cb.monitor.latest.n_params == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_smoothed_is_none_while_no_measurement_has_a_finite_component():
+    p = make_problem("surge")
+    mon = NoiseMonitor(Quadratic(p.hessian_matrix()), mean_loss, every=1, window=3, n_draws=8)
+    assert mon.smoothed is None
+    g = p.mu + p.sigma * np.random.default_rng(0).standard_normal((5, p.n))  # too few examples to estimate
+    mon.step(torch.as_tensor(-g), torch.zeros(5), loss=1.0)
+    assert mon.latest is not None and math.isnan(mon.latest.b_noise)
+    assert mon.smoothed is None  # raised SurgeError from pool_estimates

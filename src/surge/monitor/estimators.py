@@ -46,7 +46,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy import stats
 
-from surge._validation import check_int
+from surge._validation import check_array, check_int
 from surge.errors import SurgeError, SurgeTypeError
 from surge.monitor.curves import _check_adam_state, _direct_curve, _hvp_many, _model_curve, _np  # noqa: F401
 
@@ -295,12 +295,7 @@ def _confidence(value) -> float:
 def _check_batch_sizes(batch_sizes) -> np.ndarray:
     if batch_sizes is None:
         return np.zeros(0)
-    b = np.asarray(batch_sizes, dtype=float).ravel()
-    if b.size == 0 or not np.isfinite(b).all() or (b <= 0).any():
-        raise SurgeError(f"batch_sizes must be a non-empty list of finite numbers > 0, got {batch_sizes!r}")
-    if (np.diff(b) <= 0).any():
-        raise SurgeError(f"batch_sizes must be strictly increasing, got {b.tolist()}")
-    return b
+    return check_array(batch_sizes, "batch_sizes", positive=True, increasing=True).ravel()
 
 
 # ---- the estimator -------------------------------------------------------------------------------

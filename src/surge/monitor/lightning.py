@@ -80,6 +80,7 @@ class NoiseMonitorCallback(Callback):
         self.log_to_module = log_to_module
         self.monitor_kwargs = monitor_kwargs
         self.monitor: NoiseMonitor | None = None
+        self._measured_step = -1  # with gradient accumulation, several batches end at one global_step
 
     @property
     def series(self) -> list[dict]:
@@ -103,6 +104,9 @@ class NoiseMonitorCallback(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         """Measure on this batch when ``trainer.global_step - 1`` is a multiple of ``every``.
 
+        Once per optimizer step: with gradient accumulation (``accumulate_grad_batches > 1``) only the first
+        batch that ends at a given ``global_step`` is measured.
+
         Args:
             trainer: the Lightning Trainer (``global_step``: optimizer steps taken).
             pl_module: the LightningModule being trained; also receives the values by ``log_dict``.
@@ -118,8 +122,9 @@ class NoiseMonitorCallback(Callback):
         if self.monitor is None:
             self.on_train_start(trainer, pl_module)
         step = trainer.global_step
-        if (step - 1) % self.every != 0:  # global_step counts optimizer steps already taken
+        if (step - 1) % self.every != 0 or step == self._measured_step:  # global_step: optimizer steps taken
             return
+        self._measured_step = step
         x, y = self.batch_to_xy(batch)
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         row = self.monitor.measure(x, y, step=step, loss=loss)

@@ -387,10 +387,12 @@ class NoiseMonitor:
 
     @property
     def smoothed(self) -> NoiseEstimate | None:
-        """The last ``window`` measurements pooled (None before the first)."""
-        if not self.estimates:
+        """The last ``window`` measurements pooled; None before the first, or while none of them has a
+        finite component (e.g. each had too few examples)."""
+        recent = [e for _, e in self.estimates[-self.window :]]
+        if not any(math.isfinite(v) for e in recent for v in e.components.values()):
             return None
-        return pool_estimates([e for _, e in self.estimates[-self.window :]])
+        return pool_estimates(recent)
 
     def close(self) -> None:
         """Close the log's TensorBoard writer, if any."""

@@ -170,6 +170,8 @@ def recommend_from_measure(
         yhi = np.array([_num(v) for v in c["direct_lr_hi"]])
         ok = np.isfinite(y) & (y > 0) & np.isfinite(ylo) & (ylo > 0) & np.isfinite(yhi)
         if ok.sum() >= 2 and bs[ok].min() <= min(b0, b1) and max(b0, b1) <= bs[ok].max():
+            # half-widths in log lr combine in quadrature: the interval keeps the curve's own confidence
+            # (the quantile used to turn widths into sds and back cancels, whatever it is)
             lb = np.log(bs[ok])
             ly, sd = np.log(y[ok]), (np.log(yhi[ok]) - np.log(ylo[ok])) / (2 * 1.96)
             e0, e1 = (float(np.interp(math.log(b), lb, ly)) for b in (b0, b1))

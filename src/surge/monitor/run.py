@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from surge._json import to_jsonable
-from surge._validation import check_int
+from surge._validation import check_array, check_int
 from surge.errors import InputFileError, OutputError, SurgeError
 
 MEASURE_KIND = "surge-measure"
@@ -110,8 +110,7 @@ def check_config(cfg: MeasureConfig) -> MeasureConfig:
 
     Sets ``measure_examples`` (max(batch_size, 256)) and ``curve_batch_sizes`` (powers of 2 up to
     measure_examples / 2) when None, converts ``curve_batch_sizes`` to floats and sorts ``curve_losses``
-    in decreasing order. ``curve_batch_sizes`` values are not checked here (:func:`estimate_noise` does, at
-    the first curve).
+    in decreasing order.
 
     Args:
         cfg: the MeasureConfig to check (modified).
@@ -122,8 +121,9 @@ def check_config(cfg: MeasureConfig) -> MeasureConfig:
     Raises:
         SurgeError: an optimizer not in ``OPTIMIZERS``, betas not two numbers in [0, 1), an lr not finite
             and > 0, an integer field out of range (every, batch_size >= 2, steps, curve_points >= 0, window,
-            n_draws >= 2, measure_examples >= 8), or a curve loss not finite and > 0.
-        SurgeTypeError: an integer field that is not an integer.
+            n_draws >= 2, measure_examples >= 8), a curve batch size not finite and > 0 or not strictly
+            increasing, or a curve loss not finite and > 0.
+        SurgeTypeError: an integer field that is not an integer; non-numeric curve batch sizes or losses.
     """
 
     def pos_int(name, value, low=1):
@@ -147,11 +147,10 @@ def check_config(cfg: MeasureConfig) -> MeasureConfig:
     if cfg.curve_batch_sizes is None:
         top = cfg.measure_examples // 2
         cfg.curve_batch_sizes = tuple(float(2**k) for k in range(int(math.log2(top)) + 1))
-    cfg.curve_batch_sizes = tuple(float(b) for b in cfg.curve_batch_sizes)
-    losses = tuple(float(x) for x in cfg.curve_losses)
-    if any(not (math.isfinite(x) and x > 0) for x in losses):
-        raise SurgeError(f"--curve-at-loss must be finite numbers > 0, got {list(losses)}")
-    cfg.curve_losses = tuple(sorted(losses, reverse=True))
+    b = check_array(cfg.curve_batch_sizes, "--curve-batch-size", positive=True, increasing=True)
+    cfg.curve_batch_sizes = tuple(float(x) for x in b.ravel())
+    losses = check_array(cfg.curve_losses, "--curve-at-loss", positive=True, min_size=0).ravel()
+    cfg.curve_losses = tuple(sorted((float(x) for x in losses), reverse=True))
     return cfg
 
 
@@ -189,7 +188,8 @@ def check_workload(cfg: MeasureConfig):
     wl = get_workload(cfg.workload, cfg.data_dir)
     if cfg.measure_examples is not None and cfg.measure_examples > wl.num_train:
         raise SurgeError(
-            f"--measure-examples {cfg.measure_examples} exceeds the {wl.num_train} training examples of {wl.name}"
+            f"--measure-examples {cfg.measure_examples} exceeds the {wl.num_train} training examples of {wl.name} "
+            f"(when not given it is max(batch size, 256)); give --measure-examples at most {wl.num_train}"
         )
     torch.manual_seed(cfg.seed)
     if not any(p.requires_grad for p in wl.make_model().parameters()):
