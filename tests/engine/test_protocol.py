@@ -22,6 +22,7 @@ from surge.engine import (
 from surge.engine.bisect import _Chunk
 from surge.engine.optim import adam
 from surge.engine.trainer import LockstepRunner, LoopRunner
+from surge.errors import SurgeError
 from surge.workloads import get_workload
 
 TINY = "engine_tiny_workload:make"
@@ -302,6 +303,8 @@ def test_optimizers_run_in_the_engine():
 def test_cuda_missing_error():
     with pytest.raises(ValueError, match="device 'cuda' was asked for, but CUDA is not available here"):
         run_group(_config(device="cuda"))
+    with pytest.raises(SurgeError, match="device 'cuda' was asked for, but CUDA is not available here"):
+        run_group(_config(device="cuda", protocol="branch", trunk_batch_size=16, trunk_lr=3e-3))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")

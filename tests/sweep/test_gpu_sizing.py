@@ -175,6 +175,9 @@ def test_saved_activation_bytes_of_a_tiny_mlp_match_the_closed_form():
     facts = lane_facts(wl, 100, dtype="float64")
     assert facts["n_params"] == 8 * 16 + 16 + 16 + 1 and facts["dtype_bytes"] == 8
     assert facts["activation_bytes"] == 2 * (104 + 128) * 100
+    for call in (lambda: lane_facts(wl, 100, dtype="bfloat16"), lambda: activation_bytes(wl, 100, dtype="f32")):
+        with pytest.raises(SurgeError, match="dtype must be one of 'float32', 'float64'; got"):
+            call()  # was a bare KeyError
 
 
 def test_sizing_through_run_sweep_on_cpu_with_a_fake_gpu(tmp_path):

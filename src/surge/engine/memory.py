@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from surge.engine.bisect import REPLAY_BYTES
-from surge.engine.trainer import TORCH_DTYPES, _seeded_model
+from surge.engine.trainer import _seeded_model, torch_dtype
 from surge.errors import SurgeError
 from surge.workloads import Workload, get_workload
 
@@ -87,11 +87,11 @@ def activation_bytes(
         forward pass of min(B, 4, training examples) examples on the CPU, scaled linearly to B).
 
     Raises:
-        KeyError: ``dtype`` is not one of ``DTYPES``.
+        SurgeError: ``dtype`` is not one of ``DTYPES``.
         SurgeError: a named workload cannot be loaded.
     """
     wl = _load(workload, data_dir)
-    dt = TORCH_DTYPES[dtype]
+    dt = torch_dtype(dtype)
     try:
         model = _seeded_model(wl, 0).to(device="meta", dtype=dt)
         saved, largest = _saved_bytes(model, wl, batch_size, dt, "meta")
@@ -129,11 +129,11 @@ def lane_facts(
         crossings, 3 x parameter bytes each, that fit under ``REPLAY_BYTES``, plus one).
 
     Raises:
-        KeyError: ``dtype`` is not one of ``DTYPES``.
+        SurgeError: ``dtype`` is not one of ``DTYPES``.
         SurgeError: a named workload cannot be loaded.
     """
     wl = _load(workload, data_dir)
-    dt = TORCH_DTYPES[dtype]
+    dt = torch_dtype(dtype)
     model = _seeded_model(wl, 0)
     n_params = sum(p.numel() for p in model.parameters())
     dtype_bytes = torch.empty((), dtype=dt).element_size()
@@ -178,7 +178,7 @@ def measure_lane_bytes(
     Raises:
         SurgeError: CUDA is not available or ``device`` is not a CUDA device; a named workload cannot be
             loaded; an unknown ``optimizer``; the model cannot be vmapped (lockstep).
-        KeyError: ``dtype`` is not one of ``DTYPES``.
+        SurgeError: ``dtype`` is not one of ``DTYPES``.
     """
     from surge.engine.optim import make_optimizer
     from surge.engine.trainer import LockstepRunner

@@ -71,19 +71,19 @@ def run_group(config: GroupConfig, *, progress: Callable[[int, int], None] | Non
     Raises:
         SurgeTypeError: ``config`` is not a GroupConfig, or the workload's model is not an ``nn.Module``.
         SurgeError: the workload cannot be loaded (:func:`surge.workloads.get_workload`); strategy
-            ``"lockstep"`` is forced for a model it cannot batch; (scratch protocol) a CUDA device is
-            asked for where CUDA is not available; (branch protocol) a checkpoint file was written for
+            ``"lockstep"`` is forced for a model it cannot batch; a CUDA device is asked for where CUDA
+            is not available; (branch protocol) a checkpoint file was written for
             another trunk.
         RuntimeError: an engine worker process died before the group finished.
     """
     if not isinstance(config, GroupConfig):
         raise SurgeTypeError(f"config must be a GroupConfig, got {type(config).__name__}")
+    if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
+        raise SurgeError(f"device {config.device!r} was asked for, but CUDA is not available here; use device='cpu'")
     if config.protocol == "branch":
         from surge.engine.branch import run_branch_group
 
         return run_branch_group(config, progress=progress)
-    if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
-        raise SurgeError(f"device {config.device!r} was asked for, but CUDA is not available here; use device='cpu'")
     configure_allocator()
     started = time.perf_counter()
     workload = get_workload(config.workload, config.data_dir)

@@ -34,12 +34,28 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 from torch.utils import _pytree as pytree
 
+from surge._validation import check_choice
 from surge.engine.optim import FunctionalOptimizer, cat_states, select_state
 from surge.errors import SurgeError, SurgeTypeError
 from surge.records import DTYPES
 from surge.workloads import Workload
 
 TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}  # the names of surge.records.DTYPES
+
+
+def torch_dtype(name: object) -> torch.dtype:
+    """The torch dtype of a training dtype's name.
+
+    Args:
+        name: one of :data:`surge.records.DTYPES` (``"float32"``, ``"float64"``).
+
+    Returns:
+        The ``torch.dtype``.
+
+    Raises:
+        SurgeError: ``name`` is not one of ``DTYPES`` (the message lists them).
+    """
+    return TORCH_DTYPES[check_choice(name, "dtype", DTYPES)]
 
 
 BATCHNORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -226,7 +242,7 @@ class _Runner(abc.ABC):
         self.workload = workload
         self.optimizer = optimizer
         self.device = torch.device(device)
-        self.dtype = TORCH_DTYPES[dtype]
+        self.dtype = torch_dtype(dtype)
         template = _seeded_model(workload, 0)
         self.layout = ModelLayout(template)
         self.template = template
