@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from surge.errors import SurgeError
 from surge.sweep import BatchGrid, LRGrid, OptimizerConfig, SweepSpec, get_preset, list_presets, load_spec
 from surge.sweep.spec import spec_from_dict, spec_from_toml
 
@@ -140,6 +141,9 @@ def test_python_construction_validates_too():
         OptimizerConfig(name="sgd", momentum=1.5)
     with pytest.raises(TypeError, match=r"a sweep spec must be a table"):
         spec_from_dict([1, 2])
+    for step in (1e-300, 1e-320):  # 1e-320: the point count overflows a float (was OverflowError)
+        with pytest.raises(SurgeError, match=r"lr range 0.0001..0.001 by .* points; the limit is 10000 per axis"):
+            LRGrid(start=1e-4, stop=1e-3, step=step)
 
 
 def test_load_spec_names_the_file(tmp_path):

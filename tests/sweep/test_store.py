@@ -150,6 +150,12 @@ def test_open_errors(tmp_path):
     sqlite3.connect(other).execute("CREATE TABLE x (a)").connection.commit()
     with pytest.raises(ValueError, match=r"a SQLite database but not a surge sweep store"):
         SweepStore(other, create=False)
+    future = tmp_path / "future.db"
+    SweepStore(future).close()
+    with sqlite3.connect(future) as conn:
+        conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(ValueError, match=r"has schema version 999; this surge writes version \d+"):
+        SweepStore(future)
 
 
 def test_exclusive_lock(tmp_path):

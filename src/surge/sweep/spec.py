@@ -185,12 +185,13 @@ class _Grid:
         """The number of points, computed without forming them (a range may give an enormous count).
 
         Returns:
-            int: ``len(values)``, or the range's ``floor((stop - start) / step + 1e-6) + 1`` (possibly huge).
+            int: ``len(values)``, or the range's ``floor((stop - start) / step + 1e-6) + 1`` (possibly huge;
+            ``math.inf`` when that quotient overflows a float).
         """
         if self.values is not None:
             return len(self.values)
-        n = math.floor((self.stop - self.start) / self.step + RANGE_TOLERANCE) + 1
-        return n
+        span = (self.stop - self.start) / self.step + RANGE_TOLERANCE
+        return math.inf if math.isinf(span) else math.floor(span) + 1  # a tiny step overflows the float
 
     def _number(self, value: object, key: str):
         if self._integer:

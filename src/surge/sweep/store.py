@@ -236,6 +236,7 @@ class SweepStore:
             self._conn.close()
             raise SurgeError(f"{str(self.path)!r} is a SQLite database but not a surge sweep store")
         if version is not None and int(version) != SCHEMA_VERSION:
+            self._conn.close()
             raise SurgeError(
                 f"store {str(self.path)!r} has schema version {version}; this surge writes version {SCHEMA_VERSION}"
             )
