@@ -180,6 +180,26 @@ def check_array(
     return arr
 
 
+def check_confidence(value: object, name: str = "confidence") -> float:
+    """Return ``value`` as a float if it is a confidence level, a number in (0, 1).
+
+    Args:
+        value: the nominal coverage of an interval, e.g. 0.95.
+        name: the argument's name, shown in the error message.
+
+    Returns:
+        ``value`` as a Python float.
+
+    Raises:
+        SurgeTypeError: not a real number.
+        SurgeError: NaN, or not in (0, 1).
+    """
+    c = check_scalar(value, name, finite=False)
+    if not 0 < c < 1:
+        raise SurgeError(f"{name} must be in (0, 1), got {c}")
+    return c
+
+
 def check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``allowed``.
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, stats
 
-from surge._validation import check_array, check_choice, check_same_length, check_scalar
+from surge._validation import check_array, check_choice, check_confidence, check_same_length, check_scalar
 from surge.errors import EstimationError, SurgeError
 from surge.theory.laws import ADAM_LAW, Law, SGDLaw, get_law
 
@@ -230,10 +230,7 @@ def _t(confidence: float, dof: int) -> float:
 
 
 def _confidence(confidence: float) -> float:
-    c = check_scalar(confidence, "confidence", positive=True)
-    if not c < 1:
-        raise SurgeError(f"confidence must be in (0, 1), got {c}")
-    return c
+    return check_confidence(confidence)
 
 
 # ---- Eq 22: B_noise from steps ---------------------------------------------------------------

@@ -228,7 +228,7 @@ def test_pooling_two_halves_matches_one_measurement_of_all_the_data():
         (np.array([[1.0, np.nan]] * 10), {}, "row 0 column 1 is nan"),
         (np.array([[1.0, np.inf]] * 10), {}, "must be finite"),
         (np.ones((10, 3)), {"micro_batch_size": 0}, "micro_batch_size must be positive"),
-        (np.ones((10, 3)), {"confidence": 1.5}, r"confidence must be a number in \(0, 1\)"),
+        (np.ones((10, 3)), {"confidence": 1.5}, r"confidence must be in \(0, 1\)"),
         (np.ones((10, 3)), {"batch_sizes": [4, 2]}, "strictly increasing"),
         (np.ones((10, 3)), {"batch_sizes": ["a", "b"]}, "batch_sizes must be an array of real numbers"),
         (np.ones((10, 3)), {"batch_sizes": [4, 0]}, "batch_sizes must be > 0; element 1 is 0.0"),

@@ -150,7 +150,7 @@ def test_more_rounds_later_trains_only_the_new_rounds(tmp_path, group_config_typ
 
 
 def test_bad_arguments(tmp_path, group_config_type):
-    with pytest.raises(ValueError, match=r"workers must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"workers must be positive, got 0"):
         run_sweep(make_plan(), tmp_path / "s.db", runner=fakes.run_group, workers=0)
     with pytest.raises(ValueError, match=r"runner 'nowhere_xyz:run': cannot import 'nowhere_xyz'"):
         run_sweep(make_plan(), tmp_path / "s.db", runner="nowhere_xyz:run")

@@ -11,7 +11,7 @@ import surge_sweep_fakes as fakes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from surge.errors import SurgeError
+from surge.errors import SurgeError, SurgeTypeError
 from surge.sweep import BatchGrid, LRGrid, SweepSpec, plan_sweep, run_sweep
 from surge.sweep.gpu_sizing import (
     DEFAULT_MEMORY_FRACTION,
@@ -143,10 +143,12 @@ def test_fractional_gpus_share_the_memory_and_a_forced_lockstep_refuses():
     assert loop.strategy == "loop" and loop.reason.startswith("strategy 'loop'")
 
 
-@pytest.mark.parametrize("fraction", [0, 1.5, -0.1, True])
+@pytest.mark.parametrize("fraction", [0, 1.5, -0.1])
 def test_bad_memory_fraction(fraction):
     with pytest.raises(SurgeError, match=r"gpu_memory_fraction must be in \(0, 1\], got"):
         memory_budget(GIB, fraction)
+    with pytest.raises(SurgeTypeError, match=r"gpu_memory_fraction must be a real number, got True"):
+        memory_budget(GIB, True)
 
 
 @given(n=st.integers(1, 300), cap=st.integers(1, 64))
@@ -219,7 +221,7 @@ def test_sizing_through_run_sweep_on_cpu_with_a_fake_gpu(tmp_path):
     assert all(s[1] == "lockstep" and s[3] == "cuda" for s in at4)
     assert sorted(s[2] for s in at4) == [4, 4, 4]  # 12 trials, at most 5 lanes: 3 near-equal groups
     assert sum(s[2] for s in seen) == 24
-    with pytest.raises(SurgeError, match=r"gpu_memory_gb must be a positive number of GiB, got -1"):
+    with pytest.raises(SurgeError, match=r"gpu_memory_gb must be > 0, got -1.0"):
         run_sweep(plan, tmp_path / "t.db", runner=runner, gpu_memory_gb=-1)
 
 

@@ -149,7 +149,7 @@ def test_problem_errors(tmp_path):
         surge_problem(n=8.5)
     with pytest.raises(ValueError, match="snr_range must be \\(low, high\\)"):
         surge_problem(snr_range=(0.08, 0.02))
-    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+    with pytest.raises(ValueError, match="seed must be >= 0"):
         diagonal_problem(seed=-1)
     with pytest.raises(ValueError, match="off_diagonal must lie in"):
         equal_snr_problem(off_diagonal=2.0)

@@ -251,7 +251,7 @@ def test_workload_validation():
         Workload(**{**kw, "probe_inputs": [1, 2]})
     with pytest.raises(ValueError, match="Workload.batch_unit must be one of 'examples', 'tokens'"):
         Workload(**kw, batch_unit="sentences")
-    with pytest.raises(ValueError, match="Workload.extra_steps must be an integer >= 0"):
+    with pytest.raises(ValueError, match="Workload.extra_steps must be >= 0"):
         Workload(**kw, extra_steps=-1)
     with pytest.raises(ValueError, match="workload names cannot contain ':'"):
         workloads.register_workload("a:b", lambda: None)

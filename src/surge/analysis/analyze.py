@@ -31,7 +31,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from surge._validation import check_choice, check_scalar
+from surge._validation import check_choice, check_confidence, check_int, check_scalar
 from surge.analysis._frame import select_config, tidy_frame
 from surge.analysis.bnoise import STEPS_RULES, jackknife_b_noise, steps_points
 from surge.analysis.fitted import FIT_MODELS
@@ -331,17 +331,9 @@ def analyze(
             (:func:`surge.analysis.select_config`); ``extra_steps`` not > 0 or not in the trials; ``stages``
             empty or naming a target loss the trials do not have.
     """
-    if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
-        raise SurgeError(f"n_boot must be an integer >= 0, got {n_boot!r}")
-    if (
-        not isinstance(refine_halfwidth, (int, np.integer))
-        or isinstance(refine_halfwidth, bool)
-        or refine_halfwidth < 1
-    ):
-        raise SurgeError(f"refine_halfwidth must be an integer >= 1, got {refine_halfwidth!r}")
-    confidence = check_scalar(confidence, "confidence", positive=True)
-    if not confidence < 1:
-        raise SurgeError(f"confidence must be in (0, 1), got {confidence}")
+    n_boot = check_int(n_boot, "n_boot", minimum=0)
+    refine_halfwidth = check_int(refine_halfwidth, "refine_halfwidth", minimum=1)
+    confidence = check_confidence(confidence)
     mdf = check_scalar(max_diverged_fraction, "max_diverged_fraction", nonnegative=True)
     if mdf > 1:
         raise SurgeError(f"max_diverged_fraction must be in [0, 1], got {mdf}")

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from surge._units import BATCH_UNITS
-from surge._validation import check_array, check_choice, check_scalar, renamed
+from surge._validation import check_array, check_choice, check_int, check_scalar, renamed
 from surge.errors import SurgeError
 from surge.theory.laws import get_law
 
@@ -190,8 +190,7 @@ def synthetic_frame(
     if np.any(b != np.round(b)):
         raise SurgeError(f"batch_sizes must be integers, got {b.tolist()}")
     b = np.unique(b.astype(np.int64))
-    if not isinstance(rounds, (int, np.integer)) or isinstance(rounds, bool) or rounds < 1:
-        raise SurgeError(f"rounds must be an integer >= 1, got {rounds!r}")
+    rounds = check_int(rounds, "rounds", minimum=1)
     s_min = check_scalar(s_min, "s_min", positive=True)
     s_min_growth = check_scalar(s_min_growth, "s_min_growth", nonnegative=True)
     dl_max = check_scalar(dl_max, "dl_max", positive=True)

@@ -15,6 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from surge._validation import check_int
 from surge.cli._output import LineProgress, console, emit_json, err_console, fmt
 from surge.errors import SurgeError
 from surge.sweep.presets import PRESETS, get_preset, list_presets
@@ -179,8 +180,7 @@ def run(
 
     _add_workload_path(workload_path)
     spec = _spec(spec_file, preset, rounds, device, workload, data_dir)
-    if workers < 1:
-        raise SurgeError(f"--workers must be >= 1, got {workers}")
+    check_int(workers, "--workers", minimum=1)
     if executor not in ("local", "ray"):
         raise SurgeError(f"--executor must be 'local' or 'ray', got {executor!r}")
     ray_flags = {

@@ -46,7 +46,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy import stats
 
-from surge._validation import check_array, check_int
+from surge._validation import check_array, check_confidence, check_int
 from surge.errors import SurgeError, SurgeTypeError
 from surge.monitor.curves import _check_adam_state, _direct_curve, _hvp_many, _model_curve, _np  # noqa: F401
 
@@ -287,9 +287,7 @@ def _positive_int(value, name: str, minimum: int = 1) -> int:
 
 
 def _confidence(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 < float(value) < 1:
-        raise SurgeError(f"confidence must be a number in (0, 1), got {value!r}")
-    return float(value)
+    return check_confidence(value)
 
 
 def _check_batch_sizes(batch_sizes) -> np.ndarray:
@@ -380,8 +378,7 @@ def estimate_noise(
     bs = _check_batch_sizes(batch_sizes)
     if hvp is not None and not callable(hvp):
         raise SurgeTypeError(f"hvp must be a callable v -> H v, got {type(hvp).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SurgeError(f"seed must be an integer >= 0, got {seed!r}")
+    seed = check_int(seed, "seed", minimum=0)
     adam = _check_adam_state(adam_state, g.shape[1])
     m, n = g.shape
     k = len(bs)

@@ -260,17 +260,14 @@ class NoiseMonitor:
         if not callable(loss_fn):
             raise SurgeError(f"loss_fn must be callable (outputs, targets) -> loss, got {type(loss_fn).__name__}")
         self.every = check_every(every)
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise SurgeError(f"window must be an integer >= 1, got {window!r}")
+        window = check_int(window, "window", minimum=1)
         self.model, self.loss_fn, self.window = model, loss_fn, window
         self.batch_sizes = batch_sizes
         self.micro_batch_size = micro_batch_size
         self.optimizer = optimizer
         self.hessian_examples = hessian_examples
         self.seed = seed
-        if isinstance(hessian_every, bool) or not isinstance(hessian_every, int) or hessian_every < 0:
-            raise SurgeError(f"hessian_every must be an integer >= 0 (0: never), got {hessian_every!r}")
-        self.hessian_every = hessian_every
+        self.hessian_every = check_int(hessian_every, "hessian_every", minimum=0)  # 0: never
         self.estimator_kwargs = {
             "n_groups": n_groups,
             "n_probes": n_probes,

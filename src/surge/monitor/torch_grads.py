@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
+from surge._validation import check_int
 from surge.errors import SurgeError
 
 
@@ -153,9 +154,7 @@ def per_example_grads(
             return torch.cat(rows).detach(), 1, "vmap"
         except (RuntimeError, NotImplementedError, ValueError):
             micro_batch_size = 1
-    b = int(micro_batch_size)
-    if b < 1:
-        raise SurgeError(f"micro_batch_size must be an integer >= 1, got {micro_batch_size!r}")
+    b = check_int(micro_batch_size, "micro_batch_size", minimum=1)
     m = n_ex // b
     if m < 2:
         raise SurgeError(f"micro_batch_size={b} leaves {m} micro-batch(es) of a batch of {n_ex}; need at least 2")

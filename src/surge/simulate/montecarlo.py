@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from surge._validation import check_array, check_choice, check_scalar
+from surge._validation import check_array, check_choice, check_int, check_scalar
 from surge.errors import SurgeError, SurgeTypeError
 from surge.theory.problems import Problem, make_problem
 
@@ -73,8 +73,7 @@ class AdamMoments:
         v = check_array(self.v, "adam_state.v", ndim=1, nonnegative=True)
         if v.shape != m.shape:
             raise SurgeError(f"adam_state.v must have the shape of adam_state.m {m.shape}, got {v.shape}")
-        if isinstance(self.step, bool) or not isinstance(self.step, (int, np.integer)) or self.step < 0:
-            raise SurgeError(f"adam_state.step must be an integer >= 0, got {self.step!r}")
+        object.__setattr__(self, "step", check_int(self.step, "adam_state.step", minimum=0))
         object.__setattr__(self, "m", m)
         object.__setattr__(self, "v", v)
 
@@ -256,17 +255,11 @@ def _update_direction(g: np.ndarray, optimizer: str, betas, eps: float, state: A
 
 
 def _seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SurgeError(f"seed must be an integer >= 0, got {seed!r}")
-    return int(seed)
+    return check_int(seed, "seed", minimum=0)
 
 
 def _count(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise SurgeTypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise SurgeError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    return check_int(value, name, minimum=minimum)
 
 
 def _betas(betas) -> tuple[float, float]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from surge._validation import check_array, check_scalar
+from surge._validation import check_array, check_int, check_scalar
 from surge.errors import SurgeError
 
 
@@ -142,9 +142,8 @@ def default_training_problem(
             not two finite values > 0, ``ridge`` < 0, ``sigma`` <= 0, ``start`` = 0, or a non-finite
             number; SurgeTypeError (a SurgeError) for a non-number.
     """
-    for name, val, lo in (("n_blocks", n_blocks, 1), ("block_size", block_size, 2)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
-            raise SurgeError(f"{name} must be an integer >= {lo}, got {val!r}")
+    n_blocks = check_int(n_blocks, "n_blocks", minimum=1)
+    block_size = check_int(block_size, "block_size", minimum=2)
     curv = check_array(curvatures, "curvatures", ndim=1, positive=True)
     if curv.size != 2:
         raise SurgeError(f"curvatures must be (high, low), got {curv.tolist()}")

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from surge._validation import check_int
 from surge.errors import SurgeError
 from surge.sweep.plan import SweepPlan, TrialGroup, WorkloadInfo, plan_sweep
 from surge.sweep.spec import SweepSpec
@@ -255,8 +256,7 @@ def run_sweep(
             :func:`~surge.sweep.plan.plan_sweep`.
         WorkloadUnavailable: the workload cannot be loaded here (no torch, no data).
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise SurgeError(f"workers must be a positive integer, got {workers!r}")
+    check_int(workers, "workers", minimum=1)
     if executor not in ("local", "ray"):
         raise SurgeError(f"executor must be 'local' or 'ray', got {executor!r}")
     if executor == "local" and (address, gpus_per_group, cpus_per_group, max_retries) != (None,) * 4:

@@ -39,6 +39,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from surge._validation import check_scalar
 from surge.errors import SurgeError
 
 DEFAULT_MEMORY_FRACTION = 0.8  # of the GPU's memory (headroom for the allocator's fragmentation, cuDNN workspaces)
@@ -176,10 +177,10 @@ def memory_budget(gpu_bytes: float, memory_fraction: float | None = None, gpus_p
         SurgeError: a fraction outside (0, 1] or a non-positive (or non-numeric) GPU size.
     """
     fraction = DEFAULT_MEMORY_FRACTION if memory_fraction is None else memory_fraction
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+    fraction = check_scalar(fraction, "gpu_memory_fraction")
+    if not 0 < fraction <= 1:
         raise SurgeError(f"gpu_memory_fraction must be in (0, 1], got {memory_fraction!r}")
-    if isinstance(gpu_bytes, bool) or not isinstance(gpu_bytes, (int, float)) or not gpu_bytes > 0:
-        raise SurgeError(f"GPU memory must be a positive number of bytes, got {gpu_bytes!r}")
+    gpu_bytes = check_scalar(gpu_bytes, "GPU memory (bytes)", positive=True)
     share = 1.0 if gpus_per_group is None or gpus_per_group <= 0 else min(1.0, float(gpus_per_group))
     return int(gpu_bytes * fraction * share)
 
@@ -407,8 +408,7 @@ def size_plan_for_device(
             ``measure=True`` without CUDA on the spec's device.
     """
     if gpu_memory_gb is not None:
-        if isinstance(gpu_memory_gb, bool) or not isinstance(gpu_memory_gb, (int, float)) or not gpu_memory_gb > 0:
-            raise SurgeError(f"gpu_memory_gb must be a positive number of GiB, got {gpu_memory_gb!r}")
+        check_scalar(gpu_memory_gb, "gpu_memory_gb", positive=True)
         gpu_bytes, source = int(gpu_memory_gb * GIB), "given"
     else:
         device = plan.spec.device if plan.spec.device.startswith("cuda") else "cuda"

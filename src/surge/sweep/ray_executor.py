@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from surge._validation import check_int, check_scalar
 from surge.errors import SurgeError
 
 DEFAULT_MAX_RETRIES = 3  # Ray reruns a task whose worker died this many times before the group fails
@@ -95,20 +96,15 @@ def check_resources(cpus_per_group: float | None, gpus_per_group: float | None, 
     Raises:
         SurgeError: a value outside these ranges (or a bool, or not a number).
     """
-    if cpus_per_group is not None and (
-        isinstance(cpus_per_group, bool) or not isinstance(cpus_per_group, (int, float)) or not cpus_per_group > 0
-    ):
-        raise SurgeError(f"cpus_per_group must be a positive number of CPUs, got {cpus_per_group!r}")
+    if cpus_per_group is not None:
+        check_scalar(cpus_per_group, "cpus_per_group", positive=True)
     if gpus_per_group is not None:
-        bad = isinstance(gpus_per_group, bool) or not isinstance(gpus_per_group, (int, float)) or gpus_per_group < 0
-        if not bad and gpus_per_group > 1 and gpus_per_group != int(gpus_per_group):
-            bad = True  # Ray: a fraction of one GPU, or a whole number of GPUs
-        if bad:
+        g = check_scalar(gpus_per_group, "gpus_per_group", nonnegative=True)
+        if g > 1 and g != int(g):  # Ray: a fraction of one GPU, or a whole number of GPUs
             raise SurgeError(
                 f"gpus_per_group must be 0, a fraction in (0, 1] or a whole number of GPUs, got {gpus_per_group!r}"
             )
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise SurgeError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    check_int(max_retries, "max_retries", minimum=0)
 
 
 def task_resources(device: str, cpus_per_group: float | None, gpus_per_group: float | None) -> tuple[float, float]:

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 from scipy import special
 
-from surge._validation import check_array, check_scalar
-from surge.errors import SurgeError, SurgeTypeError
+from surge._validation import check_array, check_int, check_scalar
+from surge.errors import SurgeError
 from surge.theory.sign_model import SignGradientModel
 
 __all__ = [
@@ -182,17 +182,11 @@ def _range(value, name: str) -> tuple[float, float]:
 
 
 def _n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise SurgeTypeError(f"n must be an integer, got {n!r}")
-    if n < 2:
-        raise SurgeError(f"n must be >= 2 (off-diagonal coupling needs two coordinates), got {n}")
-    return int(n)
+    return check_int(n, "n", minimum=2)  # off-diagonal coupling needs two coordinates
 
 
 def _seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SurgeError(f"seed must be an integer >= 0, got {seed!r}")
-    return int(seed)
+    return check_int(seed, "seed", minimum=0)
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:

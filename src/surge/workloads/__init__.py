@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from surge._units import BATCH_UNITS
-from surge._validation import check_choice
+from surge._validation import check_choice, check_int
 from surge.errors import SurgeError, SurgeTypeError
 
 
@@ -122,17 +122,11 @@ class Workload:
         if any(not b < a for a, b in zip(targets, targets[1:])):
             raise SurgeError(f"Workload.default_targets must be strictly decreasing, got {targets}")
         object.__setattr__(self, "default_targets", targets)
-        if isinstance(self.extra_steps, bool) or not isinstance(self.extra_steps, int) or self.extra_steps < 0:
-            raise SurgeError(f"Workload.extra_steps must be an integer >= 0, got {self.extra_steps!r}")
+        object.__setattr__(self, "extra_steps", check_int(self.extra_steps, "Workload.extra_steps", minimum=0))
         check_choice(self.batch_unit, "Workload.batch_unit", BATCH_UNITS)
-        size = self.epoch_size
-        if size is not None and (
-            isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= self.num_train
-        ):
-            raise SurgeError(
-                f"Workload.epoch_size must be None or an integer from 1 to the number of training examples "
-                f"({self.num_train}), got {size!r}"
-            )
+        if self.epoch_size is not None:  # at most the number of training examples
+            size = check_int(self.epoch_size, "Workload.epoch_size", minimum=1, maximum=self.num_train)
+            object.__setattr__(self, "epoch_size", size)
 
     @property
     def num_train(self) -> int:

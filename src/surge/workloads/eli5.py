@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from surge._validation import check_choice
+from surge._validation import check_choice, check_int
 from surge.errors import InputFileError, SurgeError
 from surge.workloads import Workload
 from surge.workloads.data import default_data_dir, probe_indices
@@ -446,9 +446,8 @@ def gpt2_workload(
             stream too short for one sequence; ``targets`` not strictly decreasing.
     """
     check_choice(size, "size", tuple(GPT2_SIZES))
-    for arg, value, low in (("seq_len", seq_len, 2), ("probe_size", probe_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise SurgeError(f"{arg} must be an integer >= {low}, got {value!r}")
+    seq_len = check_int(seq_len, "seq_len", minimum=2)
+    probe_size = check_int(probe_size, "probe_size", minimum=1)
     tokens = torch.from_numpy(np.ascontiguousarray(stream, dtype=np.int32))
     inputs, targets_ = pack_sequences(tokens, seq_len)
     probe = probe_indices(len(inputs), probe_size)
