@@ -124,8 +124,13 @@ class Workload:
         object.__setattr__(self, "default_targets", targets)
         object.__setattr__(self, "extra_steps", check_int(self.extra_steps, "Workload.extra_steps", minimum=0))
         check_choice(self.batch_unit, "Workload.batch_unit", BATCH_UNITS)
-        if self.epoch_size is not None:  # at most the number of training examples
-            size = check_int(self.epoch_size, "Workload.epoch_size", minimum=1, maximum=self.num_train)
+        if self.epoch_size is not None:
+            size = check_int(self.epoch_size, "Workload.epoch_size", minimum=1)
+            if size > self.num_train:
+                raise SurgeError(
+                    f"Workload.epoch_size must be at most the number of training examples ({self.num_train}), "
+                    f"got {size}"
+                )
             object.__setattr__(self, "epoch_size", size)
 
     @property
