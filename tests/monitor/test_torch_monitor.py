@@ -197,31 +197,38 @@ def test_lightning_trainer_runs_the_callback(tmp_path):
     assert [r["step"] for r in acc.series] == [1, 3, 5]
 
 
-def test_hf_trainer_runs_the_callback(tmp_path):
+def test_hf_trainer_runs_the_callback_and_trains_the_same_bits(tmp_path):
     transformers = pytest.importorskip("transformers")
     from surge.monitor.hf import NoiseMonitorHFCallback
 
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=40, n_positions=16, n_embd=16, n_layer=1, n_head=2)
-    model = transformers.GPT2LMHeadModel(config)
-    ids = torch.randint(0, 40, (64, 12))
-    data = [{"input_ids": row, "labels": row} for row in ids]
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path),
-        max_steps=4,
-        per_device_train_batch_size=8,
-        report_to=[],
-        use_cpu=True,
-        save_strategy="no",
-        logging_steps=1,
-        disable_tqdm=True,
-        learning_rate=1e-3,
-    )
+    def train(callbacks):
+        torch.manual_seed(0)
+        config = transformers.GPT2Config(vocab_size=40, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+        model = transformers.GPT2LMHeadModel(config)  # dropout 0.1: training draws from torch's generator
+        ids = torch.randint(0, 40, (64, 12))
+        data = [{"input_ids": row, "labels": row} for row in ids]
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path),
+            max_steps=4,
+            per_device_train_batch_size=8,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            logging_steps=1,
+            disable_tqdm=True,
+            learning_rate=1e-3,
+        )
+        transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks).train()
+        return model
+
     cb = NoiseMonitorHFCallback(every=2, log_path=tmp_path / "hf.jsonl")
-    transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[cb]).train()
+    model = train([cb])
     assert [r["step"] for r in cb.series] == [1, 3]
     assert all(r["n_examples"] == 8 and math.isfinite(r["b_simple"]) for r in cb.series)
     assert cb.monitor.latest.n_params == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # the callback's own iterator over the dataloader must not move the training's random stream
+    plain = train([])
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), plain.parameters()))
 
 
 def test_smoothed_is_none_while_no_measurement_has_a_finite_component():

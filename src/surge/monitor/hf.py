@@ -71,7 +71,8 @@ class NoiseMonitorHFCallback(TrainerCallback):
     """transformers callback around :class:`surge.monitor.NoiseMonitor` (same keyword arguments).
 
     Measures after optimizer steps 1, 1 + K, 1 + 2K, ... (``state.global_step``), on the next batch of the
-    training dataloader (a separate iterator over it, restarted when exhausted).
+    training dataloader (a separate iterator over it, restarted when exhausted). Torch's random state is
+    restored after each measurement, so the training itself is the same bits as without the callback.
 
     Args:
         every: int >= 1, K: optimizer steps between measurements (default 1000).
@@ -131,12 +132,17 @@ class NoiseMonitorHFCallback(TrainerCallback):
             self.adapter = BatchDictModel(model)
             self.monitor = NoiseMonitor(self.adapter, _loss_is_output, self.every, **self.monitor_kwargs)
         device = next(model.parameters()).device
-        batch = {k: v.to(device) for k, v in self._next_batch(train_dataloader).items() if isinstance(v, torch.Tensor)}
-        self.adapter.batch = batch
-        n = len(next(iter(batch.values())))
-        index = torch.arange(n, device=device)
-        loss = state.log_history[-1].get("loss") if state.log_history else None
-        self.monitor.measure(index, index, step=state.global_step, loss=loss)
+        # a new iterator over the dataloader draws its seed from torch's global generator: without the fork,
+        # training after a measurement (its shuffles, its dropout) would differ from training without the callback
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            batch = {
+                k: v.to(device) for k, v in self._next_batch(train_dataloader).items() if isinstance(v, torch.Tensor)
+            }
+            self.adapter.batch = batch
+            n = len(next(iter(batch.values())))
+            index = torch.arange(n, device=device)
+            loss = state.log_history[-1].get("loss") if state.log_history else None
+            self.monitor.measure(index, index, step=state.global_step, loss=loss)
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
