@@ -133,3 +133,13 @@ def test_json_summary_has_the_documented_keys(awkward, written):
 def test_markdown_without_figures_has_no_image_links(awkward):
     md = render_markdown(awkward)
     assert "![" not in md and "## Summary" in md
+
+
+def test_how_the_numbers_are_made_follows_the_settings():
+    df = synthetic_frame(rounds=4, seed=1)
+    default = render_markdown(analyze(df, n_boot=20))
+    assert "Eq 22 on those S(B), by least squares of 1/S on 1/E" in default
+    other = render_markdown(analyze(df, n_boot=20, steps_rule="optimal", b_noise_method="nonlinear"))
+    assert "S(B) at each batch size's optimal learning rate" in other
+    assert "nonlinear least squares of log S = log S_min + log(1 + B_noise/B)" in other
+    assert "least squares of 1/S on 1/E" not in other

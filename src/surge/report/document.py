@@ -376,7 +376,20 @@ def report_blocks(analysis: SweepAnalysis) -> list[Block]:
                     "infinitely many steps"
                 )
                 + "; E at the same learning rate.",
-                "B_noise: Eq 22, least squares of 1/S on 1/E (slope -B_noise, intercept 1/S_min). eps_max: Eq 23 "
+                "B_noise: Eq 22 on "
+                + (
+                    "those S(B)"
+                    if s.steps_rule == "fewest"
+                    else "S(B) at each batch size's optimal learning rate (the mean steps there, every trial reached)"
+                )
+                + ", "
+                + (
+                    "by least squares of 1/S on 1/E (slope -B_noise, intercept 1/S_min)"
+                    if s.b_noise_method == "linear"
+                    else "by nonlinear least squares of log S = log S_min + log(1 + B_noise/B)"
+                )
+                + "; the other S(B) rule's fit is shown beside it, and the leave-one-round-out jackknife gives a "
+                "bias-corrected B_noise with its interval. eps_max: Eq 23 "
                 "(Adam) and "
                 "Eq 24 (SGD, alpha 1 and 0.5), the mean over batch sizes of the inverted law at that B_noise. The law "
                 "comparison fits each law by least squares in log lr and ranks them by AICc.",
