@@ -389,6 +389,10 @@ def test_input_errors_name_the_problem():
         analyze(frame.assign(batch_size=1.5))
     with pytest.raises(ValueError, match="no stage with target loss 0.5; the trials have targets 1"):
         analyze(frame, stages=[0.5])
+    with pytest.raises(TypeError, match="stages must be an array of real numbers, got"):
+        analyze(frame, stages=["low"])  # was numpy's ValueError
+    with pytest.raises(ValueError, match="stages must name at least one target loss"):
+        analyze(frame, stages=[])
     with pytest.raises(ValueError, match="n_boot must be >= 0"):
         analyze(frame, n_boot=-1)
     with pytest.raises(ValueError, match="steps_statistic must be one of 'mean', 'median'"):

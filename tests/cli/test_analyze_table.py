@@ -217,6 +217,11 @@ def test_table_frame_errors_name_the_option_the_row_and_the_value(table, kwargs,
         table_frame(pd.DataFrame(table), **args)
 
 
+def test_table_frame_of_a_non_frame_is_a_type_error():
+    with pytest.raises(TypeError, match="table must be a pandas DataFrame, got list"):
+        table_frame([[1e-3, 8, 1.0]], lr_column="lr", batch_size_column="bs", loss_column="loss")
+
+
 def test_analyze_table_option_errors(run_cli, tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame({"lr": [1e-3], "bs": [8], "loss": [1.0]}).to_csv(path, index=False)

@@ -31,7 +31,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from surge._validation import check_choice, check_confidence, check_int, check_scalar
+from surge._validation import check_array, check_choice, check_confidence, check_int, check_scalar
 from surge.analysis._frame import select_config, tidy_frame
 from surge.analysis.bnoise import STEPS_RULES, jackknife_b_noise, steps_points
 from surge.analysis.fitted import FIT_MODELS
@@ -357,7 +357,7 @@ def analyze(
     if stages is None:
         chosen = all_targets
     else:
-        req = np.atleast_1d(np.asarray(stages, dtype=float))
+        req = np.atleast_1d(check_array(stages, "stages", min_size=0)).ravel()
         if req.size == 0:
             raise SurgeError("stages must name at least one target loss")
         chosen = []

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from surge.errors import SurgeError
+from surge.errors import SurgeError, SurgeTypeError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
@@ -114,12 +114,13 @@ def table_frame(
         stage whose target is the highest finite loss, ``loss_decrease`` = -loss, no steps.
 
     Raises:
-        SurgeError: ``table`` not a DataFrame or without rows; a column that does not exist; a value that
+        SurgeTypeError: ``table`` is not a DataFrame.
+        SurgeError: ``table`` without rows; a column that does not exist; a value that
             is not a number, or empty where required; a non-positive or non-finite lr or batch size; a
             fractional batch size or seed; no run with a finite loss; fewer than 2 batch sizes.
     """
     if not isinstance(table, pd.DataFrame):
-        raise SurgeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
+        raise SurgeTypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
     if len(table) == 0:
         raise SurgeError("the table has no rows: no runs to analyse")
     lr = _numbers(_column(table, lr_column, "--lr-column"), "--lr-column", lr_column, allow_missing=False)
