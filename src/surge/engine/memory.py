@@ -87,8 +87,7 @@ def activation_bytes(
         forward pass of min(B, 4, training examples) examples on the CPU, scaled linearly to B).
 
     Raises:
-        SurgeError: ``dtype`` is not one of ``DTYPES``.
-        SurgeError: a named workload cannot be loaded.
+        SurgeError: ``dtype`` is not one of ``DTYPES``; a named workload cannot be loaded.
     """
     wl = _load(workload, data_dir)
     dt = torch_dtype(dtype)
@@ -129,8 +128,7 @@ def lane_facts(
         crossings, 3 x parameter bytes each, that fit under ``REPLAY_BYTES``, plus one).
 
     Raises:
-        SurgeError: ``dtype`` is not one of ``DTYPES``.
-        SurgeError: a named workload cannot be loaded.
+        SurgeError: ``dtype`` is not one of ``DTYPES``; a named workload cannot be loaded.
     """
     wl = _load(workload, data_dir)
     dt = torch_dtype(dtype)
@@ -177,8 +175,7 @@ def measure_lane_bytes(
 
     Raises:
         SurgeError: CUDA is not available or ``device`` is not a CUDA device; a named workload cannot be
-            loaded; an unknown ``optimizer``; the model cannot be vmapped (lockstep).
-        SurgeError: ``dtype`` is not one of ``DTYPES``.
+            loaded; an unknown ``optimizer`` or ``dtype``; the model cannot be vmapped (lockstep).
     """
     from surge.engine.optim import make_optimizer
     from surge.engine.trainer import LockstepRunner
