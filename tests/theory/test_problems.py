@@ -153,6 +153,10 @@ def test_problem_errors(tmp_path):
         diagonal_problem(seed=-1)
     with pytest.raises(ValueError, match="off_diagonal must lie in"):
         equal_snr_problem(off_diagonal=2.0)
+    with pytest.raises(ValueError, match="off_diagonal must lie in"):
+        equal_snr_peak_batch_size(
+            n=64, snr=0.05, diagonal=1.0, off_diagonal=2.0
+        )  # the peak of a non-PSD H is not computed
     with pytest.raises(ValueError, match="coupling must be > 0"):
         sign_blind_problem(coupling=0.0)
     with pytest.raises(ValueError, match="sigma must have the shape of mu"):

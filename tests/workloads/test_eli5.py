@@ -446,3 +446,16 @@ def test_pydoc_workload_trains_on_real_text():
     r = res[0]
     assert abs(r.initial_loss - math.log(4096)) < 0.05
     assert r.stages[0].reached and r.final_loss < r.initial_loss - 1.5
+
+
+def test_a_tokenizer_without_the_eos_token_is_refused():
+    import tokenizers
+    from tokenizers import models, pre_tokenizers, trainers
+
+    from surge.workloads.lm_gpt2 import bpe_from_tokenizer
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(["why is the sky blue"], trainer=trainers.BpeTrainer(vocab_size=300, show_progress=False))
+    with pytest.raises(SurgeError, match=r"the BPE tokenizer has no <\|endoftext\|> token"):
+        bpe_from_tokenizer(tok)

@@ -339,6 +339,17 @@ def sign_blind_problem(
     return Problem("sign-blind", signs * snr * sigma, sigma, h, "H = ridge I + coupling 1 1^T, balanced signs", params)
 
 
+def _off_diagonal(value, h: float, n: int) -> float:
+    """The equal-SNR model's off-diagonal entry c, in the range that keeps H positive semi-definite."""
+    c = check_scalar(value, "off_diagonal")
+    if not (-h / (n - 1) <= c <= h):
+        raise SurgeError(
+            f"off_diagonal must lie in [-diagonal/(n-1), diagonal] = [{-h / (n - 1):.4g}, {h:.4g}] for H to be "
+            f"positive semi-definite, got {c}"
+        )
+    return c
+
+
 def equal_snr_problem(
     *,
     n: int = 64,
@@ -377,12 +388,7 @@ def equal_snr_problem(
     seed = _seed(seed)
     r = check_scalar(snr, "snr", positive=True)
     h = check_scalar(diagonal, "diagonal", positive=True)
-    c = check_scalar(off_diagonal, "off_diagonal")
-    if not (-h / (n - 1) <= c <= h):
-        raise SurgeError(
-            f"off_diagonal must lie in [-diagonal/(n-1), diagonal] = [{-h / (n - 1):.4g}, {h:.4g}] for H to be "
-            f"positive semi-definite, got {c}"
-        )
+    c = _off_diagonal(off_diagonal, h, n)
     lo, hi = _range(sigma_range, "sigma_range")
     rng = np.random.default_rng(seed)
     sigma = _log_uniform(rng, lo, hi, n)
@@ -401,19 +407,19 @@ def equal_snr_peak_batch_size(*, n: int, snr: float, diagonal: float, off_diagon
         n: the number of coordinates, an integer >= 2.
         snr: r, the common mu_i / sigma_i, > 0.
         diagonal: h, every diagonal entry of H, > 0.
-        off_diagonal: c, every off-diagonal entry of H (finite; its PSD range is not checked here).
+        off_diagonal: c, every off-diagonal entry of H, in [-h / (n-1), h] (H positive semi-definite).
 
     Returns:
         B_peak as a float, in samples per step, or None when (n-1) c <= h.
 
     Raises:
         SurgeTypeError: ``n`` not an integer; a non-numeric snr, diagonal or off_diagonal.
-        SurgeError: n < 2; snr or diagonal <= 0; a non-finite value.
+        SurgeError: n < 2; snr or diagonal <= 0; off_diagonal outside [-h / (n-1), h]; a non-finite value.
     """
     n = _n(n)
     r = check_scalar(snr, "snr", positive=True)
     h = check_scalar(diagonal, "diagonal", positive=True)
-    c = check_scalar(off_diagonal, "off_diagonal")
+    c = _off_diagonal(off_diagonal, h, n)
     if not (n - 1) * c > h:
         return None
     e_star = math.sqrt(h / ((n - 1) * c))

@@ -303,13 +303,18 @@ def bpe_from_tokenizer(tok) -> TextTokenizer:
     """Wrap a ``tokenizers.Tokenizer`` (trained by :func:`train_bpe`, or read back from its JSON).
 
     Args:
-        tok: a ``tokenizers.Tokenizer`` whose vocabulary holds ``<|endoftext|>`` (else ``int(None)``
-            raises ``TypeError``).
+        tok: a ``tokenizers.Tokenizer`` whose vocabulary holds ``<|endoftext|>``.
 
     Returns:
         TextTokenizer: tagged ``"bpe-local-<vocab>"``, encoding without special tokens.
+
+    Raises:
+        SurgeError: the vocabulary has no ``<|endoftext|>`` (a tokenizer file not written by :func:`train_bpe`).
     """
     vocab = tok.get_vocab_size()
+    eos_id = tok.token_to_id(EOS_TOKEN)
+    if eos_id is None:
+        raise SurgeError(f"the BPE tokenizer has no {EOS_TOKEN} token; delete its cached file to retrain it")
 
     def encode(texts: list[str]) -> list[list[int]]:
         return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
@@ -317,7 +322,7 @@ def bpe_from_tokenizer(tok) -> TextTokenizer:
     return TextTokenizer(
         tag=f"bpe-local-{vocab}",
         vocab_size=vocab,
-        eos_id=int(tok.token_to_id(EOS_TOKEN)),
+        eos_id=int(eos_id),
         encode_batch=encode,
         tokenizer=tok,
     )
