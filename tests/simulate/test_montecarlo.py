@@ -220,6 +220,10 @@ def test_errors():
         one_step_monte_carlo(42, [1.0])
     with pytest.raises(ValueError, match="adam_state.v must be >= 0"):
         AdamMoments(np.zeros(2), -np.ones(2), 0)
+    with pytest.raises(ValueError, match="n must be >= 0, got -1"):
+        AdamMoments.fresh(-1)  # was numpy's ValueError
+    with pytest.raises(TypeError, match="adam_state.step must be an integer, got 1.5"):
+        AdamMoments(np.zeros(2), np.ones(2), 1.5)
     with pytest.raises(ValueError, match="window must be > 1"):
         mc_peak_batch_size([1.0, 2.0, 4.0], [1.0, 2.0, 1.0], window=1.0)
     with pytest.raises(ValueError, match="optimal_lr must have the shape of batch_size"):

@@ -88,8 +88,10 @@ class AdamMoments:
             AdamMoments: zero moments of shape (n,) and ``step=0``.
 
         Raises:
-            ValueError: a negative ``n`` (from ``np.zeros``).
+            SurgeTypeError: ``n`` is not an integer.
+            SurgeError: ``n`` < 0.
         """
+        n = check_int(n, "n", minimum=0)
         return cls(np.zeros(n), np.zeros(n), 0)
 
 
