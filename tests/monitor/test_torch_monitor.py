@@ -166,34 +166,21 @@ def test_lightning_trainer_runs_the_callback(tmp_path):
     x = torch.randn(256, 4)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
-    cb = NoiseMonitorCallback(F.cross_entropy, every=2, log_path=tmp_path / "l.jsonl")
-    trainer = L.Trainer(
-        max_steps=6,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[cb],
-    )
-    trainer.fit(Module(), loader)
+
+    def fit(cb, **kwargs):
+        quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        trainer = L.Trainer(
+            max_steps=6, accelerator="cpu", default_root_dir=tmp_path, callbacks=[cb], **quiet, **kwargs
+        )
+        trainer.fit(Module(), loader)
+        return cb
+
+    cb = fit(NoiseMonitorCallback(F.cross_entropy, every=2, log_path=tmp_path / "l.jsonl"))
     assert [r["step"] for r in cb.series] == [1, 3, 5]
     assert all(r["n_examples"] == 32 and math.isfinite(r["b_simple"]) for r in cb.series)
     assert len((tmp_path / "l.jsonl").read_text().splitlines()) == 3
     # with gradient accumulation the batches of one optimizer step share a global_step: measured once
-    acc = NoiseMonitorCallback(F.cross_entropy, every=2)
-    L.Trainer(
-        max_steps=6,
-        accumulate_grad_batches=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[acc],
-    ).fit(Module(), loader)
+    acc = fit(NoiseMonitorCallback(F.cross_entropy, every=2), accumulate_grad_batches=2)
     assert [r["step"] for r in acc.series] == [1, 3, 5]
 
 
