@@ -204,14 +204,7 @@ class NoiseEstimate:
         out = {
             k: getattr(self, k)
             for k in (
-                "b_noise",
-                "b_noise_ci",
-                "b_simple",
-                "b_simple_ci",
-                "eps_max",
-                "eps_max_ci",
-                "delta_l_max",
-                "delta_l_max_ci",
+                *_DERIVED,
                 "validity_batch_size",
                 "within_validity",
                 "n_examples",
