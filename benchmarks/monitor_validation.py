@@ -24,20 +24,9 @@ import time
 import numpy as np
 
 from surge.monitor import estimate_noise
-from surge.theory.problems import custom_problem, make_problem
+from surge.theory.problems import make_problem
 
 GRID = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256], dtype=float)
-
-
-def random_problem(seed: int):
-    rng = np.random.default_rng(1000 + seed)
-    n = 48
-    snr = np.exp(rng.uniform(math.log(0.02), math.log(0.1), n))
-    sigma = np.exp(rng.uniform(math.log(0.3), math.log(3.0), n))
-    s = rng.choice([-1.0, 1.0], n)
-    a = rng.normal(size=(n, 8)) * 0.3
-    h = a @ a.T / n + 0.3 * np.eye(n) + rng.uniform(0.5, 2.0) * np.outer(s, s)
-    return custom_problem(s * snr * sigma, sigma, h, name="random")
 
 
 class _HVP:
@@ -55,7 +44,7 @@ def synthetic(seeds: int = 20) -> list[dict]:
     builders = {
         "surge": lambda s: make_problem("surge"),
         "equal-snr": lambda s: make_problem("equal-snr"),
-        "random": random_problem,
+        "random": lambda s: make_problem("random", seed=1000 + s),
         "diagonal": lambda s: make_problem("diagonal"),
     }
     for name, build in builders.items():

@@ -15,23 +15,11 @@ import pytest
 
 from surge.errors import SurgeError
 from surge.monitor import estimate_noise, pool_estimates
-from surge.theory.problems import custom_problem, make_problem
+from surge.theory.problems import make_problem
 
 SEEDS = range(20)
 GRID = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], dtype=float)
 GRID_MB = np.array([4, 8, 16, 32, 64, 128, 256, 512, 1024], dtype=float)
-
-
-def random_problem(seed: int):
-    """A random problem with a surge: random mu, sigma and a random PSD H = A A^T / n + ridge I + c s s^T."""
-    rng = np.random.default_rng(1000 + seed)
-    n = 48
-    snr = np.exp(rng.uniform(math.log(0.02), math.log(0.1), n))
-    sigma = np.exp(rng.uniform(math.log(0.3), math.log(3.0), n))
-    s = rng.choice([-1.0, 1.0], n)
-    a = rng.normal(size=(n, 8)) * 0.3
-    h = a @ a.T / n + 0.3 * np.eye(n) + rng.uniform(0.5, 2.0) * np.outer(s, s)
-    return custom_problem(s * snr * sigma, sigma, h, name="random")
 
 
 def draws(problem, m: int, seed: int, micro: int = 1) -> np.ndarray:
@@ -76,7 +64,7 @@ def grid_steps_from(grid: np.ndarray, found: float, exact: float) -> int:
 PROBLEMS = {
     "surge": lambda s: make_problem("surge"),
     "equal-snr": lambda s: make_problem("equal-snr"),
-    "random": random_problem,
+    "random": lambda s: make_problem("random", seed=1000 + s),
 }
 
 

@@ -14,6 +14,7 @@ from surge.theory.problems import (
     diagonal_problem,
     equal_snr_peak_batch_size,
     equal_snr_problem,
+    random_problem,
     sign_blind_problem,
     surge_problem,
 )
@@ -26,7 +27,9 @@ def surge_sign():
     return one_step_monte_carlo(surge_problem(), BATCH, optimizer="sign", samples=100_000, seed=1)
 
 
-@pytest.mark.parametrize("builder", [surge_problem, diagonal_problem, sign_blind_problem, equal_snr_problem])
+@pytest.mark.parametrize(
+    "builder", [surge_problem, diagonal_problem, sign_blind_problem, equal_snr_problem, random_problem]
+)
 def test_sign_descent_agrees_with_eq9_within_3_standard_errors(builder, surge_sign):
     if builder is surge_problem:
         res = surge_sign

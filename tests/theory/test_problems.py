@@ -16,6 +16,7 @@ from surge.theory.problems import (
     equal_snr_problem,
     load_problem,
     make_problem,
+    random_problem,
     sign_blind_problem,
     surge_problem,
 )
@@ -51,6 +52,22 @@ def test_surge_problem_structure_and_ground_truth():
     assert p.model.validity_batch_size > 10 * b_noise  # Theorem 3 applies at the peak
     peak = p.model.peak()
     assert peak.batch_size == pytest.approx(b_noise, rel=0.02)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_problem_has_a_surge_with_an_unstructured_hessian(seed):
+    p = random_problem(seed=seed)
+    h = p.hessian_matrix()
+    assert np.allclose(h, h.T) and np.linalg.eigvalsh(h).min() > 0.29  # A A^T / n + 0.3 I + c s s^T is PD
+    snr = np.abs(p.mu / p.sigma)
+    assert snr.min() >= 0.02 and snr.max() <= 0.1 and p.sigma.min() >= 0.3 and p.sigma.max() <= 3.0
+    coupling = _coupling_by_loops(p.mu, p.sigma, h)
+    assert coupling > 0 and p.model.coupling == pytest.approx(coupling, rel=1e-10)
+    assert p.model.b_noise == pytest.approx(math.pi * np.trace(h) / (2 * coupling), rel=1e-10)  # Eq 14
+    off = h - np.diag(np.diag(h))
+    assert np.ptp(off[off != 0]) > 0.1  # not the one-coupling structure of surge_problem
+    assert p.model.peak().batch_size is not None  # an interior peak, as Theorem 3 predicts
+    assert not np.array_equal(random_problem(seed=seed).mu, random_problem(seed=seed + 1).mu)
 
 
 def test_problems_are_deterministic_in_the_seed():
@@ -134,7 +151,7 @@ def test_custom_and_loaded_problems(tmp_path):
 
 
 def test_make_problem_by_name():
-    assert set(PROBLEM_NAMES) == {"surge", "diagonal", "sign-blind", "equal-snr"}
+    assert set(PROBLEM_NAMES) == {"surge", "diagonal", "sign-blind", "equal-snr", "random"}
     for name in PROBLEM_NAMES:
         assert make_problem(name).name == name
     assert make_problem("surge", n=8, seed=1).n == 8

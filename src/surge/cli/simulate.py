@@ -15,6 +15,7 @@ from surge._validation import check_output_dir, check_output_file
 from surge.cli._args import parse_number_list
 from surge.cli._output import console, emit_json, err_console, fmt, fmt_ci, to_jsonable
 from surge.errors import SurgeError
+from surge.theory.problems import PROBLEM_NAMES
 
 app = typer.Typer(
     help="Simulate sign descent / Adam and SGD on quadratics with Gaussian per-sample gradients: "
@@ -31,7 +32,7 @@ def figure1(
     problem: str = typer.Option(
         "surge",
         "--problem",
-        help="surge, diagonal, sign-blind, equal-snr, or a .npz file with arrays mu, sigma, hessian.",
+        help=f"{', '.join(PROBLEM_NAMES)}, or a .npz file with arrays mu, sigma, hessian.",
     ),
     samples: int = typer.Option(100_000, "--samples", help="Monte-Carlo samples per batch size."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),

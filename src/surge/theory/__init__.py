@@ -43,6 +43,7 @@ from surge.theory.problems import (  # noqa: E402
     equal_snr_problem,
     load_problem,
     make_problem,
+    random_problem,
     sign_blind_problem,
     surge_problem,
 )
@@ -56,6 +57,7 @@ __all__ += [
     "equal_snr_problem",
     "load_problem",
     "make_problem",
+    "random_problem",
     "sign_blind_problem",
     "surge_problem",
 ]

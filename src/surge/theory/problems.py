@@ -48,6 +48,7 @@ __all__ = [
     "equal_snr_problem",
     "load_problem",
     "make_problem",
+    "random_problem",
     "sign_blind_problem",
     "surge_problem",
 ]
@@ -339,6 +340,38 @@ def sign_blind_problem(
     return Problem("sign-blind", signs * snr * sigma, sigma, h, "H = ridge I + coupling 1 1^T, balanced signs", params)
 
 
+def random_problem(*, n: int = 48, seed: int = 0) -> Problem:
+    """A surge with no special structure: random mu, sigma and a random PSD H coupled along the signs.
+
+    |SNR_i| is log-uniform in [0.02, 0.1], sigma_i in [0.3, 3], the signs s random, and
+    H = A A^T / n + 0.3 I + c s s^T with A (n, 8) of N(0, 0.3^2) entries and c uniform in [0.5, 2]: the
+    s s^T term makes the SNR coupling S positive, so Theorem 3 predicts a peak at B_noise (Eq 14), while
+    the A A^T term gives H a random spectrum and eigenvectors. The estimators' tests and the monitor's
+    validation benchmark use it beside the structured problems.
+
+    Args:
+        n: the number of coordinates, an integer >= 2.
+        seed: the random seed, an integer >= 0.
+
+    Returns:
+        The :class:`Problem` named ``"random"``, with its arguments in ``params``.
+
+    Raises:
+        SurgeTypeError: ``n`` or ``seed`` not an integer.
+        SurgeError: n < 2; seed < 0.
+    """
+    n, seed = _n(n), _seed(seed)
+    rng = np.random.default_rng(seed)
+    snr = _log_uniform(rng, 0.02, 0.1, n)
+    sigma = _log_uniform(rng, 0.3, 3.0, n)
+    s = rng.choice([-1.0, 1.0], n)
+    a = rng.normal(size=(n, 8)) * 0.3
+    h = a @ a.T / n + 0.3 * np.eye(n) + rng.uniform(0.5, 2.0) * np.outer(s, s)
+    return Problem(
+        "random", s * snr * sigma, sigma, h, "H = A A^T / n + 0.3 I + c s s^T, random", {"n": n, "seed": seed}
+    )
+
+
 def _off_diagonal(value, h: float, n: int) -> float:
     """The equal-SNR model's off-diagonal entry c, in the range that keeps H positive semi-definite."""
     c = check_scalar(value, "off_diagonal")
@@ -506,6 +539,7 @@ _BUILDERS = {
     "diagonal": diagonal_problem,
     "sign-blind": sign_blind_problem,
     "equal-snr": equal_snr_problem,
+    "random": random_problem,
 }
 PROBLEM_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
@@ -514,8 +548,8 @@ def make_problem(name: str, **kwargs) -> Problem:
     """A built-in problem by name (one of ``PROBLEM_NAMES``), or a ``.npz`` file path (``load_problem``).
 
     Args:
-        name: ``"surge"``, ``"diagonal"``, ``"sign-blind"``, ``"equal-snr"``, or a str or Path ending in
-            ``.npz``.
+        name: ``"surge"``, ``"diagonal"``, ``"sign-blind"``, ``"equal-snr"``, ``"random"``, or a str or
+            Path ending in ``.npz``.
         **kwargs: the keyword arguments of the named builder (e.g. ``n``, ``seed``); none for a file.
 
     Returns:
