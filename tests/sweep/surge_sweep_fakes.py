@@ -15,9 +15,12 @@ import importlib.util
 import math
 import os
 import random
+import sys
 import time
+from pathlib import Path
 
 from surge.records import StageRecord, TrialRecord
+from surge.sweep import BatchGrid, LRGrid, SweepSpec, plan_sweep
 from surge.sweep.plan import WorkloadInfo
 
 INFO = WorkloadInfo(name="fake", default_targets=(1.0, 0.5), extra_steps=3, batch_unit="examples")
@@ -126,3 +129,27 @@ def install_for_subprocess() -> None:
         return resolve(name, data_dir) if name.startswith("fake") else real(name, data_dir)
 
     plan_module.resolve_workload = resolver
+
+
+def plan(**spec_fields):
+    """A plan of the fake workload: 3 lrs x batch sizes 1, 4, 16 x 4 rounds, groups of 6 (fields override)."""
+    base = dict(
+        workload="fake",
+        lr=LRGrid(values=(1e-3, 3e-3, 0.1)),
+        batch_size=BatchGrid(values=(1, 4, 16)),
+        rounds=4,
+        group_size=6,
+        max_steps=3000,
+    )
+    return plan_sweep(SweepSpec(**(base | spec_fields)), workload=INFO)
+
+
+_DRIVER = (
+    "import sys; sys.path.insert(0, {here!r}); import surge_sweep_fakes as f; f.install_for_subprocess(); "
+    "from surge.cli.main import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def cli_command(*args: str) -> list[str]:
+    """argv of a ``surge`` CLI subprocess that also knows the fake workloads."""
+    return [sys.executable, "-c", _DRIVER.format(here=str(Path(__file__).resolve().parent)), *args]

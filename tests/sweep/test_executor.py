@@ -4,23 +4,11 @@ import pandas as pd
 import pytest
 import surge_sweep_fakes as fakes
 from surge_sweep_fakes import engine_available
+from surge_sweep_fakes import plan as make_plan
 
-from surge.sweep import BatchGrid, LRGrid, SweepSpec, SweepStore, plan_sweep, run_sweep
+from surge.sweep import SweepStore, run_sweep
 
 VOLATILE = ["created_at", "wall_seconds"]  # differ between runs by nature
-
-
-def make_plan(**kw):
-    base = dict(
-        workload="fake",
-        lr=LRGrid(values=(1e-3, 3e-3, 0.1)),
-        batch_size=BatchGrid(values=(1, 4, 16)),
-        rounds=4,
-        group_size=6,
-        max_steps=3000,
-    )
-    base.update(kw)
-    return plan_sweep(SweepSpec(**base), workload=fakes.INFO)
 
 
 def frame(path):

@@ -30,6 +30,7 @@ ray = pytest.importorskip("ray")
 
 import surge_sweep_fakes as fakes  # noqa: E402
 from surge_sweep_fakes import engine_available  # noqa: E402
+from surge_sweep_fakes import plan as fake_plan  # noqa: E402
 
 from surge.errors import SurgeError  # noqa: E402
 from surge.sweep import BatchGrid, LRGrid, SweepSpec, SweepStore, plan_sweep, run_sweep  # noqa: E402
@@ -75,19 +76,6 @@ def cluster():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def fake_plan(**kw):
-    base = dict(
-        workload="fake",
-        lr=LRGrid(values=(1e-3, 3e-3, 0.1)),
-        batch_size=BatchGrid(values=(1, 4, 16)),
-        rounds=4,
-        group_size=6,
-        max_steps=3000,
-    )
-    base.update(kw)
-    return plan_sweep(SweepSpec(**base), workload=fakes.INFO)
 
 
 def numbers(path) -> pd.DataFrame:

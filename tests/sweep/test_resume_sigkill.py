@@ -10,21 +10,14 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from surge_sweep_fakes import engine_available
+from surge_sweep_fakes import cli_command, engine_available
 
 from surge.sweep import SweepStore
-
-HERE = Path(__file__).resolve().parent
-DRIVER = (
-    "import sys; sys.path.insert(0, {here!r}); import surge_sweep_fakes as f; f.install_for_subprocess(); "
-    "from surge.cli.main import main; sys.exit(main(sys.argv[1:]))"
-)
 
 FAKE_SPEC = """
 name = "kill-me"
@@ -42,7 +35,7 @@ values = [1, 4, 16, 64]
 def surge(args, env_extra, **kw):
     env = {**os.environ, **env_extra}
     return subprocess.Popen(
-        [sys.executable, "-c", DRIVER.format(here=str(HERE)), *args],
+        cli_command(*args),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

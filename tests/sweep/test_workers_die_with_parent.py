@@ -9,13 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from surge_sweep_fakes import engine_available
+from surge_sweep_fakes import cli_command, engine_available
 
-HERE = Path(__file__).resolve().parent
-DRIVER = (
-    "import sys; sys.path.insert(0, {here!r}); import surge_sweep_fakes as f; f.install_for_subprocess(); "
-    "from surge.cli.main import main; sys.exit(main(sys.argv[1:]))"
-)
 SPEC = """
 name = "orphans"
 workload = "fake"
@@ -68,7 +63,7 @@ def test_workers_and_resource_tracker_die_with_a_sigkilled_parent(tmp_path):
     ]
     env = {**os.environ, "SURGE_FAKE_SLEEP": "30"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", DRIVER.format(here=str(HERE)), *args],
+        cli_command(*args),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -114,9 +109,7 @@ def test_json_mode_shows_progress_on_stderr(tmp_path):
         "surge_sweep_fakes:run_group",
         "--json",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-c", DRIVER.format(here=str(HERE)), *args], capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["done"] == 24
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("sweep orphans: ")]
