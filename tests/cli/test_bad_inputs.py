@@ -43,6 +43,10 @@ def files(tmp_path_factory):
     wl = d / "wl"
     wl.mkdir()
     (wl / "broken_workload.py").write_text("def make():\n    raise RuntimeError('no data here')\n")
+    (wl / "dataless_workload.py").write_text(  # what a built-in workload raises offline without its data
+        "from surge.errors import InputFileError\n\n"
+        "def make():\n    raise InputFileError('Fashion-MNIST files missing in /nowhere')\n"
+    )
     return d
 
 
@@ -212,6 +216,22 @@ CASES = [
         ],
         2,
         "raised when called",
+    ),
+    (
+        "workload data missing",  # was an internal error: WorkloadUnavailable was not a SurgeError
+        lambda d: [
+            "sweep",
+            "run",
+            f"{d}/spec.toml",
+            "--store",
+            f"{d}/nodata.db",
+            "--workload",
+            "dataless_workload:make",
+            "--workload-path",
+            f"{d}/wl",
+        ],
+        2,
+        "Fashion-MNIST files missing in /nowhere",
     ),
     (
         "workload not found",

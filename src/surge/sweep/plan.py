@@ -59,8 +59,9 @@ class WorkloadInfo:
     fingerprint: str | None = None
 
 
-class WorkloadUnavailable(ValueError):
-    """The workload is known by name but cannot be loaded here (torch missing, data missing)."""
+class WorkloadUnavailable(SurgeError):
+    """The workload is known by name but cannot be loaded here (torch missing, data missing): bad input
+    for this machine, CLI exit 2 (a ``SurgeError``, so also a ``ValueError``)."""
 
 
 @dataclass(frozen=True)
