@@ -313,6 +313,29 @@ def check_output_dir(path, name: str = "--out") -> Path:
     return p
 
 
+def check_input_file(path, name: str, hint: str = "") -> Path:
+    """Check that the input ``path`` is an existing file (not a folder), before it is read.
+
+    Args:
+        path: the file, a ``str`` or ``os.PathLike``.
+        name: how the error message names it (the CLI option or argument, e.g. ``"--table"``, ``"SPEC file"``).
+        hint: what to give instead, appended to the message (e.g. ``"give DIR/measure.json"``); "" for none.
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path`.
+
+    Raises:
+        InputFileError: ``path`` is a folder or does not exist (also a ``FileNotFoundError``).
+    """
+    from surge.errors import InputFileError
+
+    p = Path(path)
+    if p.is_file():
+        return p
+    why = "is a folder; give a file" if p.is_dir() else "does not exist"
+    raise InputFileError(f"{name} {str(p)!r} {why}" + (f" ({hint})" if hint else ""))
+
+
 def check_output_file(path, name: str = "--out") -> Path:
     """Check, before any work starts, that the file ``path`` can be written: its folder is (or can be made)
     a writable folder and ``path`` is not a folder.

@@ -76,7 +76,7 @@ def test_analyze_prints_a_table_for_people(frame, run_cli, tmp_path):
 def test_analyze_errors_are_one_line_and_exit_2(frame, run_cli, tmp_path):
     code, out, err = run_cli("analyze", "--store", str(tmp_path / "missing.db"), "--out", str(tmp_path / "o"))
     assert code == 2 and out == ""
-    assert err.strip() == f"error: store {str(tmp_path / 'missing.db')!r} does not exist or is not a file"
+    assert err.strip() == f"error: store {str(tmp_path / 'missing.db')!r} does not exist"
     csv = tmp_path / "trials.csv"
     frame.to_csv(csv, index=False)
     code, _, err = run_cli("analyze", "--store", str(csv), "--out", str(tmp_path / "o"), "--stage", "0.3")

@@ -3,6 +3,7 @@ line on stderr (exit 2 for bad input, 1 for an estimate the data cannot give), n
 SURGE_DEBUG=1 still shows the traceback."""
 
 import os
+import sqlite3
 
 import numpy as np
 import pytest
@@ -40,6 +41,8 @@ def files(tmp_path_factory):
     (d / "steps_rise.csv").write_text("batch_size,steps\n64,3000\n128,2950\n256,3100\n512,3300\n")
     (d / "table.csv").write_text("lr,bs,loss\n1e-3,8,1.0\n2e-3,8,oops\n1e-3,16,0.5\n")
     (d / "spec.toml").write_text(SPEC)
+    with sqlite3.connect(d / "other.sqlite") as other:
+        other.execute("CREATE TABLE notes (text)")
     wl = d / "wl"
     wl.mkdir()
     (wl / "broken_workload.py").write_text("def make():\n    raise RuntimeError('no data here')\n")
@@ -75,6 +78,24 @@ CASES = [
     ("missing input", lambda d: ["sweep", "plan", f"{d}/none.toml"], 2, "none.toml"),
     # a store with valid header and zeroed pages (item 5)
     ("corrupted store", lambda d: ["sweep", "status", "--store", f"{d}/corrupt.sqlite"], 2, "is corrupted"),
+    # a store path that is not a store file: a folder, a path under a file, another program's database
+    ("store is a folder", lambda d: ["sweep", "status", "--store", f"{d}/wl"], 2, "is a folder; give a file"),
+    ("store is a folder", lambda d: ["sweep", "run", f"{d}/spec.toml", "--store", f"{d}/wl"], 2, "is a folder"),
+    ("input is a folder", lambda d: ["fit", "b-noise", f"{d}/wl"], 2, "is a folder; give a file"),
+    ("input is a folder", lambda d: ["sweep", "plan", f"{d}/wl"], 2, "is a folder; give a file"),
+    ("store is a folder", lambda d: ["analyze", "--store", f"{d}/wl", "--out", f"{d}/o"], 2, "is a folder"),
+    (
+        "store under a file",  # was an internal error (FileExistsError)
+        lambda d: ["sweep", "run", f"{d}/spec.toml", "--store", f"{d}/spec.toml/s.db"],
+        2,
+        "which is a file",
+    ),
+    (
+        "not a store",  # was written into
+        lambda d: ["sweep", "run", f"{d}/spec.toml", "--store", f"{d}/other.sqlite"],
+        2,
+        "is a SQLite database but not a surge sweep store",
+    ),
     (
         "corrupted store",
         lambda d: ["sweep", "export", "--store", f"{d}/corrupt.sqlite", "--out", f"{d}/c.csv"],

@@ -118,7 +118,7 @@ def test_fit_tables(run_cli, steps_csv, lr_csv):
             ],
             r"^error: law must be one of 'adam', 'sgd'; got 'x'$",
         ),
-        (["fit", "b-noise", "/nonexistent.csv"], r"^error: FILE '/nonexistent.csv' does not exist or is not a file$"),
+        (["fit", "b-noise", "/nonexistent.csv"], r"^error: FILE '/nonexistent.csv' does not exist$"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(run_cli, args, match):

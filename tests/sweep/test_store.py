@@ -192,7 +192,7 @@ def test_an_empty_store(tmp_path):
 
 
 def test_a_directory_is_not_a_store(tmp_path):
-    with pytest.raises(ValueError, match=r"store '.*' cannot be opened|is not a SQLite database"):
+    with pytest.raises(ValueError, match=r"store '.*' is a folder; give a file"):
         SweepStore(tmp_path)
 
 

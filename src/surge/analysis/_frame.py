@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from surge._units import BATCH_UNITS
+from surge._validation import check_input_file
 from surge.errors import SurgeError, SurgeTypeError
 from surge.records import STATUSES  # noqa: E402
 
@@ -60,9 +61,7 @@ def load_store(path: str | Path) -> pd.DataFrame:
             it cannot be read as CSV or Parquet (or Parquet is asked for without pyarrow); the store cannot
             be opened; it holds no trials; or the trials fail the checks of :func:`tidy_frame`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SurgeError(f"store {str(path)!r} does not exist or is not a file")
+    path = check_input_file(path, "store")
     suffix = path.suffix.lower()
     with open(path, "rb") as fh:
         head = fh.read(len(_SQLITE_MAGIC))

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from surge._validation import check_input_file
 from surge.errors import SurgeError, SurgeTypeError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -38,9 +39,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         SurgeError: the path is not a file; an unsupported suffix; a file that cannot be parsed; Parquet
             without pyarrow. The messages name the CLI option ``--table``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SurgeError(f"--table {str(path)!r} does not exist or is not a file")
+    path = check_input_file(path, "--table")
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from surge._validation import check_input_file
 from surge.errors import SurgeError
 
 
@@ -33,8 +34,7 @@ def read_columns(path: Path, columns: tuple[str, ...]) -> dict[str, list[float]]
     import csv
     import math
 
-    if not path.is_file():
-        raise SurgeError(f"FILE {str(path)!r} does not exist or is not a file")
+    path = check_input_file(path, "FILE")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             lines = [(n, row) for n, row in enumerate(csv.reader(fh), start=1) if any(c.strip() for c in row)]

@@ -26,8 +26,8 @@ from typing import Any, Callable
 import numpy as np
 
 from surge._json import to_jsonable
-from surge._validation import check_array, check_int
-from surge.errors import InputFileError, OutputError, SurgeError
+from surge._validation import check_array, check_input_file, check_int
+from surge.errors import OutputError, SurgeError
 
 MEASURE_KIND = "surge-measure"
 MEASURE_VERSION = 1
@@ -416,11 +416,7 @@ def load_measure(path) -> dict:
         SurgeError: not JSON, not a surge measure document (its ``kind``), another ``version``, or no
             measurements.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileError(
-            f"--measured {str(p)!r} does not exist or is not a file (give DIR/measure.json from 'surge measure')"
-        )
+    p = check_input_file(path, "--measured", "give DIR/measure.json from 'surge measure'")
     try:
         doc = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from surge._validation import check_int, check_scalar, type_name
+from surge._validation import check_input_file, check_int, check_scalar, type_name
 from surge.errors import SurgeError, SurgeTypeError
 from surge.records import (  # noqa: F401
     _DEVICE_RE,
@@ -696,9 +696,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         SurgeError: the file does not exist, is not a file or cannot be read or decoded, is not valid TOML,
             or holds an invalid spec.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SurgeError(f"SPEC file {str(path)!r} does not exist or is not a file")
+    path = check_input_file(path, "SPEC file")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

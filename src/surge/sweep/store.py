@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from surge._validation import check_input_file, check_output_file
 from surge.errors import SurgeError
 from surge.records import FINISHED, OPTIMIZER_COLUMNS, STAGE_COLUMNS, STATUSES, TRIAL_RESULT_COLUMNS  # noqa: F401
 from surge.sweep.plan import SweepPlan, Trial, WorkloadInfo, plan_sweep
@@ -193,16 +194,17 @@ class SweepStore:
                 store (for ``status`` and ``export``).
 
         Raises:
-            SurgeError: with ``create=False``, a missing file or a SQLite file that is not a surge store;
-                a file that cannot be opened, is not SQLite or is corrupted; or a store of another schema
-                version.
+            SurgeError: a folder; with ``create=False``, a missing file; a SQLite file that is not a surge
+                store (never written into, even with ``create``); a file that cannot be opened, is not SQLite
+                or is corrupted; or a store of another schema version.
+            OutputError: with ``create``, a new store whose folder lies under a file or cannot be written.
         """
         self.path = Path(path)
-        if not create and not self.path.is_file():
-            raise SurgeError(f"store {str(self.path)!r} does not exist (create it with 'surge sweep run ... --store')")
+        if self.path.is_dir() or not create:
+            check_input_file(self.path, "store", "a store is the file that 'surge sweep run ... --store' creates")
         existed = self.path.is_file() and self.path.stat().st_size > 0
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if create and not self.path.exists():
+            check_output_file(self.path, "store")  # its folder can be made and written (not under a file)
         try:
             self._conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
         except sqlite3.Error as exc:
@@ -232,9 +234,12 @@ class SweepStore:
 
     def _init_schema(self, create: bool) -> None:
         version = self._meta("schema_version")
-        if version is None and not create:
+        tables = self._conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        if version is None and (tables or not create):  # another program's database is never written into
             self._conn.close()
-            raise SurgeError(f"{str(self.path)!r} is a SQLite database but not a surge sweep store")
+            raise SurgeError(
+                f"{str(self.path)!r} is a SQLite database but not a surge sweep store; give another --store"
+            )
         if version is not None and int(version) != SCHEMA_VERSION:
             self._conn.close()
             raise SurgeError(

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy import special
 
-from surge._validation import check_array, check_int, check_scalar
+from surge._validation import check_array, check_input_file, check_int, check_scalar
 from surge.errors import SurgeError
 from surge.theory.sign_model import SignGradientModel
 
@@ -500,9 +500,7 @@ def load_problem(path) -> Problem:
             arrays; it lacks ``mu``, ``sigma`` or ``hessian``; or the arrays are invalid (as in
             :func:`custom_problem`).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise SurgeError(f"problem file {str(p)!r} does not exist or is not a file")
+    p = check_input_file(path, "problem file")
     how = "save it with np.savez(path, mu=..., sigma=..., hessian=...) from numeric arrays"
     data = None
     try:
