@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 
 from surge.cli.main import main  # noqa: E402
 from surge.monitor.recommend import recommend_from_measure  # noqa: E402
-from surge.monitor.run import MEASURE_KIND, load_measure  # noqa: E402
+from surge.monitor.run import MEASURE_KIND, MEASURE_VERSION, load_measure  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -136,7 +136,26 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     not_json.write_text("hello")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"kind": "something-else"}))
+    bad_step = tmp_path / "bad_step.json"  # a hand-edited measure.json: was an internal error (TypeError)
+    bad_step.write_text(
+        json.dumps({"kind": MEASURE_KIND, "version": MEASURE_VERSION, "series": [{"step": "4", "loss": 1.0}]})
+    )
+    bad_curve = tmp_path / "bad_curve.json"
+    bad_curve.write_text(
+        json.dumps(
+            {
+                "kind": MEASURE_KIND,
+                "version": MEASURE_VERSION,
+                "series": [{"step": 4, "loss": 1.0}],
+                "curves": [{"step": 4, "batch_sizes": [8, "x"], "direct_lr": [1e-3, 2e-3]}],
+            }
+        )
+    )
+    rec = ["recommend", "--from-batch-size", "8", "--from-lr", "1e-3", "--to-batch-size", "32", "--measured"]
     cases = [
+        (rec + [str(bad_step)], """series[0]["step"] is '4', not an integer >= 0"""),
+        (rec + [str(bad_step), "--at-step", "4"], """series[0]["step"] is '4', not an integer >= 0"""),
+        (rec + [str(bad_curve)], """curves[0]["batch_sizes"] is [8, 'x'], not a list of numbers"""),
         (
             [
                 "recommend",

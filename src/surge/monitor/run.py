@@ -413,8 +413,8 @@ def load_measure(path) -> dict:
 
     Raises:
         InputFileError: ``path`` does not exist or is not a file.
-        SurgeError: not JSON, not a surge measure document (its ``kind``), another ``version``, or no
-            measurements.
+        SurgeError: not JSON, not a surge measure document (its ``kind``), another ``version``, no
+            measurements, or a value the recommendation reads that is not a number (the message names it).
     """
     p = check_input_file(path, "--measured", "give DIR/measure.json from 'surge measure'")
     try:
@@ -432,7 +432,47 @@ def load_measure(path) -> dict:
     series = doc.get("series")
     if not isinstance(series, list) or not series or not all(isinstance(r, dict) and "step" in r for r in series):
         raise SurgeError(f'--measured {str(p)!r} has no measurements (an empty or malformed "series")')
+    curves = doc.get("curves", [])
+    if not isinstance(curves, list) or not all(isinstance(c, dict) and "step" in c for c in curves):
+        raise SurgeError(f'--measured {str(p)!r} has a malformed "curves" list')
+    for where, rows, read in (("series", series, _SERIES_READ), ("curves", curves, _CURVE_READ)):
+        for i, row in enumerate(rows):
+            for key, kind in read.items():
+                value = row.get(key)
+                if key in row and not _is(value, kind):
+                    raise SurgeError(f'--measured {str(p)!r}: {where}[{i}]["{key}"] is {value!r}, not {kind}')
     return doc
+
+
+# what the recommendation reads from a measure.json, and what each value must be
+_SERIES_READ = {
+    "step": "an integer >= 0",
+    "loss": "a number or null",
+    "smooth_b_noise": "a number or null",
+    "smooth_b_noise_lo": "a number or null",
+    "smooth_b_noise_hi": "a number or null",
+    "validity_batch_size": "a number or null",
+}
+_CURVE_READ = {
+    "step": "an integer >= 0",
+    "batch_sizes": "a list of numbers",
+    "direct_lr": "a list of numbers or nulls",
+    "direct_lr_lo": "a list of numbers or nulls",
+    "direct_lr_hi": "a list of numbers or nulls",
+}
+
+
+def _is(value: Any, kind: str) -> bool:
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if kind == "an integer >= 0":
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if kind == "a number or null":
+        return value is None or number(value)
+    if kind == "a list of numbers":
+        return isinstance(value, list) and all(number(v) for v in value)
+    return isinstance(value, list) and all(v is None or number(v) for v in value)
 
 
 def _num(x: Any) -> float:
