@@ -35,6 +35,7 @@ PROTOCOLS = ("scratch", "branch")  # how a trial measures: from scratch (the pap
 BRANCH_VERSION = 2  # in branch trial keys and checkpoint files; bump when the branch protocol's numbers change
 BRANCH_OPTIMIZER_STATES = ("reset", "carry")  # a branch's optimizer state: fresh, or the trunk's at the checkpoint
 FINISHED = ("ok", "diverged")  # statuses a rerun does not retrain
+MAX_TRIALS = 1_000_000  # trials of one sweep, or trajectories of one simulation: refused before any is made
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 

@@ -207,6 +207,18 @@ CASES = [
         2,
         "the limit is 1,000,000",
     ),
+    (
+        "too large",  # was killed for memory
+        lambda d: ["simulate", "training", "--rounds", "100000000", "--out", f"{d}/big"],
+        2,
+        "trajectories; the limit is 1,000,000",
+    ),
+    (
+        "out of range",  # was accepted because sign descent does not use betas
+        lambda d: ["simulate", "training", "--beta1", "1.5", "--out", f"{d}/b"],
+        2,
+        "betas[0] must be in [0, 1), got 1.5",
+    ),
     # user workloads (items 6, 15)
     (
         "workload raises",

@@ -39,6 +39,7 @@ import numpy as np
 
 from surge._validation import check_array, check_choice, check_int, check_scalar, renamed
 from surge.errors import SurgeError, SurgeTypeError
+from surge.records import MAX_TRIALS
 from surge.simulate.montecarlo import UPDATE_RULES
 from surge.simulate.quadratic import QuadraticProblem, default_training_problem
 from surge.theory.sign_model import SignGradientModel
@@ -270,7 +271,7 @@ def simulate_training(
             measured. On the default problem the best learning rates reach the lowest default target in
             about 1,100 steps on average at B = 1; the default 4,000 only censors learning rates too small
             to matter (10,000 gives the same stages).
-        betas: Adam's (beta1, beta2), each in [0, 1); used (and checked) only with ``optimizer="adam"``.
+        betas: Adam's (beta1, beta2), each in [0, 1); checked always, used only with ``optimizer="adam"``.
             Default (0.9, 0.999).
         eps: Adam's eps in the update's denominator, >= 0; default 1e-8.
         seed: seed of the noise and of the analysis's bootstrap, an integer >= 0; default 0.
@@ -295,7 +296,8 @@ def simulate_training(
         SurgeError: a bad argument (named, with its value and what is allowed): an unknown ``optimizer``,
             batch sizes not whole numbers > 0, ``lrs`` or ``target_loss`` not finite and > 0, a target
             not below the initial loss, a count below its minimum, ``eps`` < 0, ``divergence_factor``
-            <= 0, ``betas`` not a pair in [0, 1) (Adam), or both a new name and its old name given.
+            <= 0, ``betas`` not a pair in [0, 1), more than ``MAX_TRIALS`` trajectories (batch sizes x
+            lrs x rounds), or both a new name and its old name given.
 
     Warns:
         DeprecationWarning: an old name (``targets``, ``seeds`` or ``n_after``) is used.
@@ -323,15 +325,21 @@ def simulate_training(
     l0 = problem.initial_loss
     if tg[0] >= l0:
         raise SurgeError(f"target_loss must be below the initial loss {l0:.4g}; the largest is {tg[0]:.4g}")
-    b1 = b2 = 0.0
-    if optimizer == "adam":
-        try:
-            b1, b2 = (float(x) for x in betas)
-        except (TypeError, ValueError):
-            raise SurgeError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
-        for name, val in (("betas[0]", b1), ("betas[1]", b2)):
-            if not 0 <= val < 1:
-                raise SurgeError(f"{name} must be in [0, 1), got {val}")
+    try:  # checked whatever the optimizer: a bad value is a mistake even where it is not used
+        b1, b2 = (float(x) for x in betas)
+    except (TypeError, ValueError):
+        raise SurgeError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+    for name, val in (("betas[0]", b1), ("betas[1]", b2)):
+        if not 0 <= val < 1:
+            raise SurgeError(f"{name} must be in [0, 1), got {val}")
+    if optimizer != "adam":
+        b1 = b2 = 0.0
+    n_trajectories = b.size * lr.size * seeds
+    if n_trajectories > MAX_TRIALS:
+        raise SurgeError(
+            f"the simulation has {b.size} batch sizes x {lr.size} learning rates x {seeds} rounds = "
+            f"{n_trajectories:,} trajectories; the limit is {MAX_TRIALS:,}: fewer rounds or a coarser grid"
+        )
 
     nb, nl, ns, nt, n = b.size, lr.size, seeds, tg.size, problem.n
     # trajectory k <-> (batch i, lr j, seed s), k = (i * nl + j) * ns + s; noise group = i * ns + s

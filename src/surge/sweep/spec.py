@@ -60,6 +60,7 @@ from surge.records import (  # noqa: F401
     _DEVICE_RE,
     BRANCH_OPTIMIZER_STATES,
     DTYPES,
+    MAX_TRIALS,
     OPTIMIZERS,
     PROTOCOLS,
     STRATEGIES,
@@ -76,7 +77,6 @@ LR_DIGITS = 12  # significant digits kept of each learning rate formed from a ra
 # Sizes are computed from the spec and refused before anything is materialised. The paper's sweeps have
 # 10 x 12 grid points and 100 rounds (12,000 trials); the limits leave room for far larger ones.
 MAX_AXIS_POINTS = 10_000  # points of one axis (learning rates, or batch sizes)
-MAX_TRIALS = 1_000_000  # trials of a whole sweep (lrs x batch sizes x rounds)
 
 
 # ----------------------------------------------------------------------------------------------
