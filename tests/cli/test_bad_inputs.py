@@ -219,6 +219,38 @@ CASES = [
         2,
         "betas[0] must be in [0, 1), got 1.5",
     ),
+    (
+        "out of range",  # sweep plan sized groups with a negative GPU share
+        lambda d: [
+            "sweep",
+            "plan",
+            f"{d}/spec.toml",
+            "--device",
+            "cuda",
+            "--gpu-memory",
+            "4",
+            "--gpus-per-group",
+            "-1",
+        ],
+        2,
+        "gpus_per_group must be >= 0, got -1.0",
+    ),
+    (
+        "out of range",
+        lambda d: [
+            "sweep",
+            "plan",
+            f"{d}/spec.toml",
+            "--device",
+            "cuda",
+            "--gpu-memory",
+            "4",
+            "--gpus-per-group",
+            "1.5",
+        ],
+        2,
+        "gpus_per_group must be 0, a fraction in (0, 1] or a whole number of GPUs, got 1.5",
+    ),
     # user workloads (items 6, 15)
     (
         "workload raises",

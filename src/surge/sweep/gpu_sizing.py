@@ -160,6 +160,27 @@ class GroupSize:
         return asdict(self)
 
 
+def check_gpus_per_group(value: object) -> float | None:
+    """The GPUs one group asks for, as Ray takes them: 0, a fraction in (0, 1] or a whole number; or None.
+
+    Args:
+        value: the ``--gpus-per-group`` value (Ray's ``num_gpus`` per task), or None (not given).
+
+    Returns:
+        The value as a float, or None.
+
+    Raises:
+        SurgeTypeError: not a number.
+        SurgeError: negative, NaN or infinite, or a fraction above 1 (e.g. 1.5).
+    """
+    if value is None:
+        return None
+    g = check_scalar(value, "gpus_per_group", nonnegative=True)
+    if g > 1 and g != int(g):
+        raise SurgeError(f"gpus_per_group must be 0, a fraction in (0, 1] or a whole number of GPUs, got {value!r}")
+    return g
+
+
 def memory_budget(gpu_bytes: float, memory_fraction: float | None = None, gpus_per_group: float | None = None) -> int:
     """Bytes one group may use: ``gpu_bytes x memory_fraction x min(1, gpus_per_group)``.
 
@@ -168,20 +189,22 @@ def memory_budget(gpu_bytes: float, memory_fraction: float | None = None, gpus_p
         memory_fraction: the fraction of the GPU's memory the sweep may use, in (0, 1]; None:
             ``DEFAULT_MEMORY_FRACTION`` (0.8).
         gpus_per_group: the GPUs each group asks for (Ray's ``num_gpus``); a fraction below 1 gets that
-            fraction of the memory; None or <= 0: a whole GPU.
+            fraction of the memory; None or 0: a whole GPU (see :func:`check_gpus_per_group`).
 
     Returns:
         int: the budget, in bytes (rounded down).
 
     Raises:
-        SurgeError: a fraction outside (0, 1] or a non-positive (or non-numeric) GPU size.
+        SurgeError: a fraction outside (0, 1], a non-positive (or non-numeric) GPU size, or a bad
+            ``gpus_per_group``.
     """
+    gpus_per_group = check_gpus_per_group(gpus_per_group)
     fraction = DEFAULT_MEMORY_FRACTION if memory_fraction is None else memory_fraction
     fraction = check_scalar(fraction, "gpu_memory_fraction")
     if not 0 < fraction <= 1:
         raise SurgeError(f"gpu_memory_fraction must be in (0, 1], got {memory_fraction!r}")
     gpu_bytes = check_scalar(gpu_bytes, "GPU memory (bytes)", positive=True)
-    share = 1.0 if gpus_per_group is None or gpus_per_group <= 0 else min(1.0, float(gpus_per_group))
+    share = 1.0 if not gpus_per_group else min(1.0, gpus_per_group)
     return int(gpu_bytes * fraction * share)
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from surge._validation import check_int, check_scalar
 from surge.errors import SurgeError
+from surge.sweep.gpu_sizing import check_gpus_per_group
 
 DEFAULT_MAX_RETRIES = 3  # Ray reruns a task whose worker died this many times before the group fails
 _TASK_PREFIX = "surge-group-"  # task names (a task's worker process is titled "ray::surge-group-<index>")
@@ -98,12 +99,7 @@ def check_resources(cpus_per_group: float | None, gpus_per_group: float | None, 
     """
     if cpus_per_group is not None:
         check_scalar(cpus_per_group, "cpus_per_group", positive=True)
-    if gpus_per_group is not None:
-        g = check_scalar(gpus_per_group, "gpus_per_group", nonnegative=True)
-        if g > 1 and g != int(g):  # Ray: a fraction of one GPU, or a whole number of GPUs
-            raise SurgeError(
-                f"gpus_per_group must be 0, a fraction in (0, 1] or a whole number of GPUs, got {gpus_per_group!r}"
-            )
+    check_gpus_per_group(gpus_per_group)
     check_int(max_retries, "max_retries", minimum=0)
 
 
