@@ -395,6 +395,12 @@ def test_input_errors_name_the_problem():
         analyze(frame, stages=[])
     with pytest.raises(ValueError, match="n_boot must be >= 0"):
         analyze(frame, n_boot=-1)
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+        analyze(frame, seed=-1)  # was accepted
+    with pytest.raises(TypeError, match="seed must be an integer, got 'x'"):
+        analyze(frame, seed="x")  # was int()'s ValueError
+    with pytest.raises(TypeError, match="seed must be an integer, got 1.5"):
+        synthetic_frame(seed=1.5)
     with pytest.raises(ValueError, match="steps_statistic must be one of 'mean', 'median'"):
         analyze(frame, steps_statistic="mode")
     with pytest.raises(ValueError, match=r"max_diverged_fraction must be in \[0, 1\]"):

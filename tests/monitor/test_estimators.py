@@ -234,6 +234,8 @@ def test_hvp_of_the_wrong_shape_is_bad_input():
     g = np.random.default_rng(0).normal(size=(20, 4))
     with pytest.raises(SurgeError, match=r"hvp must return an array of shape \(4,\)"):
         estimate_noise(g, lambda v: np.ones(3))
+    with pytest.raises(SurgeError, match=r"hvp must return an array of real numbers, got str"):
+        estimate_noise(g, lambda v: "x")  # was numpy's ValueError
 
 
 def test_the_estimator_core_imports_without_torch():

@@ -339,7 +339,7 @@ def analyze(
         raise SurgeError(f"max_diverged_fraction must be in [0, 1], got {mdf}")
     settings = AnalysisSettings(
         n_boot=int(n_boot),
-        seed=int(seed),
+        seed=check_int(seed, "seed", minimum=0),
         confidence=confidence,
         max_diverged_fraction=mdf,
         steps_statistic=check_choice(steps_statistic, "steps_statistic", ("mean", "median")),

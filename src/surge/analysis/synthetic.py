@@ -212,6 +212,7 @@ def synthetic_frame(
         optimizer = "adam" if law == "adam" else "sgd"
     if betas is None:
         betas = (0.0, 0.0)
+    seed = check_int(seed, "seed", minimum=0)
     rng = np.random.default_rng(seed)
     s_min_t = s_min * (t[0] / t) ** s_min_growth
     dl_opt = dl_max / (1.0 + bn[:, None] / b[None, :])  # Eq 18, (T, nB)

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import special, stats
 
 from surge._validation import check_int
-from surge.errors import SurgeError
+from surge.errors import SurgeError, SurgeTypeError
 
 
 def _hvp_many(hvp: Callable, vectors: np.ndarray, n: int) -> np.ndarray:
@@ -28,7 +28,10 @@ def _hvp_many(hvp: Callable, vectors: np.ndarray, n: int) -> np.ndarray:
 def _hvp_out(value, shape) -> np.ndarray:
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         value = value.detach().cpu().double().numpy()
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SurgeTypeError(f"hvp must return an array of real numbers, got {type(value).__name__}") from None
     if arr.shape != shape:
         raise SurgeError(f"hvp must return an array of shape {shape} (like its input), got shape {arr.shape}")
     if not np.isfinite(arr).all():
