@@ -42,7 +42,8 @@ class BNoiseFit:
         b_noise_ci: confidence interval (low, high) of ``b_noise`` at ``confidence``; (NaN, NaN) without one.
         s_min: fewest steps, reached as B -> inf (Eq 20), in steps.
         s_min_ci: confidence interval (low, high) of ``s_min``, in steps.
-        e_min: fewest examples, reached as B -> 0 (Eq 20), in the unit of the batch sizes.
+        e_min: fewest examples, reached as B -> 0 (Eq 20), in the unit of the batch sizes; with
+            ``b_noise = inf``, the fewest examples observed, an upper bound on E_min (E(B) >= E_min).
         e_min_ci: confidence interval (low, high) of ``e_min``.
         method: ``"linear"`` (Eq 22, least squares of 1/S on 1/E), ``"nonlinear"``
             (log S = log S_min + log(1 + B_noise/B)) or ``"exact"`` (2 points).

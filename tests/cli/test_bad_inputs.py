@@ -2,6 +2,7 @@
 line on stderr (exit 2 for bad input, 1 for an estimate the data cannot give), never a traceback; and
 SURGE_DEBUG=1 still shows the traceback."""
 
+import json
 import os
 import sqlite3
 
@@ -388,6 +389,9 @@ def test_perfect_scaling_on_the_cli_is_a_bound_not_a_traceback(tmp_path, run_cli
     f.write_text("batch_size,steps\n64,4000\n128,2000\n256,1000\n")
     code, out, err = run_cli("fit", "b-noise", str(f))
     assert code == 0 and "> 256" in out and "no loss of data efficiency" in " ".join(out.split())
+    assert "<= 2.56e+05" in out or "<= 256000" in out  # E_min is at most the fewest examples seen, as in --json
+    code, js, _ = run_cli("fit", "b-noise", str(f), "--json")
+    assert json.loads(js)["e_min"] == 256_000
 
 
 def test_a_figure_that_cannot_be_drawn_loses_no_results(tmp_path, run_cli):

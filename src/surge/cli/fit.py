@@ -49,7 +49,7 @@ def b_noise(
     if math.isinf(res.b_noise):  # no loss of data efficiency: a bound, not an estimate
         table.add_row("B_noise", f"> {fmt(res.b_noise_lower_bound)}", "-")
         table.add_row("S_min", "-", "-")
-        table.add_row("E_min", "-", "-")
+        table.add_row("E_min", f"<= {fmt(res.e_min)}" if math.isfinite(res.e_min) else "-", "-")
         console.print(table)
         _note(res.message)
         return
