@@ -151,8 +151,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
             }
         )
     )
+    good = tmp_path / "good.json"
+    good.write_text(
+        json.dumps({"kind": MEASURE_KIND, "version": MEASURE_VERSION, "series": [{"step": 4, "smooth_b_noise": 64.0}]})
+    )
     rec = ["recommend", "--from-batch-size", "8", "--from-lr", "1e-3", "--to-batch-size", "32", "--measured"]
     cases = [
+        (rec + [str(good), "--at-step", "-5"], "--at-step must be >= 0, got -5"),  # was accepted
+        (rec + [str(good), "--law", "sgd"], "--law goes with --b-noise, not with --measured"),  # was ignored
+        (rec + [str(good), "--beta2", "0.99", "--alpha", "0.5"], "--alpha and --beta2 go with --b-noise"),
         (rec + [str(bad_step)], """series[0]["step"] is '4', not an integer >= 0"""),
         (rec + [str(bad_step), "--at-step", "4"], """series[0]["step"] is '4', not an integer >= 0"""),
         (rec + [str(bad_curve)], """curves[0]["batch_sizes"] is [8, 'x'], not a list of numbers"""),

@@ -15,6 +15,7 @@ from surge.recommend import recommend_lr
 
 
 def recommend(
+    ctx: typer.Context,
     from_batch_size: float = typer.Option(..., "--from-batch-size", help="Batch size the learning rate was tuned at."),
     from_lr: float = typer.Option(..., "--from-lr", help="The tuned (optimal) learning rate at --from-batch-size."),
     to_batch_size: float = typer.Option(..., "--to-batch-size", help="The batch size to move to."),
@@ -45,6 +46,10 @@ def recommend(
     if measured is not None:
         if b_noise is not None:
             raise SurgeError("give either --b-noise or --measured, not both")
+        given = [f"--{k.replace('_', '-')}" for k in ("law", "alpha", "beta2") if _given(ctx, k)]
+        if given:  # the measured answer is Theorem 3's, for sign-like updates: no law to choose
+            verb = "goes" if len(given) == 1 else "go"
+            raise SurgeError(f"{' and '.join(given)} {verb} with --b-noise, not with --measured")
         _measured(measured, from_batch_size, from_lr, to_batch_size, at_loss, at_step, as_json)
         return
     if at_loss is not None or at_step is not None:
@@ -74,6 +79,12 @@ def recommend(
         )
     if rec.warning:
         err_console.print(f"[yellow]warning:[/yellow] {rec.warning}")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def _measured(path: Path, b0: float, lr0: float, b1: float, at_loss, at_step, as_json: bool) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from surge._validation import check_scalar
+from surge._validation import check_int, check_scalar
 from surge.errors import SurgeError
 
 Interval = tuple[float, float]
@@ -102,6 +102,7 @@ def pick_row(series: list[dict], *, at_loss: float | None = None, at_step: int |
     if at_loss is not None and at_step is not None:
         raise SurgeError("give at most one of --at-loss and --at-step")
     if at_step is not None:
+        at_step = check_int(at_step, "--at-step", minimum=0)
         return min(series, key=lambda r: abs(r["step"] - at_step))
     if at_loss is not None:
         for r in series:
