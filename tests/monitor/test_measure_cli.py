@@ -264,6 +264,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     ]
     base = ["measure", "--workload", TINY, "--lr", "0.01", "--batch-size", "32", "--steps", "5"]
     cases += [  # checked before any training
+        (base + ["--draws", "0", "--out", str(tmp_path / "o")], "--draws must be >= 2, got 0"),  # said --n-draws
         (base + ["--curve-batch-size", "8,4", "--out", str(tmp_path / "o")], "--curve-batch-size must be strictly"),
         (base + ["--curve-batch-size", "0,4", "--out", str(tmp_path / "o")], "--curve-batch-size must be > 0"),
         (base + ["--curve-at-loss", "-1", "--out", str(tmp_path / "o")], "--curve-at-loss must be > 0"),

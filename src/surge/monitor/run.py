@@ -126,8 +126,8 @@ def check_config(cfg: MeasureConfig) -> MeasureConfig:
         SurgeTypeError: an integer field that is not an integer; non-numeric curve batch sizes or losses.
     """
 
-    def pos_int(name, value, low=1):
-        check_int(value, f"--{name.replace('_', '-')}", minimum=low)
+    def pos_int(name, value, low=1):  # named by its `surge measure` option
+        check_int(value, {"n_draws": "--draws"}.get(name, f"--{name.replace('_', '-')}"), minimum=low)
 
     if cfg.optimizer not in OPTIMIZERS:
         raise SurgeError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
