@@ -41,6 +41,7 @@ def files(tmp_path_factory):
     (d / "lr_huge.csv").write_text("batch_size,lr\n64,1e308\n128,1.5e308\n256,1.7e308\n512,1e308\n")
     (d / "steps_rise.csv").write_text("batch_size,steps\n64,3000\n128,2950\n256,3100\n512,3300\n")
     (d / "table.csv").write_text("lr,bs,loss\n1e-3,8,1.0\n2e-3,8,oops\n1e-3,16,0.5\n")
+    (d / "table_ragged.csv").write_text("lr,bs,loss\n1e-3,8,1.0\n2e-3,8\n1e-3,16,0.5\n")
     (d / "spec.toml").write_text(SPEC)
     with sqlite3.connect(d / "other.sqlite") as other:
         other.execute("CREATE TABLE notes (text)")
@@ -164,6 +165,12 @@ CASES = [
         "row 2 is not a number: 'oops'",
     ),
     # a ragged row, named by its line
+    (
+        "ragged row",  # was read with a NaN loss
+        lambda d: ["analyze", "--table", f"{d}/table_ragged.csv", *TABLE_COLS, "--out", f"{d}/o_r"],
+        2,
+        "line 3 has 2 field(s) but the header has 3",
+    ),
     (
         "ragged row",
         lambda d: ["fit", "b-noise", f"{d}/steps_ragged.csv"],

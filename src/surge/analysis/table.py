@@ -13,6 +13,7 @@ the laws are fitted with B_noise free and the verdict uses the Adam law's fitted
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """
     path = check_input_file(path, "--table")
     suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        _check_rows(path, "\t" if suffix == ".tsv" else ",")
     try:
         if suffix in (".csv", ".tsv"):
             return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
@@ -55,6 +58,22 @@ def read_table(path: str | Path) -> pd.DataFrame:
             f"--table {str(path)!r} is not a readable Parquet file: {' '.join(str(exc).split())}"
         ) from None
     raise SurgeError(f"--table {str(path)!r} must end in {', '.join(TABLE_SUFFIXES)}; got {suffix or 'no suffix'!r}")
+
+
+def _check_rows(path: Path, sep: str) -> None:
+    """Every row has the header's number of fields (pandas would fill a short row with NaN)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = csv.reader(fh, delimiter=sep)
+            header = next(rows, [])
+            for row in rows:
+                if row and len(row) != len(header):
+                    raise SurgeError(
+                        f"--table {str(path)!r} line {rows.line_num} has {len(row)} field(s) but the header has "
+                        f"{len(header)}: {sep.join(row)[:80]!r}"
+                    )
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SurgeError(f"--table {str(path)!r} is not a readable table: {' '.join(str(exc).split())}") from None
 
 
 def _column(table: pd.DataFrame, name: str, option: str) -> pd.Series:
