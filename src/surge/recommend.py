@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from surge._validation import check_choice, check_scalar
-from surge.errors import SurgeError
+from surge.errors import EstimationError, SurgeError
 from surge.theory.laws import get_law
 
 
@@ -92,6 +94,12 @@ def beta2_for_batch_size(beta2: float, from_batch_size: float, to_batch_size: fl
     return float(math.exp(math.log(beta2) * (b1 / b0)))
 
 
+def _check_finite(**values: float) -> None:
+    for name, value in values.items():
+        if math.isinf(value):
+            raise EstimationError(f"{name} overflows a 64-bit float (> 1.8e308): the inputs are too large")
+
+
 def recommend_lr(
     from_batch_size: float,
     from_lr: float,
@@ -129,6 +137,7 @@ def recommend_lr(
     Raises:
         SurgeError: a non-positive or non-finite number, an unknown law, beta2 outside (0, 1);
             SurgeTypeError (a SurgeError) for a non-number or a non-string ``law``.
+        EstimationError: an answer (lr, eps_max, or a rule's lr) that overflows a 64-bit float.
     """
     b0 = check_scalar(from_batch_size, "from_batch_size", positive=True)
     lr0 = check_scalar(from_lr, "from_lr", positive=True)
@@ -137,8 +146,9 @@ def recommend_lr(
     law = check_choice(law, "law", ("adam", "sgd"))
     alpha = check_scalar(alpha, "alpha", positive=True)
     to_beta2 = beta2_for_batch_size(beta2, b0, b1) if beta2 is not None else None
-    linear_lr = lr0 * b1 / b0
+    linear_lr = lr0 * (b1 / b0)
     sqrt_lr = lr0 * math.sqrt(b1 / b0)
+    _check_finite(linear_lr=linear_lr, sqrt_lr=sqrt_lr)
     common = dict(
         from_batch_size=b0,
         from_lr=lr0,
@@ -161,9 +171,11 @@ def recommend_lr(
         )
         return Recommendation(lr=math.nan, eps_max=math.nan, regime="unknown", warning=warning, **common)
     curve = get_law(law, alpha)
-    unit0, unit1 = (float(curve.lr(x, 1.0, bn)) for x in (b0, b1))
-    eps_max = lr0 / unit0
-    lr = eps_max * unit1
+    log_g0, log_g1 = (float(curve.log_g(np.float64(x), bn)) for x in (b0, b1))
+    with np.errstate(over="ignore"):  # in logs, so that only a result that overflows does
+        eps_max = float(np.exp(math.log(lr0) + log_g0))
+        lr = float(np.exp(math.log(lr0) + log_g0 - log_g1))
+    _check_finite(lr=lr, eps_max=eps_max, linear_lr=linear_lr, sqrt_lr=sqrt_lr)
     warning = None
     if law == "adam" and not math.isclose(b0, b1, rel_tol=1e-12):
         against = f"({lr:.4g} at {b1:g}, against {linear_lr:.4g} by the linear rule and {sqrt_lr:.4g} by the square-root rule)"

@@ -194,6 +194,28 @@ CASES = [
     ),
     ("overflow", lambda d: ["fit", "lr", f"{d}/lr_huge.csv", "--b-noise", "64"], 1, "overflows a 64-bit float"),
     ("overflow", lambda d: ["fit", "compare", f"{d}/lr_huge.csv"], 1, "does not fit in a 64-bit float"),
+    (
+        "overflow",  # printed inf (or null with --json), exit 0
+        lambda d: ["recommend", "--from-batch-size", "256", "--from-lr", "1e308", "--to-batch-size", "1e300"],
+        1,
+        "linear_lr overflows a 64-bit float",
+    ),
+    (
+        "overflow",
+        lambda d: [
+            "recommend",
+            "--from-batch-size",
+            "1e-300",
+            "--from-lr",
+            "1e300",
+            "--to-batch-size",
+            "1e-300",
+            "--b-noise",
+            "1e300",
+        ],
+        1,
+        "eps_max overflows a 64-bit float",
+    ),
     # a fit that fails: no estimate printed, exit 1 (item 2)
     ("failed fit", lambda d: ["fit", "b-noise", f"{d}/steps_rise.csv"], 1, "steps do not fall as the batch size grows"),
     (

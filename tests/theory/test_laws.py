@@ -136,3 +136,11 @@ def test_scalar_in_gives_zero_d_array_and_shape_is_kept():
 def test_errors_name_the_argument_and_the_value(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_the_laws_hold_at_extreme_ratios_without_overflow():
+    """g(B) is evaluated in logs: at B / B_noise = 1e600 the Adam law is its asymptote 2 eps_max sqrt(B_noise/B)
+    (was 0: the direct sqrt(B/B_noise) overflowed), and SGD's is eps_max (B/B_noise)^alpha at B << B_noise."""
+    assert float(adam_optimal_lr(1e300, 1e308, 1e-300)) == pytest.approx(2e8, rel=1e-12)
+    assert float(adam_optimal_lr(1e-300, 1.0, 1e300)) == pytest.approx(2e-300, rel=1e-12)
+    assert float(sgd_optimal_lr(1e-300, 1.0, 1e300, alpha=0.5)) == pytest.approx(1e-300, rel=1e-12)

@@ -13,6 +13,7 @@ rest docstrings stating shapes, units and equations.
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -132,7 +133,9 @@ class AdamLaw(Law):
         Returns:
             np.ndarray of the broadcast shape of ``b`` and ``b_noise``: log g(B), >= 0, 0 at B = B_noise.
         """
-        return np.log(0.5 * (np.sqrt(b_noise / b) + np.sqrt(b / b_noise)))
+        # g = cosh(x) with x = log(B / B_noise) / 2, in a form that cannot overflow: |x| + log1p(e^-2|x|) - log 2
+        x = np.abs(0.5 * (np.log(b) - np.log(b_noise)))
+        return x + np.log1p(np.exp(-2.0 * x)) - math.log(2.0)
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,7 @@ class SGDLaw(Law):
         a = self.alpha if alpha is None else alpha
         if a is None:
             raise SurgeError("the SGD law with a free alpha has no value until it is fitted; give alpha")
-        return a * np.log1p(b_noise / b)
+        return a * np.logaddexp(0.0, np.log(b_noise) - np.log(b))  # log(1 + B_noise/B) without overflow
 
 
 ADAM_LAW = AdamLaw()
