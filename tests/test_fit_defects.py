@@ -15,6 +15,19 @@ PERFECT = ([64, 128, 256], [4000, 2000, 1000])  # steps halve as the batch doubl
 RISING = ([64, 128, 256, 512], [3000, 2950, 3100, 3300])
 
 
+def test_the_no_loss_bound_does_not_depend_on_the_steps_unit():
+    """B_noise = E_min / S_min does not change when every S is multiplied by one factor: near 1e308 (B S
+    overflows) the bound was 16, the largest batch size, instead of the 20.44 of the same data in small units."""
+    b = [4, 8, 16]
+    small, huge = fit_b_noise(b, [1000, 500, 100]), fit_b_noise(b, [1e308, 5e307, 1e307])
+    assert math.isinf(small.b_noise) and math.isinf(huge.b_noise)
+    assert huge.b_noise_lower_bound == pytest.approx(small.b_noise_lower_bound, rel=1e-12)
+    assert small.b_noise_lower_bound > 16 and small.e_min == 1600
+    assert huge.e_min == pytest.approx(1.6e308, rel=1e-12)
+    with pytest.raises(EstimationError, match="E = B S overflows a 64-bit float"):
+        fit_b_noise([40, 80, 160], [1e308, 5e307, 1e307])  # E_min ~ 1.6e309
+
+
 @pytest.mark.parametrize("method", ["linear", "nonlinear"])
 def test_perfect_scaling_gives_a_bound_not_a_crash(method):
     res = fit_b_noise(*PERFECT, method=method)

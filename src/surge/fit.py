@@ -424,7 +424,7 @@ def _no_loss_bound(b: np.ndarray, s: np.ndarray, confidence: float) -> float:
     Eq 20 in examples is E = E_min + S_min B, a straight line in B with B_noise = E_min / S_min. The
     bound is E_min / (upper confidence limit of S_min), from ordinary least squares of E on B; it is
     the largest batch size tried when the line is exact (no residual to make an interval from) or the
-    upper limit is not positive. ``b`` and ``s`` are the unscaled points.
+    upper limit is not positive. ``b`` and ``s`` are the points scaled to order 1.
     """
     n = b.size
     e = b * s
@@ -459,10 +459,16 @@ def _b_noise_result(raw: dict, b, s, b_scale, s_scale, method, confidence) -> BN
     if kind == "failed":
         return BNoiseFit(nan, _NAN_CI, nan, _NAN_CI, nan, _NAN_CI, success=False, message=raw["detail"], **common)
     if kind == "no_loss":
-        with np.errstate(over="ignore", invalid="ignore"):
-            bound = _no_loss_bound(b, s, confidence)
-        e = b * s
-        e_min = float(e.min()) if np.isfinite(e).all() else nan
+        # on the scaled points (B_noise is invariant to the steps' scale), so that B S cannot overflow
+        bound = b_scale * _no_loss_bound(b / b_scale, s / s_scale, confidence)
+        with np.errstate(over="ignore"):
+            e = b * s
+        e_min = float(e.min()) if np.isfinite(e).all() else float((b / b_scale * s / s_scale).min()) * b_scale * s_scale
+        if math.isinf(e_min):
+            raise EstimationError(
+                f"E = B S overflows a 64-bit float (~ {b.max():.3g} x {s.max():.3g}); give steps and batch sizes "
+                f"in larger units"
+            )
         msg = (
             f"no loss of data efficiency: steps fall as fast as 1/B across the batch sizes tried "
             f"({b.min():g} to {b.max():g}), so B_noise lies above them: B_noise > {bound:.4g} "
