@@ -391,6 +391,9 @@ def test_input_errors_name_the_problem():
         analyze(frame, stages=[0.5])
     with pytest.raises(TypeError, match="stages must be an array of real numbers, got"):
         analyze(frame, stages=["low"])  # was numpy's ValueError
+    for odd in ([True], b"2", ["1"]):  # were read as the number 1 or 2
+        with pytest.raises(TypeError, match="stages must be an array of real numbers"):
+            analyze(frame, stages=odd)
     with pytest.raises(ValueError, match="stages must name at least one target loss"):
         analyze(frame, stages=[])
     with pytest.raises(ValueError, match="n_boot must be >= 0"):

@@ -125,6 +125,26 @@ def check_scalar(
     return x
 
 
+def as_real_array(value: object) -> np.ndarray | None:
+    """``value`` as a float64 array, or None when it is not an array of real numbers.
+
+    Booleans, complex numbers and text are not read as real numbers (NumPy would turn True into 1.0, drop
+    an imaginary part with a warning, and parse "2"); ragged nesting and other objects are not arrays.
+
+    Args:
+        value: array-like, any shape.
+
+    Returns:
+        A float64 np.ndarray of ``value``'s shape, or None.
+    """
+    try:
+        if np.asarray(value).dtype.kind in "bcSUV":
+            return None
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
 def check_array(
     value: object,
     name: str,
@@ -157,9 +177,8 @@ def check_array(
             an element of the wrong sign (the message gives the first bad element's flat index), or, with
             ``increasing``, elements not strictly increasing.
     """
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    arr = as_real_array(value)
+    if arr is None:
         raise SurgeTypeError(f"{name} must be an array of real numbers, got {_show(value)}") from None
     if ndim is not None and arr.ndim != ndim:
         raise SurgeError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")

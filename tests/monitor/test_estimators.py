@@ -222,6 +222,16 @@ def test_pooling_two_halves_matches_one_measurement_of_all_the_data():
         (np.ones((10, 3)), {"batch_sizes": [4, 0]}, "batch_sizes must be > 0; element 1 is 0.0"),
         (np.ones((10, 3)), {"n_probes": 1}, "n_probes must be >= 2"),
         (np.ones((10, 3)), {"adam_state": {"m": np.zeros(2), "v": np.zeros(2), "step": 0}}, r"shape \(3,\)"),
+        (
+            np.ones((10, 3)),
+            {"adam_state": {"m": np.zeros(3), "v": -np.ones(3), "step": 0}},
+            "adam_state v must be >= 0",
+        ),
+        (
+            np.ones((10, 3)) * (1 + 1j),
+            {},
+            r"grads must be an \(m, n\) array of real numbers",
+        ),  # was read without the imaginary part
     ],
 )
 def test_bad_input_one_clear_line(grads, kwargs, match):

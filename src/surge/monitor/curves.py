@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 from scipy import special, stats
 
-from surge._validation import check_int
+from surge._validation import check_array, check_int, check_scalar
 from surge.errors import SurgeError, SurgeTypeError
 
 
@@ -123,15 +123,16 @@ def _check_adam_state(state, n: int):
         return None
     if not isinstance(state, dict) or not {"m", "v", "step"} <= set(state):
         raise SurgeError(f"adam_state must be a dict with keys m, v, step (and optional betas, eps), got {state!r:.80}")
-    m = np.asarray(_np(state["m"]), dtype=float).ravel()
-    v = np.asarray(_np(state["v"]), dtype=float).ravel()
+    m = check_array(_np(state["m"]), "adam_state m").ravel()
+    v = check_array(_np(state["v"]), "adam_state v", nonnegative=True).ravel()  # a second moment
     if m.shape != (n,) or v.shape != (n,):
         raise SurgeError(f"adam_state m and v must have shape ({n},) like a gradient, got {m.shape} and {v.shape}")
     betas = tuple(float(x) for x in state.get("betas", (0.9, 0.999)))
     if len(betas) != 2 or not all(0 <= x < 1 for x in betas):
         raise SurgeError(f"adam_state betas must be two numbers in [0, 1), got {betas}")
     step = check_int(state["step"], "adam_state step", minimum=0)
-    return {"m": m, "v": v, "step": step, "betas": betas, "eps": float(state.get("eps", 1e-8))}
+    eps = check_scalar(state.get("eps", 1e-8), "adam_state eps", nonnegative=True)
+    return {"m": m, "v": v, "step": step, "betas": betas, "eps": eps}
 
 
 def _np(x):

@@ -46,7 +46,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy import stats
 
-from surge._validation import check_array, check_confidence, check_int
+from surge._validation import as_real_array, check_array, check_confidence, check_int
 from surge.errors import SurgeError, SurgeTypeError
 from surge.monitor.curves import _check_adam_state, _direct_curve, _hvp_many, _model_curve, _np  # noqa: F401
 
@@ -246,10 +246,9 @@ def _as_array(grads) -> np.ndarray:
     """A torch tensor or array-like -> float64 NumPy (m, n), without importing torch."""
     if hasattr(grads, "detach") and hasattr(grads, "cpu"):  # a torch tensor
         grads = grads.detach().cpu().double().numpy()
-    try:
-        arr = np.asarray(grads, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise SurgeTypeError(f"grads must be an (m, n) array of real numbers, got {type(grads).__name__}") from None
+    arr = as_real_array(grads)
+    if arr is None:
+        raise SurgeTypeError(f"grads must be an (m, n) array of real numbers, got {type(grads).__name__}")
     if arr.ndim != 2:
         raise SurgeError(
             f"grads must be 2-dimensional (m rows of per-example or per-micro-batch gradients, n parameters), "
